@@ -1,0 +1,165 @@
+/**
+ * The engine's public surface: the CLI, the server and the Electron main process call only
+ * what is exported here. Runs under plain Node; never imports Electron.
+ */
+import { access } from 'node:fs/promises';
+import { join } from 'node:path';
+import { initBackend, type BackendName } from './backend.js';
+import { openCheckpoint, type Checkpoint } from './checkpoint.js';
+import { parameterCount } from './config.js';
+import { BlocklabError } from './errors.js';
+import { expandCheckpoint, fallbackProbeIds, type ExpandResult } from './expand.js';
+import { exportHf } from './export.js';
+import { generate, type GenerateOptions, type GenerateResult } from './generate.js';
+import { LlamaModel, tokenNll } from './model.js';
+import { HfTokenizer, type ChatMessage } from './tokenizer.js';
+import type { ExpansionRequest } from '../../shared/expansion.js';
+
+export { BlocklabError } from './errors.js';
+export { initBackend, backendReport, type BackendReport, type BackendName } from './backend.js';
+export { openCheckpoint, type Checkpoint } from './checkpoint.js';
+export { makeTinyCheckpoint, type TinyOptions } from './tiny.js';
+export { exportHf } from './export.js';
+export { parseDtypeOption } from './write-checkpoint.js';
+export { LlamaModel, tokenNll } from './model.js';
+export { tf } from './backend.js';
+export { HfTokenizer, type ChatMessage } from './tokenizer.js';
+export type { ExpandResult } from './expand.js';
+export type { GenerateOptions, GenerateResult } from './generate.js';
+
+/** What `blocklab inspect` shows about a checkpoint folder (headers only; no weights read). */
+export async function inspectCheckpoint(dir: string) {
+  const ckpt = await openCheckpoint(dir);
+  const c = ckpt.config;
+  const tokenizer = await loadTokenizerIfPresent(dir);
+  const files = [...new Set([...ckpt.tensors.values()].map((t) => t.file))];
+  return {
+    path: dir,
+    architecture: c.architecture,
+    layers: c.numLayers,
+    hidden_size: c.hiddenSize,
+    intermediate_size: c.intermediateSize,
+    attention_heads: c.numHeads,
+    kv_heads: c.numKvHeads,
+    attention: c.numKvHeads === c.numHeads ? 'multi-head' : c.numKvHeads === 1 ? 'multi-query' : `grouped-query (${c.numHeads / c.numKvHeads} query heads per kv head)`,
+    head_dim: c.headDim,
+    vocab_size: c.vocabSize,
+    max_position_embeddings: c.maxPositionEmbeddings,
+    rope_theta: c.ropeTheta,
+    rope_scaling: c.ropeScaling,
+    rms_norm_eps: c.rmsNormEps,
+    tie_word_embeddings: c.tieWordEmbeddings,
+    biases: { qkv: c.qkvBias, o: c.oBias, mlp: c.mlpBias },
+    sliding_window: c.slidingWindow,
+    parameters: parameterCount(c),
+    dtype: ckpt.dtype,
+    bytes: ckpt.bytes,
+    files,
+    tokenizer: tokenizer?.describe() ?? null,
+    expansion: ckpt.expansion,
+  };
+}
+
+export async function loadTokenizerIfPresent(dir: string): Promise<HfTokenizer | null> {
+  try {
+    await access(join(dir, 'tokenizer.json'));
+  } catch {
+    return null;
+  }
+  return HfTokenizer.fromFolder(dir);
+}
+
+async function requireTokenizer(dir: string, why: string): Promise<HfTokenizer> {
+  const tok = await loadTokenizerIfPresent(dir);
+  if (!tok) throw new BlocklabError(`has no tokenizer.json, which ${why}; pass token ids instead or add the tokenizer files`, { file: dir });
+  return tok;
+}
+
+export interface LoadedModel {
+  checkpoint: Checkpoint;
+  model: LlamaModel;
+  tokenizer: HfTokenizer | null;
+  dispose(): void;
+}
+
+/** Opens a checkpoint and reads its weights onto the active backend. */
+export async function loadModel(dir: string, backend?: BackendName | 'auto'): Promise<LoadedModel> {
+  await initBackend(backend);
+  const checkpoint = await openCheckpoint(dir);
+  const tokenizer = await loadTokenizerIfPresent(dir);
+  if (tokenizer && tokenizer.vocabSize > checkpoint.config.vocabSize) {
+    throw new BlocklabError(
+      `tokenizer.json has ${tokenizer.vocabSize} tokens but config.json says vocab_size ${checkpoint.config.vocabSize}; the tokenizer does not belong to this model`,
+      { file: dir },
+    );
+  }
+  const model = await LlamaModel.fromTensors(checkpoint.config, checkpoint.tensors);
+  return { checkpoint, model, tokenizer, dispose: () => model.dispose() };
+}
+
+export interface ScoreResult {
+  ids: number[];
+  nll: number[];
+  mean_nll: number;
+}
+
+/** Per-token NLL of ids: nll[i] = −log p(ids[i+1] | ids[0..i]). */
+export async function scoreIds(loaded: LoadedModel, ids: number[]): Promise<ScoreResult> {
+  const nll = Array.from(await tokenNll(loaded.model, ids));
+  return { ids, nll, mean_nll: nll.reduce((a, b) => a + b, 0) / nll.length };
+}
+
+export async function scoreText(loaded: LoadedModel, text: string, opts: { addSpecialTokens?: boolean } = {}): Promise<ScoreResult> {
+  const tok = loaded.tokenizer ?? (await requireTokenizer(loaded.checkpoint.dir, 'scoring text needs'));
+  return scoreIds(loaded, tok.encode(text, { addSpecialTokens: opts.addSpecialTokens ?? true }));
+}
+
+export interface GenerateTextOptions extends GenerateOptions {
+  prompt: string;
+  /** format the prompt with the tokenizer's chat template, as a user message */
+  chat?: boolean;
+  system?: string;
+}
+
+export async function generateText(loaded: LoadedModel, opts: GenerateTextOptions): Promise<GenerateResult & { prompt: string }> {
+  const tok = loaded.tokenizer ?? (await requireTokenizer(loaded.checkpoint.dir, 'generating text needs'));
+  let prompt = opts.prompt;
+  let addSpecialTokens = true;
+  if (opts.chat) {
+    const messages: ChatMessage[] = [];
+    if (opts.system) messages.push({ role: 'system', content: opts.system });
+    messages.push({ role: 'user', content: opts.prompt });
+    prompt = tok.applyChatTemplate(messages, { addGenerationPrompt: true });
+    addSpecialTokens = false; // the template writes BOS itself
+  }
+  const ids = tok.encode(prompt, { addSpecialTokens });
+  const eos = new Set([...loaded.checkpoint.config.eosTokenIds, ...tok.eosTokenIds]);
+  const result = await generate(loaded.model, ids, (out) => tok.decode(out, { skipSpecialTokens: true }), {
+    ...opts,
+    eosTokenIds: opts.eosTokenIds ?? [...eos],
+  });
+  return { ...result, prompt };
+}
+
+const PROBE_TEXT =
+  'The committee met on Tuesday to review the budget. def mean(xs):\n    return sum(xs) / len(xs)\n' +
+  'Block expansion adds identity blocks, so the model computes exactly what it did before.';
+
+/** Expands a checkpoint and checks the identity on a probe text (or probe ids without a tokenizer). */
+export async function expandModel(
+  dir: string,
+  request: ExpansionRequest,
+  opts: { out: string; overwrite?: boolean; backend?: BackendName | 'auto' },
+): Promise<ExpandResult> {
+  await initBackend(opts.backend);
+  const ckpt = await openCheckpoint(dir);
+  const tok = await loadTokenizerIfPresent(dir);
+  let probe = tok ? tok.encode(PROBE_TEXT) : fallbackProbeIds(ckpt.config);
+  probe = probe.filter((id) => id < ckpt.config.vocabSize).slice(0, Math.min(64, ckpt.config.maxPositionEmbeddings));
+  if (probe.length === 0) probe = fallbackProbeIds(ckpt.config);
+  return expandCheckpoint(ckpt, request, { out: opts.out, overwrite: opts.overwrite, probeIds: probe });
+}
+
+export async function exportModel(dir: string, opts: Parameters<typeof exportHf>[1]) {
+  return exportHf(await openCheckpoint(dir), opts);
+}

@@ -1,0 +1,129 @@
+/**
+ * Expansion on real-format checkpoints: the identity (logits unchanged), the tensor layout
+ * (copies byte-exact, o_proj/down_proj and their biases zero), the metadata, and refusals
+ * that write nothing.
+ */
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { expandModel, initBackend, loadModel, makeTinyCheckpoint, openCheckpoint, scoreIds } from '../../src/main/engine/index.js';
+import { readTensorBytes } from '../../src/main/engine/safetensors.js';
+import { blockTensorNames } from '../../src/main/engine/config.js';
+import { isZeroedInNewBlock } from '../../src/main/engine/expand.js';
+import { someIds, testDir } from '../helpers/tmp.js';
+
+let root: string;
+let base: string;
+let biased: string;
+
+beforeAll(async () => {
+  await initBackend('auto');
+  root = await testDir('expand');
+  base = join(root, 'base');
+  await makeTinyCheckpoint(base, { layers: 4, hidden: 32, heads: 4, kvHeads: 2, intermediate: 64, dtype: 'BF16', tie: false });
+  biased = join(root, 'biased');
+  await makeTinyCheckpoint(biased, { layers: 2, hidden: 32, heads: 4, kvHeads: 2, intermediate: 64, attentionBias: true, mlpBias: true });
+});
+
+async function bytesOf(dir: string, name: string): Promise<Uint8Array> {
+  const ckpt = await openCheckpoint(dir);
+  return readTensorBytes(ckpt.tensors.get(name)!);
+}
+
+describe('expandCheckpoint', () => {
+  it.each([
+    ['interleave', { blocks: 2 }],
+    ['top', { blocks: 2, placement: 'top' as const }],
+    ['bottom', { blocks: 1, placement: 'bottom' as const }],
+    ['positions', { positions: [{ position: 0, source: 2 }, { position: 3 }] }],
+  ])('%s keeps every NLL of the base model and lays the tensors out as planned', async (label, request) => {
+    const out = join(root, `exp-${label}`);
+    const r = await expandModel(base, request, { out });
+    expect(r.identity.maxAbsLogitDiff).toBeLessThanOrEqual(r.identity.tolerance);
+
+    const ckpt = await openCheckpoint(out);
+    expect(ckpt.config.numLayers).toBe(r.totalLayers);
+    expect(ckpt.dtype).toBe('BF16');
+    expect(ckpt.expansion?.new_layers).toEqual(r.newLayers);
+    expect(ckpt.expansion?.sources).toEqual(r.sources);
+    const rawConfig = JSON.parse(await readFile(join(out, 'config.json'), 'utf8'));
+    expect(rawConfig.num_hidden_layers).toBe(4 + r.newLayers.length);
+    expect(rawConfig.blocklab_expansion.identity_max_abs_logit_diff).toBe(r.identity.maxAbsLogitDiff);
+
+    // layout: every expanded layer is a byte-exact copy of its original, except the zeroed projections
+    const record = ckpt.expansion!;
+    const baseCkpt = await openCheckpoint(base);
+    for (let i = 0; i < record.original_index.length; i++) {
+      const orig = record.original_index[i];
+      const from = orig ?? record.sources[record.new_layers.indexOf(i)];
+      for (const srcName of blockTensorNames(baseCkpt.config, from)) {
+        const suffix = srcName.slice(`model.layers.${from}.`.length);
+        const got = await bytesOf(out, `model.layers.${i}.${suffix}`);
+        if (orig === null && isZeroedInNewBlock(suffix)) expect(got.every((b) => b === 0)).toBe(true);
+        else expect(Buffer.from(got).equals(Buffer.from(await bytesOf(base, srcName)))).toBe(true);
+      }
+    }
+
+    // the identity, measured independently of the built-in check: every token's NLL is unchanged
+    const ids = someIds(30, 261, 5);
+    const a = await loadModel(base);
+    const b = await loadModel(out);
+    const na = (await scoreIds(a, ids)).nll;
+    const nb = (await scoreIds(b, ids)).nll;
+    a.dispose();
+    b.dispose();
+    expect(Math.max(...na.map((x, k) => Math.abs(x - nb[k])))).toBeLessThan(1e-5);
+  });
+
+  it('zeroes the o_proj and down_proj biases too, so a biased block is still the identity', async () => {
+    const out = join(root, 'exp-biased');
+    const r = await expandModel(biased, { blocks: 1, placement: 'top' }, { out });
+    expect(r.identity.maxAbsLogitDiff).toBeLessThanOrEqual(r.identity.tolerance);
+    expect((await bytesOf(out, 'model.layers.2.self_attn.o_proj.bias')).every((x) => x === 0)).toBe(true);
+    expect((await bytesOf(out, 'model.layers.2.mlp.down_proj.bias')).every((x) => x === 0)).toBe(true);
+    expect((await bytesOf(out, 'model.layers.2.self_attn.q_proj.bias')).some((x) => x !== 0)).toBe(true);
+  });
+
+  it('a new block is not trivially inert: perturbing its zeroed projection changes the output', async () => {
+    // guards the identity test against passing because new blocks were skipped entirely
+    const out = join(root, 'exp-interleave');
+    const loaded = await loadModel(out);
+    const ids = someIds(20, 261, 2);
+    const before = (await scoreIds(loaded, ids)).nll;
+    const w = loaded.model.weights.blocks[2];
+    const { tf } = await import('../../src/main/engine/index.js');
+    const old = w.down;
+    w.down = tf.fill(old.shape, 0.05) as typeof old;
+    const after = (await scoreIds(loaded, ids)).nll;
+    old.dispose();
+    loaded.dispose();
+    expect(Math.max(...before.map((x, k) => Math.abs(x - after[k])))).toBeGreaterThan(1e-3);
+  });
+
+  it('expands an expanded model again (the record describes the latest expansion)', async () => {
+    const out = join(root, 'exp-twice');
+    const r = await expandModel(join(root, 'exp-interleave'), { blocks: 1, placement: 'top' }, { out });
+    expect(r.originalLayers).toBe(6);
+    expect(r.totalLayers).toBe(7);
+    expect(r.identity.maxAbsLogitDiff).toBeLessThanOrEqual(r.identity.tolerance);
+  });
+
+  it('refuses invalid requests before writing anything', async () => {
+    const out = join(root, 'never');
+    await expect(expandModel(base, { blocks: 3 }, { out })).rejects.toThrow(/valid --blocks for 4 blocks: 1, 2, 4/);
+    await expect(expandModel(base, { blocks: 0 }, { out })).rejects.toThrow(/positive/);
+    await expect(expandModel(base, { positions: [{ position: 9 }] }, { out })).rejects.toThrow(/out of range/);
+    expect(existsSync(out)).toBe(false);
+  });
+
+  it('refuses to replace an existing checkpoint unless asked, and replaces it atomically when asked', async () => {
+    const out = join(root, 'exp-top');
+    const before = await readFile(join(out, 'config.json'), 'utf8');
+    await expect(expandModel(base, { blocks: 4 }, { out })).rejects.toThrow(/--overwrite/);
+    expect(await readFile(join(out, 'config.json'), 'utf8')).toBe(before);
+    const r = await expandModel(base, { blocks: 4 }, { out, overwrite: true });
+    expect(r.totalLayers).toBe(8);
+    expect((await openCheckpoint(out)).config.numLayers).toBe(8);
+  });
+});

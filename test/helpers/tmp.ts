@@ -1,15 +1,16 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdirSync } from 'node:fs';
+import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll } from 'vitest';
 
-/** A fresh temporary folder for this test file, removed when the file's tests end. */
+/**
+ * A fresh temporary folder for this test file, under the run's root (test/helpers/global-setup.ts
+ * removes the root when the run ends).
+ */
 export async function testDir(prefix: string): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), `blocklab-${prefix}-`));
-  afterAll(async () => {
-    await rm(dir, { recursive: true, force: true });
-  });
-  return dir;
+  const root = process.env.BLOCKLAB_TEST_ROOT ?? tmpdir();
+  mkdirSync(root, { recursive: true });
+  return mkdtemp(join(root, `${prefix}-`));
 }
 
 /** Deterministic pseudo-random token ids in [0, vocab). */

@@ -73,7 +73,8 @@ const program = new Command('blocklab')
   .option('--json', 'print exactly one JSON document on stdout')
   .option('--debug', 'print stack traces on errors')
   .addOption(backendOption)
-  .showHelpAfterError('(run with --help for usage)')
+  // usage errors are printed by main() as one line (and as the JSON document with --json)
+  .configureOutput({ outputError: () => undefined })
   .exitOverride();
 
 // ---------------------------------------------------------------------------- inspect
@@ -194,7 +195,15 @@ program
     else text = await readTextFile(o.textFile!);
     const loaded = await loadModel(dir, globals(cmd).backend);
     try {
-      const r = ids ? await scoreIds(loaded, ids) : await scoreText(loaded, text!, { addSpecialTokens: o.specialTokens });
+      if (ids) checkIds(ids, loaded.checkpoint.config.vocabSize, o.idsFile!);
+      let r;
+      try {
+        r = ids ? await scoreIds(loaded, ids) : await scoreText(loaded, text!, { addSpecialTokens: o.specialTokens });
+      } catch (e) {
+        // a problem with the input (too long, too short) names the file it came from
+        if (e instanceof BlocklabError && !e.file) throw new BlocklabError(e.message, { file: o.idsFile ?? o.textFile, cause: e });
+        throw e;
+      }
       if (!globals(cmd).json) {
         process.stderr.write(`${r.nll.length} predicted tokens, mean NLL ${r.mean_nll.toFixed(4)} nats, perplexity ${Math.exp(r.mean_nll).toFixed(3)}\n`);
       }
@@ -350,6 +359,20 @@ async function readIdsFile(file: string): Promise<number[]> {
   return ids as number[];
 }
 
+/** Ids from --ids-file must be scoreable by this model; the message names the file. */
+function checkIds(ids: number[], vocabSize: number, file: string): void {
+  if (ids.length < 2) {
+    throw new BlocklabError(`holds ${ids.length} token id(s); scoring needs at least two (a context and a next token)`, { file });
+  }
+  const bad = ids.findIndex((id) => id >= vocabSize);
+  if (bad >= 0) {
+    throw new BlocklabError(
+      `token id ${ids[bad]} (at index ${bad}) is outside the model's vocabulary (ids 0..${vocabSize - 1}); use ids from this model's tokenizer`,
+      { file },
+    );
+  }
+}
+
 function oneLine(text: string): string {
   return text.replace(/\s*\n\s*/g, ' ').trim();
 }
@@ -361,16 +384,23 @@ async function main(argv: string[]): Promise<number> {
     await program.parseAsync(argv);
     return 0;
   } catch (e) {
-    if (e instanceof CommanderError) {
-      // --help and --version end here too, with exit code 0
+    if (e instanceof CommanderError && (e.exitCode === 0 || e.code === 'commander.help')) {
+      // --help and --version end here too, with exit code 0; help shown for a missing command has printed itself
       return e.exitCode;
     }
-    const message = e instanceof BlocklabError ? e.message : `internal error: ${(e as Error)?.message ?? String(e)}`;
+    let message: string;
+    if (e instanceof CommanderError) {
+      // a usage error (unknown option, missing argument, invalid choice): one line that says where help is
+      const sub = program.commands.find((c) => argv.slice(2).includes(c.name()));
+      message = `${e.message.replace(/^error: /, '').replace(/\.$/, '')}; see blocklab ${sub ? `${sub.name()} ` : ''}--help`;
+    } else {
+      message = e instanceof BlocklabError ? e.message : `internal error: ${(e as Error)?.message ?? String(e)}`;
+    }
     if (json) writeStdout(JSON.stringify({ error: oneLine(message) }) + '\n');
     process.stderr.write(`blocklab: ${oneLine(message)}\n`);
     if (debug && e instanceof Error && e.stack) process.stderr.write(e.stack + '\n');
-    else if (!(e instanceof BlocklabError)) process.stderr.write('(this looks like a bug; run again with --debug for the stack trace)\n');
-    return 1;
+    else if (!(e instanceof BlocklabError) && !(e instanceof CommanderError)) process.stderr.write('(this looks like a bug; run again with --debug for the stack trace)\n');
+    return e instanceof CommanderError ? e.exitCode : 1;
   }
 }
 

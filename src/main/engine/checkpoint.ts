@@ -2,7 +2,7 @@
  * A Hugging Face checkpoint folder: config.json + safetensors (one file or shards) + tokenizer
  * files. Opening reads only headers; weights are read tensor by tensor when a model is built.
  */
-import { readdir, stat } from 'node:fs/promises';
+import { access, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BlocklabError } from './errors.js';
 import { expectedShapes, readHfConfig, type ModelConfig } from './config.js';
@@ -39,7 +39,7 @@ export async function openCheckpoint(dir: string): Promise<Checkpoint> {
   if (!s.isDirectory()) {
     throw new BlocklabError('is a file; pass the checkpoint folder that holds config.json and model.safetensors', { file: dir });
   }
-  const { config, raw } = await readHfConfig(dir);
+  const { config, raw } = await readConfigOrExplain(dir);
   const tensors = await readShardedIndex(dir);
   validateTensors(config, tensors, dir);
 
@@ -59,6 +59,23 @@ export async function openCheckpoint(dir: string): Promise<Checkpoint> {
     }
   }
   return { dir, config, rawConfig: raw, tensors, dtype, bytes, expansion };
+}
+
+/**
+ * readHfConfig, except that a folder with no config.json but PyTorch pickle weights gets the
+ * pickle refusal (why, and how to convert) rather than "config.json not found".
+ */
+async function readConfigOrExplain(dir: string): ReturnType<typeof readHfConfig> {
+  try {
+    return await readHfConfig(dir);
+  } catch (e) {
+    const configMissing = await access(join(dir, 'config.json')).then(() => false, () => true);
+    const names = configMissing ? await readdir(dir).catch(() => [] as string[]) : [];
+    if (names.some((n) => /^pytorch_model.*\.bin$/.test(n) || /\.(pt|pth)$/.test(n))) {
+      await readShardedIndex(dir); // throws the pickle refusal unless safetensors weights are there too
+    }
+    throw e;
+  }
 }
 
 /** Every tensor the config implies must be present with its exact shape; nothing unknown may be. */

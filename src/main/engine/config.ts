@@ -198,7 +198,7 @@ export async function readHfConfig(dir: string): Promise<{ config: ModelConfig; 
   try {
     raw = JSON.parse(text);
   } catch (e) {
-    throw new BlocklabError(`is not valid JSON (${(e as Error).message})`, { file });
+    throw new BlocklabError(`is not valid JSON (${(e as Error).message.split('\n')[0]}); fix the file or re-download the checkpoint`, { file });
   }
   return { config: parseHfConfig(raw, file), raw: raw as Record<string, unknown> };
 }

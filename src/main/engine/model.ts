@@ -46,6 +46,22 @@ export interface LlamaWeights {
   lmHead: tf.Tensor2D; // [D, V]  lm_head.weight ᵀ (embed ᵀ when tied)
 }
 
+export type Projection = 'q' | 'k' | 'v' | 'o' | 'gate' | 'up' | 'down';
+
+/**
+ * Replaceable pieces of the forward pass, for training: a linear layer with a fast backward
+ * (and LoRA), an embedding lookup with a gradient, a head tied to a training embedding.
+ * Without hooks, each is the plain op.
+ */
+export interface ForwardHooks {
+  /** x @ w for projection `proj` of block `layer` (the bias is added by the caller) */
+  linear?(x: Tensor, w: Tensor, layer: number, proj: Projection): Tensor;
+  /** embed[ids], ids: [N] int32 → [N, D] */
+  embed?(ids: Tensor): Tensor;
+  /** final hidden states [N, D] → logits [N, V] */
+  head?(x: Tensor): Tensor;
+}
+
 /** Keys and values of the tokens seen so far, per layer, before the GQA grouping. */
 export interface KVCache {
   k: tf.Tensor4D[]; // L × [B, nkv, S, hd]
@@ -211,11 +227,6 @@ export function rmsNorm(x: Tensor, weight: Tensor, eps: number): Tensor {
   return tf.mul(tf.mul(x, tf.rsqrt(tf.add(variance, eps))), weight);
 }
 
-/** x @ W (+ b), x: [N, in], W: [in, out] */
-function linear(x: Tensor, w: Tensor, b?: Tensor): Tensor {
-  const y = tf.matMul(x as tf.Tensor2D, w as tf.Tensor2D);
-  return b ? tf.add(y, b) : y;
-}
 
 /**
  * Additive attention mask [T, S]: query t (absolute position past + t) sees key s when
@@ -240,6 +251,8 @@ function attentionMask(T: number, S: number, window: number | null): Tensor {
 export class LlamaModel {
   readonly config: ModelConfig;
   readonly weights: LlamaWeights;
+  /** set by training; inference leaves it empty */
+  hooks: ForwardHooks = {};
   private readonly invFreq: Float32Array;
 
   constructor(config: ModelConfig, weights: LlamaWeights) {
@@ -274,12 +287,17 @@ export class LlamaModel {
     const [B, T, D] = x.shape as [number, number, number];
     const { numHeads: nh, numKvHeads: nkv, headDim: hd } = c;
     const g = nh / nkv;
+    /** x @ W (+ b), x: [N, in], W: [in, out] */
+    const linear = (x: Tensor, w: Tensor, b: Tensor | undefined, proj: Projection): Tensor => {
+      const y = this.hooks.linear ? this.hooks.linear(x, w, i, proj) : tf.matMul(x as tf.Tensor2D, w as tf.Tensor2D);
+      return b ? tf.add(y, b) : y;
+    };
 
     // --- attention
     const n = tf.reshape(rmsNorm(x, w.inputNorm, c.rmsNormEps), [B * T, D]);
-    let q = tf.transpose(tf.reshape(linear(n, w.q, w.qBias), [B, T, nh, hd]), [0, 2, 1, 3]); // [B, nh, T, hd]
-    let k = tf.transpose(tf.reshape(linear(n, w.k, w.kBias), [B, T, nkv, hd]), [0, 2, 1, 3]); // [B, nkv, T, hd]
-    const vNew = tf.transpose(tf.reshape(linear(n, w.v, w.vBias), [B, T, nkv, hd]), [0, 2, 1, 3]); // [B, nkv, T, hd]
+    let q = tf.transpose(tf.reshape(linear(n, w.q, w.qBias, 'q'), [B, T, nh, hd]), [0, 2, 1, 3]); // [B, nh, T, hd]
+    let k = tf.transpose(tf.reshape(linear(n, w.k, w.kBias, 'k'), [B, T, nkv, hd]), [0, 2, 1, 3]); // [B, nkv, T, hd]
+    const vNew = tf.transpose(tf.reshape(linear(n, w.v, w.vBias, 'v'), [B, T, nkv, hd]), [0, 2, 1, 3]); // [B, nkv, T, hd]
     q = applyRope(q, cos, sin);
     k = applyRope(k, cos, sin);
     const kAll = pastK ? tf.concat([pastK, k], 2) : k; // [B, nkv, S, hd]
@@ -294,14 +312,14 @@ export class LlamaModel {
     const probs = tf.softmax(scores, -1);
     const ctx = tf.matMul(tf.reshape(probs, [B, nkv, g * T, S]), vAll); // [B, nkv, g·T, hd]
     const merged = tf.reshape(tf.transpose(tf.reshape(ctx, [B, nh, T, hd]), [0, 2, 1, 3]), [B * T, nh * hd]);
-    const attnOut = linear(merged, w.o, w.oBias); // [B·T, D]
+    const attnOut = linear(merged, w.o, w.oBias, 'o'); // [B·T, D]
     const h = tf.add(x, tf.reshape(attnOut, [B, T, D]));
 
     // --- SwiGLU MLP
     const m = tf.reshape(rmsNorm(h, w.postNorm, c.rmsNormEps), [B * T, D]);
-    const gate = linear(m, w.gate, w.gateBias);
-    const act = tf.mul(tf.mul(gate, tf.sigmoid(gate)), linear(m, w.up, w.upBias)); // silu(gate) · up, [B·T, F]
-    const mlpOut = linear(act, w.down, w.downBias); // [B·T, D]
+    const gate = linear(m, w.gate, w.gateBias, 'gate');
+    const act = tf.mul(tf.mul(gate, tf.sigmoid(gate)), linear(m, w.up, w.upBias, 'up')); // silu(gate) · up, [B·T, F]
+    const mlpOut = linear(act, w.down, w.downBias, 'down'); // [B·T, D]
     const y = tf.add(h, tf.reshape(mlpOut, [B, T, D]));
     return { y, k: kAll, v: vAll };
   }
@@ -338,26 +356,8 @@ export class LlamaModel {
 
     const result = tf.tidy(() => {
       const idT = idsTensor ?? tf.tensor2d((ids as number[][]).flat(), [B, T], 'int32');
-      let x: Tensor = tf.gather(this.weights.embed, idT); // [B, T, D]
-      const { cos, sin } = ropeTables(this.invFreq, past, T);
-      const S = past + T;
-      const fullMask = attentionMask(T, S, null);
-      const windowMask = c.slidingWindow !== null ? attentionMask(T, S, c.slidingWindow) : fullMask;
-      const ks: Tensor[] = [];
-      const vs: Tensor[] = [];
-      for (let i = 0; i < c.numLayers; i++) {
-        const mask = c.slidingWindow !== null && i >= c.slidingWindowFromLayer ? windowMask : fullMask;
-        const out = this.block(i, x, cos, sin, mask, cache?.k[i] ?? null, cache?.v[i] ?? null);
-        x = out.y;
-        ks.push(out.k);
-        vs.push(out.v);
-      }
-      const D = c.hiddenSize;
-      if (options.lastOnly) x = tf.slice(x, [0, T - 1, 0], [B, 1, D]);
-      const Tout = options.lastOnly ? 1 : T;
-      const normed = tf.reshape(rmsNorm(x, this.weights.norm, c.rmsNormEps), [B * Tout, D]);
-      const logits = tf.reshape(tf.matMul(normed, this.weights.lmHead), [B, Tout, c.vocabSize]) as tf.Tensor3D;
-      return { logits, ks: cache ? ks : [], vs: cache ? vs : [] };
+      const out = this.run(idT, cache ?? null, options.lastOnly ?? false);
+      return { logits: out.logits, ks: cache ? out.ks : [], vs: cache ? out.vs : [] };
     });
 
     if (cache) {
@@ -368,6 +368,38 @@ export class LlamaModel {
       cache.length = past + T;
     }
     return result.logits;
+  }
+
+  /**
+   * The forward pass proper, without tidy (training records it for gradients). ids: [B, T]
+   * int32 → logits [B, T, V] (or [B, 1, V] with lastOnly) and every layer's keys and values.
+   */
+  run(idT: tf.Tensor2D, cache: KVCache | null, lastOnly: boolean): { logits: tf.Tensor3D; ks: tf.Tensor4D[]; vs: tf.Tensor4D[] } {
+    const c = this.config;
+    const [B, T] = idT.shape;
+    const D = c.hiddenSize;
+    const past = cache?.length ?? 0;
+    const flatIds = tf.reshape(idT, [B * T]);
+    const embedded = this.hooks.embed ? this.hooks.embed(flatIds) : tf.gather(this.weights.embed, flatIds);
+    let x: Tensor = tf.reshape(embedded, [B, T, D]);
+    const { cos, sin } = ropeTables(this.invFreq, past, T);
+    const S = past + T;
+    const fullMask = attentionMask(T, S, null);
+    const windowMask = c.slidingWindow !== null ? attentionMask(T, S, c.slidingWindow) : fullMask;
+    const ks: tf.Tensor4D[] = [];
+    const vs: tf.Tensor4D[] = [];
+    for (let i = 0; i < c.numLayers; i++) {
+      const mask = c.slidingWindow !== null && i >= c.slidingWindowFromLayer ? windowMask : fullMask;
+      const out = this.block(i, x, cos, sin, mask, cache?.k[i] ?? null, cache?.v[i] ?? null);
+      x = out.y;
+      ks.push(out.k as tf.Tensor4D);
+      vs.push(out.v as tf.Tensor4D);
+    }
+    if (lastOnly) x = tf.slice(x, [0, T - 1, 0], [B, 1, D]);
+    const Tout = lastOnly ? 1 : T;
+    const normed = tf.reshape(rmsNorm(x, this.weights.norm, c.rmsNormEps), [B * Tout, D]);
+    const logits = this.hooks.head ? this.hooks.head(normed) : tf.matMul(normed as tf.Tensor2D, this.weights.lmHead);
+    return { logits: tf.reshape(logits, [B, Tout, c.vocabSize]) as tf.Tensor3D, ks, vs };
   }
 
   newCache(): KVCache {

@@ -24,6 +24,14 @@ import {
 import { ExpansionRequestError, parsePositions, PlacementSchema, type ExpansionRequest } from '../../shared/expansion.js';
 import type { Architecture } from '../engine/config.js';
 import { formatBytes, formatCount, table } from './format.js';
+import { ProgressPrinter, formatDuration } from './progress.js';
+import { ExperimentStore, defaultStorePath, type RunRow } from '../store/index.js';
+import { startJob, type JobOutcome } from '../jobs/supervisor.js';
+import { parseMethod } from '../engine/trainable.js';
+import { TRAIN_DEFAULTS } from '../engine/trainer.js';
+import { DEFAULT_ADAMW } from '../engine/optimizer.js';
+import { TrainJobSchema, type TrainJob } from '../../shared/jobs.js';
+import { dirname, join, resolve as resolvePath } from 'node:path';
 
 // Anything a library prints with console.log must not corrupt the one JSON document on stdout.
 const writeStdout = (text: string) => process.stdout.write(text);
@@ -34,6 +42,13 @@ interface GlobalOptions {
   json?: boolean;
   debug?: boolean;
   backend?: BackendName | 'auto';
+  store?: string;
+}
+
+function openStore(cmd: Command): ExperimentStore {
+  const path = globals(cmd).store ?? defaultStorePath();
+  const store = ExperimentStore.open(path);
+  return store;
 }
 
 function globals(cmd: Command): GlobalOptions {
@@ -289,6 +304,306 @@ program
     if (dtype === null) throw new BlocklabError(`--dtype ${o.dtype} is not supported; use f32, f16 or bf16`);
     const r = await exportModel(dir, { out: o.out, dtype, overwrite: o.overwrite, maxShardBytes: o.maxShardSize });
     emit(cmd, { out: r.dir, format: 'hf', dtype: r.dtype, files: r.files, bytes: r.bytes }, () => `wrote ${r.dir} (${r.dtype}, ${formatBytes(r.bytes)}): ${r.files.join(', ')}`);
+  });
+
+// ---------------------------------------------------------------------------- train
+interface TrainCliOptions {
+  data: string[];
+  out: string;
+  method: string;
+  steps: number;
+  lr: number;
+  batch: number;
+  seq: number;
+  gradAccum: number;
+  warmup: number;
+  minLrRatio: number;
+  seed: number;
+  weightDecay: number;
+  beta1: number;
+  beta2: number;
+  clip: number;
+  saveEvery: number;
+  evalEvery: number;
+  evalBatches: number;
+  valFraction: number;
+  keepCheckpoints: number;
+  include?: string[];
+  exclude?: string[];
+  trainableLayers?: string;
+  loraRank: number;
+  loraAlpha?: number;
+  loraTargets: string;
+  resume?: boolean;
+  stopAfter?: number;
+  name?: string;
+}
+
+function trainJobFrom(model: string, o: TrainCliOptions, cmd: Command, storePath: string): TrainJob {
+  const layers = o.trainableLayers
+    ? o.trainableLayers.split(',').map((x) => {
+        const n = Number(x.trim());
+        if (!Number.isInteger(n)) throw new BlocklabError(`--trainable-layers: "${x}" is not a layer index; give e.g. 4,9`);
+        return n;
+      })
+    : undefined;
+  const job = {
+    model,
+    data: { paths: o.data, include: o.include, exclude: o.exclude },
+    out: o.out,
+    method: parseMethod(o.method, { loraRank: o.loraRank, loraAlpha: o.loraAlpha, loraTargets: o.loraTargets, trainableLayers: layers }),
+    steps: o.steps,
+    lr: o.lr,
+    batch: o.batch,
+    seq: o.seq,
+    gradAccum: o.gradAccum,
+    warmup: o.warmup,
+    minLrRatio: o.minLrRatio,
+    seed: o.seed,
+    adamw: { ...DEFAULT_ADAMW, beta1: o.beta1, beta2: o.beta2, weightDecay: o.weightDecay },
+    clip: o.clip,
+    saveEvery: o.saveEvery,
+    evalEvery: o.evalEvery,
+    evalBatches: o.evalBatches,
+    valFraction: o.valFraction,
+    keepCheckpoints: o.keepCheckpoints,
+    cacheDir: join(dirname(storePath), 'cache'),
+    resume: o.resume ?? false,
+    backend: globals(cmd).backend,
+    stopAfter: o.stopAfter,
+  };
+  const parsed = TrainJobSchema.safeParse(job);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new BlocklabError(`--${String(issue?.path[0] ?? 'option').replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())}: ${issue?.message}`);
+  }
+  return parsed.data;
+}
+
+/** Runs a training job in an engine process with a progress bar; Ctrl-C stops it with a checkpoint. */
+async function runTraining(cmd: Command, job: TrainJob, store: ExperimentStore, resumeRunId?: number, name?: string): Promise<void> {
+  const json = globals(cmd).json;
+  const progress = new ProgressPrinter();
+  const handle = startJob({ kind: 'train', train: job }, {
+    store,
+    resumeRunId,
+    name,
+    events: {
+      onLog: (m) => progress.break() ?? process.stderr.write(`${m}\n`),
+      onStarted: (info) => {
+        const i = info as { method: string; trainableParams: number; totalParams: number; trainableLayers: number[]; backend: string; startStep: number; corpus: { tokens: number; trainSequences: number; valSequences: number } };
+        process.stderr.write(
+          `run ${handle.runId}: ${i.method}, ${formatCount(i.trainableParams)} of ${formatCount(i.totalParams)} parameters train` +
+            (i.trainableLayers.length ? ` (layers ${i.trainableLayers.join(', ')})` : '') +
+            `; ${i.corpus.tokens.toLocaleString('en-US')} tokens → ${i.corpus.trainSequences} train / ${i.corpus.valSequences} val sequences; ${i.backend}` +
+            (i.startStep ? `; resuming at step ${i.startStep}` : '') + '\n',
+        );
+      },
+      onStep: (m) => progress.step(m),
+      onEval: (_s, v) => progress.eval(v),
+      onCheckpoint: (step, dir) => {
+        progress.break();
+        process.stderr.write(`checkpoint at step ${step}: ${dir}\n`);
+      },
+    },
+  });
+  let interrupts = 0;
+  const onSigint = () => {
+    interrupts++;
+    if (interrupts === 1) {
+      progress.break();
+      process.stderr.write('stopping after this step and writing a checkpoint (Ctrl-C again to kill)…\n');
+      handle.cancel();
+    } else handle.kill('SIGKILL');
+  };
+  process.on('SIGINT', onSigint);
+  let outcome: JobOutcome;
+  try {
+    outcome = await handle.done;
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
+  if (!('result' in outcome)) {
+    const where = outcome.runId !== null ? ` (run ${outcome.runId})` : '';
+    throw outcome.userError ? new BlocklabError(outcome.error) : new BlocklabError(`training failed${where}: ${outcome.error}`);
+  }
+  const r = outcome.result as Record<string, number | string | null>;
+  const doc = {
+    run_id: outcome.runId,
+    status: outcome.status,
+    method: r.method,
+    steps: r.steps,
+    first_loss: r.firstLoss,
+    last_loss: r.lastLoss,
+    val_loss: r.valLoss,
+    tokens_per_second: r.tokensPerSecond,
+    trainable_params: r.trainableParams,
+    total_params: r.totalParams,
+    peak_memory_bytes: r.peakMemoryBytes,
+    peak_tensor_bytes: r.peakTensorBytes,
+    optimizer_state_bytes: r.optimizerStateBytes,
+    out: r.out,
+    model: r.model,
+    adapter: r.adapter,
+    last_checkpoint: r.lastCheckpoint,
+    backend: r.backend,
+    seconds: r.seconds,
+  };
+  emit(cmd, doc, () => {
+    const rows: [string, string][] = [
+      ['run', `${outcome.runId} (${outcome.status})`],
+      ['method', String(r.method)],
+      ['steps', String(r.steps)],
+      ['loss', `${Number(r.firstLoss).toFixed(4)} → ${Number(r.lastLoss).toFixed(4)}`],
+      ['validation loss', r.valLoss === null ? '—' : Number(r.valLoss).toFixed(4)],
+      ['tokens/s', Math.round(Number(r.tokensPerSecond)).toLocaleString('en-US')],
+      ['trainable', `${formatCount(Number(r.trainableParams))} of ${formatCount(Number(r.totalParams))} parameters`],
+      ['peak memory', formatBytes(Number(r.peakMemoryBytes))],
+      ['time', formatDuration(Number(r.seconds))],
+    ];
+    if (r.model) rows.push(['model', String(r.model)]);
+    if (r.adapter) rows.push(['adapter (PEFT)', String(r.adapter)]);
+    if (outcome.status !== 'completed') rows.push(['resume with', `blocklab train ... --out ${r.out} --resume   (or: blocklab runs resume ${outcome.runId})`]);
+    return table(rows);
+  });
+  if (json) return;
+}
+
+program
+  .command('train')
+  .description('tune a checkpoint on a corpus: the new blocks only (LLaMA Pro), or a baseline (full, last:K, lora)')
+  .argument('<model>', 'Hugging Face checkpoint folder (expanded, for --method blocks)')
+  .requiredOption('--data <paths...>', '.txt, .jsonl ("text" field) files or folders')
+  .requiredOption('--out <dir>', 'run folder: checkpoint-N/ folders and the final model/')
+  .option('--method <m>', 'blocks | full | last:K | lora', 'blocks')
+  .option('--steps <n>', 'optimizer steps', intOption('--steps'), TRAIN_DEFAULTS.steps)
+  .option('--lr <x>', 'peak learning rate', floatOption('--lr'), TRAIN_DEFAULTS.lr)
+  .option('--batch <b>', 'sequences per micro-batch', intOption('--batch'), TRAIN_DEFAULTS.batch)
+  .option('--seq <t>', 'tokens per sequence', intOption('--seq'), TRAIN_DEFAULTS.seq)
+  .option('--grad-accum <a>', 'micro-batches per optimizer step', intOption('--grad-accum'), TRAIN_DEFAULTS.gradAccum)
+  .option('--warmup <w>', 'linear warmup steps, then cosine decay', intOption('--warmup'), TRAIN_DEFAULTS.warmup)
+  .option('--min-lr-ratio <r>', 'final learning rate as a fraction of --lr', floatOption('--min-lr-ratio'), TRAIN_DEFAULTS.minLrRatio)
+  .option('--seed <s>', 'data order and LoRA init', intOption('--seed'), TRAIN_DEFAULTS.seed)
+  .option('--weight-decay <wd>', 'AdamW decoupled weight decay (matrices only)', floatOption('--weight-decay'), DEFAULT_ADAMW.weightDecay)
+  .option('--beta1 <b>', 'AdamW beta1', floatOption('--beta1'), DEFAULT_ADAMW.beta1)
+  .option('--beta2 <b>', 'AdamW beta2', floatOption('--beta2'), DEFAULT_ADAMW.beta2)
+  .option('--clip <n>', 'global gradient-norm clipping (0: off)', floatOption('--clip'), TRAIN_DEFAULTS.clip)
+  .option('--save-every <n>', 'checkpoint every N steps (and at the end)', intOption('--save-every'), TRAIN_DEFAULTS.saveEvery)
+  .option('--eval-every <n>', 'validation loss every N steps (and at the end)', intOption('--eval-every'), TRAIN_DEFAULTS.evalEvery)
+  .option('--eval-batches <n>', 'validation batches per evaluation', intOption('--eval-batches'), TRAIN_DEFAULTS.evalBatches)
+  .option('--val-fraction <f>', 'held-out share of the sequences', floatOption('--val-fraction'), TRAIN_DEFAULTS.valFraction)
+  .option('--keep-checkpoints <n>', 'newest checkpoints kept (0: all)', intOption('--keep-checkpoints'), TRAIN_DEFAULTS.keepCheckpoints)
+  .option('--include <globs...>', 'for folders: files to read, e.g. "**/*.py"')
+  .option('--exclude <globs...>', 'for folders: files to leave out, e.g. "**/test_*"')
+  .option('--trainable-layers <list>', 'with --method blocks: train these layers instead of the expansion record\'s new ones')
+  .option('--lora-rank <r>', 'LoRA rank', intOption('--lora-rank'), 8)
+  .option('--lora-alpha <a>', 'LoRA alpha (default 2 × rank)', floatOption('--lora-alpha'))
+  .option('--lora-targets <list>', 'q,v or all (q,k,v,o,gate,up,down)', 'q,v')
+  .option('--resume', 'continue the run in --out from its newest checkpoint')
+  .option('--stop-after <n>', 'pause after step N with a checkpoint (resume later with --resume)', intOption('--stop-after'))
+  .option('--name <name>', 'a name for the run in the store')
+  .option('--json', 'print one JSON document at the end')
+  .action(async (model: string, o: TrainCliOptions, cmd: Command) => {
+    const store = openStore(cmd);
+    try {
+      const job = trainJobFrom(model, o, cmd, store.path);
+      let resumeRunId: number | undefined;
+      if (job.resume) {
+        const previous = store.listRuns({ kind: 'train' }).find((r) => r.outDir === resolvePath(job.out));
+        resumeRunId = previous?.id;
+      }
+      await runTraining(cmd, job, store, resumeRunId, o.name);
+    } finally {
+      store.close();
+    }
+  });
+
+// ---------------------------------------------------------------------------- runs
+function runLine(r: RunRow): string[] {
+  const summary = (r.summary ?? {}) as Record<string, unknown>;
+  const loss = typeof summary.lastLoss === 'number' ? summary.lastLoss.toFixed(3) : '';
+  const steps = r.totalSteps ? `${r.lastStep ?? 0}/${r.totalSteps}` : String(r.lastStep ?? '');
+  return [String(r.id), r.kind, r.method ?? '', r.status, steps, loss, (r.startedAt ?? '').replace('T', ' ').slice(0, 19), r.name ?? r.outDir ?? ''];
+}
+
+function grid(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const fmt = (r: string[]) => r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd();
+  return [fmt(header), ...rows.map(fmt)].join('\n');
+}
+
+const runs = program
+  .command('runs')
+  .description('runs in the experiment store; `runs show ID` for one with its metrics, `runs resume ID` to continue one')
+  .option('--limit <n>', 'most runs to list', intOption('--limit'), 50)
+  .option('--json', 'print JSON')
+  .action((o: { limit: number }, cmd: Command) => {
+    const store = openStore(cmd);
+    try {
+      const list = store.listRuns({ limit: o.limit });
+      emit(cmd, { store: store.path, runs: list }, () =>
+        list.length === 0 ? `no runs yet in ${store.path}` : grid(['id', 'kind', 'method', 'status', 'steps', 'loss', 'started (UTC)', 'name / out'], list.map(runLine)),
+      );
+    } finally {
+      store.close();
+    }
+  });
+
+runs
+  .command('show')
+  .description('one run: its configuration, outcome and metrics')
+  .argument('<id>', 'run id', intOption('run id'))
+  .option('--json', 'print JSON (with every metric row)')
+  .action((id: number, _o, cmd: Command) => {
+    const store = openStore(cmd);
+    try {
+      const run = store.getRun(id);
+      if (!run) throw new BlocklabError(`there is no run ${id} in ${store.path}; list them with blocklab runs`);
+      const metrics = store.getMetrics(id);
+      emit(cmd, { run, metrics }, () => {
+        const rows: [string, string][] = [
+          ['run', `${run.id} ${run.kind} ${run.method ?? ''} — ${run.status}`],
+          ['out', run.outDir ?? ''],
+          ['started / ended', `${run.startedAt ?? ''} / ${run.endedAt ?? ''}`],
+          ['steps', `${run.lastStep ?? 0}${run.totalSteps ? ` of ${run.totalSteps}` : ''}`],
+          ['backend, seed', `${run.backend ?? '?'}, ${run.seed ?? '?'}`],
+        ];
+        if (run.error) rows.push(['error', run.error]);
+        const byName = new Map<string, { step: number; value: number }[]>();
+        for (const m of metrics) {
+          if (!byName.has(m.name)) byName.set(m.name, []);
+          byName.get(m.name)!.push({ step: m.step, value: m.value });
+        }
+        for (const [name, points] of byName) {
+          const values = points.map((p) => p.value);
+          rows.push([name, `${points.length} points, first ${values[0].toPrecision(4)}, last ${values[values.length - 1].toPrecision(4)}, min ${Math.min(...values).toPrecision(4)}`]);
+        }
+        return table(rows) + '\n\nconfig: ' + JSON.stringify(run.config);
+      });
+    } finally {
+      store.close();
+    }
+  });
+
+runs
+  .command('resume')
+  .description('continue a cancelled or interrupted training run from its newest checkpoint')
+  .argument('<id>', 'run id', intOption('run id'))
+  .option('--json', 'print one JSON document at the end')
+  .action(async (id: number, _o, cmd: Command) => {
+    const store = openStore(cmd);
+    try {
+      const run = store.getRun(id);
+      if (!run) throw new BlocklabError(`there is no run ${id} in ${store.path}; list them with blocklab runs`);
+      if (run.kind !== 'train') throw new BlocklabError(`run ${id} is a ${run.kind} run; only training runs resume`);
+      if (run.status === 'completed') throw new BlocklabError(`run ${id} already completed; start a new run to train further`);
+      if (run.status === 'running') throw new BlocklabError(`run ${id} is still running (pid ${run.pid}); stop it first`);
+      const parsed = TrainJobSchema.safeParse(run.config);
+      if (!parsed.success) throw new BlocklabError(`run ${id}'s stored configuration is not a training job this version understands`);
+      await runTraining(cmd, { ...parsed.data, resume: true }, store, id);
+    } finally {
+      store.close();
+    }
   });
 
 // ---------------------------------------------------------------------------- make-tiny

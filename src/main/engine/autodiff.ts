@@ -1,0 +1,110 @@
+/**
+ * Gradients for training.
+ *
+ * - tfjs-core's Node bundle registers no gradient functions; @tensorflow/tfjs (same 4.22.0
+ *   core) registers all of them when it is loaded. It is loaded once, lazily, by training.
+ * - The hot paths get hand-written backward passes built only from plain, non-transposed
+ *   matmuls with explicit transposes: the wasm backend sends only those to XNNPACK, and
+ *   stock matmul gradients (transposeA/B) fall to a scalar loop (STACK.md: a block step 3.9×
+ *   faster). A frozen weight gets no weight gradient at all — not computed, then discarded.
+ * - The embedding lookup and the cross-entropy avoid GatherV2's stock gradient, which needs
+ *   UnsortedSegmentSum, a kernel the wasm backend does not have.
+ */
+import { createRequire } from 'node:module';
+import { tf } from './backend.js';
+
+type Tensor = tf.Tensor;
+
+let gradientsLoaded = false;
+
+type GradResult = { value: Tensor; gradFunc: (dy: Tensor, saved: Tensor[]) => Tensor[] };
+
+/** tf.customGrad with the argument types spelled out (tfjs types them loosely). */
+function customGrad<A extends Tensor[]>(f: (...args: [...A, tf.GradSaveFunc]) => GradResult): (...args: A) => Tensor {
+  return tf.customGrad(f as unknown as Parameters<typeof tf.customGrad>[0]) as unknown as (...args: A) => Tensor;
+}
+
+/** Registers tfjs's gradient functions (idempotent). */
+export function ensureGradients(): void {
+  if (gradientsLoaded) return;
+  const require = createRequire(import.meta.url);
+  require('@tensorflow/tfjs');
+  gradientsLoaded = true;
+}
+
+/** y = x @ w for a trainable w: dx = dy @ wᵀ, dw = xᵀ @ dy. x: [N, in], w: [in, out] */
+const linearBothGrad = customGrad<[Tensor, Tensor]>((x, w, save) => {
+  save([x, w]);
+  return {
+    value: tf.matMul(x as tf.Tensor2D, w as tf.Tensor2D),
+    gradFunc: (dy: Tensor, saved: Tensor[]) => {
+      const [xs, ws] = saved;
+      return [matMulBT(dy, ws), matMulAT(xs, dy)];
+    },
+  };
+});
+
+/**
+ * a @ bᵀ. On wasm as an explicit transpose then a plain matmul (the fast XNNPACK route); on
+ * other backends the transposed matmul is native.
+ */
+export function matMulBT(a: Tensor, b: Tensor): Tensor {
+  if (tf.getBackend() === 'wasm') return tf.matMul(a as tf.Tensor2D, tf.transpose(b) as tf.Tensor2D);
+  return tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D, false, true);
+}
+
+/** aᵀ @ b, likewise. */
+export function matMulAT(a: Tensor, b: Tensor): Tensor {
+  if (tf.getBackend() === 'wasm') return tf.matMul(tf.transpose(a) as tf.Tensor2D, b as tf.Tensor2D);
+  return tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D, true, false);
+}
+
+/** y = x @ w for a frozen w: only dx = dy @ wᵀ. */
+function linearInputGrad(x: Tensor, w: Tensor): Tensor {
+  const f = customGrad<[Tensor]>((xIn) => ({
+    value: tf.matMul(xIn as tf.Tensor2D, w as tf.Tensor2D),
+    gradFunc: (dy: Tensor) => [matMulBT(dy, w)],
+  }));
+  return f(x);
+}
+
+/** x @ w with the fast backward; `trainable` says whether w gets a gradient. */
+export function fastLinear(x: Tensor, w: Tensor, trainable: boolean): Tensor {
+  return trainable ? linearBothGrad(x, w) : linearInputGrad(x, w);
+}
+
+/**
+ * Embedding lookup embed[ids] whose gradient is dE = onehot(ids)ᵀ @ dy (a plain matmul),
+ * used when the embedding itself trains. ids: [N] int32, embed: [V, D] → [N, D]
+ */
+export const trainableEmbedding = customGrad<[Tensor, Tensor]>((embed, ids, save) => {
+  save([ids]);
+  return {
+    value: tf.gather(embed, ids),
+    gradFunc: (dy: Tensor, saved: Tensor[]) => {
+      const V = embed.shape[0]!;
+      const oneHot = tf.cast(tf.oneHot(saved[0] as tf.Tensor1D, V), 'float32'); // [N, V]
+      return [matMulAT(oneHot, dy), tf.zerosLike(saved[0])];
+    },
+  };
+});
+
+/**
+ * Mean cross-entropy of logits [N, V] against targets [N] (int32): mean(logsumexp − logit[target]).
+ * Backward: (softmax − onehot) · dy / N.
+ */
+export const crossEntropy = customGrad<[Tensor, Tensor]>((logits, targets, save) => {
+  const [N, V] = logits.shape as [number, number];
+  const lse = tf.logSumExp(logits, -1); // [N]
+  const flat = tf.add(tf.mul(tf.range(0, N, 1, 'int32'), tf.scalar(V, 'int32')), tf.cast(targets, 'int32')); // index of logits[n, targets[n]]
+  const picked = tf.gather(tf.reshape(logits, [N * V]), flat); // [N]
+  save([logits, targets]);
+  return {
+    value: tf.mean(tf.sub(lse, picked)),
+    gradFunc: (dy: Tensor, saved: Tensor[]) => {
+      const [lg, tg] = saved;
+      const grad = tf.sub(tf.softmax(lg, -1), tf.cast(tf.oneHot(tg as tf.Tensor1D, V), 'float32'));
+      return [tf.mul(grad, tf.div(dy, N)), tf.zerosLike(tg)];
+    },
+  };
+});

@@ -1,0 +1,243 @@
+/**
+ * Runs a job in an engine process (`child_process.fork` of engine-process.ts; the Electron app
+ * will use `utilityProcess` with the same messages) and keeps the experiment store up to date:
+ * the run row, its metrics (batched), checkpoints, and how it ended. A job whose process dies
+ * fails cleanly with the reason (killed, out of memory, crashed), never silently.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { open, readdir, readFile, stat } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { FromEngineSchema, type JobRequest, type StepEvent, type ToEngine } from '../../shared/jobs.js';
+import { BlocklabError } from '../engine/errors.js';
+import type { CheckpointInfo, ExperimentStore, MetricWriter } from '../store/index.js';
+
+export interface JobEvents {
+  onLog?(message: string): void;
+  onStarted?(info: Record<string, unknown>): void;
+  onStep?(m: StepEvent): void;
+  onEval?(step: number, valLoss: number): void;
+  onCheckpoint?(step: number, dir: string): void;
+}
+
+export type JobOutcome =
+  | { status: 'completed' | 'cancelled' | 'paused'; runId: number | null; result: Record<string, unknown> }
+  | { status: 'failed' | 'interrupted'; runId: number | null; error: string; userError: boolean };
+
+export interface JobHandle {
+  runId: number | null;
+  pid: number | undefined;
+  /** asks the engine to stop after the current step (it writes a checkpoint first) */
+  cancel(): void;
+  /** kills the engine process at once */
+  kill(signal?: NodeJS.Signals): void;
+  done: Promise<JobOutcome>;
+}
+
+const ENGINE_ENTRY = fileURLToPath(new URL('./engine-process.ts', import.meta.url));
+
+/** Node flags for the engine process: the tsx loader, so it runs the TypeScript sources. */
+function engineExecArgv(): string[] {
+  const require = createRequire(import.meta.url);
+  const tsx = require.resolve('tsx');
+  return ['--import', new URL(`file://${join(tsx, '..', 'esm', 'index.mjs')}`).href];
+}
+
+/**
+ * Identity of a checkpoint folder: sha256 over config.json and each weight file's name, size
+ * and safetensors header (cheap for multi-GB files; any change to a tensor's layout or a file's
+ * length changes it). Null when the folder has no config.json.
+ */
+export async function checkpointHash(dir: string): Promise<string | null> {
+  const h = createHash('sha256');
+  try {
+    h.update(await readFile(join(dir, 'config.json')));
+  } catch {
+    return null;
+  }
+  const names = (await readdir(dir)).filter((n) => n.endsWith('.safetensors') || n === 'model.safetensors.index.json').sort();
+  for (const n of names) {
+    const file = join(dir, n);
+    const size = (await stat(file)).size;
+    h.update(`${n}\0${size}\0`);
+    const fh = await open(file, 'r');
+    try {
+      const head = Buffer.alloc(Math.min(size, 1 << 20));
+      await fh.read(head, 0, head.length, 0);
+      h.update(head);
+    } finally {
+      await fh.close();
+    }
+  }
+  return h.digest('hex');
+}
+
+/** Registers a checkpoint folder in the store (once per path + hash) and returns its id. */
+export async function registerCheckpointDir(store: ExperimentStore, dir: string, madeBy: 'import' | 'expand' | 'train' | 'export', extra: { parentId?: number | null; runId?: number | null; info?: Record<string, unknown> } = {}): Promise<number> {
+  const path = resolve(dir);
+  const hash = await checkpointHash(path);
+  return store.registerCheckpoint({ path, contentHash: hash, parentId: extra.parentId ?? undefined, madeBy, runId: extra.runId ?? undefined, info: extra.info as CheckpointInfo | undefined });
+}
+
+function describeExit(code: number | null, signal: NodeJS.Signals | null): { message: string; interrupted: boolean } {
+  if (signal === 'SIGKILL') return { message: 'the engine process was killed (SIGKILL) — by a user, or by the system when memory ran out', interrupted: true };
+  if (signal) return { message: `the engine process stopped on signal ${signal}`, interrupted: true };
+  if (code === 134) return { message: 'the engine process ran out of memory (JavaScript heap); lower --batch or --seq', interrupted: false };
+  return { message: `the engine process exited unexpectedly (exit code ${code})`, interrupted: false };
+}
+
+/**
+ * Starts a job. With a store, a run row is created first and kept current; its id is
+ * `handle.runId`. `resumeRunId` continues the row of an earlier run instead of creating one.
+ */
+export function startJob(request: JobRequest, opts: { store?: ExperimentStore; events?: JobEvents; resumeRunId?: number; name?: string } = {}): JobHandle {
+  const { store, events = {} } = opts;
+  const t = request.train;
+  let runId: number | null = null;
+  let metrics: MetricWriter | null = null;
+
+  const child: ChildProcess = fork(ENGINE_ENTRY, [], {
+    execArgv: engineExecArgv(),
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    serialization: 'json',
+  });
+
+  if (store) {
+    if (opts.resumeRunId !== undefined) {
+      runId = opts.resumeRunId;
+      store.updateRun(runId, { status: 'running', error: null, pid: process.pid, endedAt: null });
+    } else {
+      runId = store.createRun({
+        kind: 'train',
+        method: t.method.kind === 'last' ? `last:${t.method.k}` : t.method.kind,
+        config: t as unknown as Record<string, unknown>,
+        seed: t.seed,
+        outDir: resolve(t.out),
+        totalSteps: t.steps,
+        name: opts.name,
+      });
+    }
+    metrics = store.metricWriter(runId);
+  }
+
+  let cancelRequested = false;
+  const sendToEngine = (m: ToEngine) => {
+    if (child.connected) child.send(m);
+  };
+
+  const done = new Promise<JobOutcome>((resolveDone) => {
+    let settled = false;
+    let lastStep = 0;
+    let baseCheckpointId: number | null = null;
+    const pending: Promise<unknown>[] = [];
+
+    const finish = async (outcome: JobOutcome) => {
+      if (settled) return;
+      settled = true;
+      await Promise.allSettled(pending);
+      metrics?.close();
+      if (store && runId !== null) {
+        if ('result' in outcome) {
+          let resultCheckpointId: number | undefined;
+          const modelDir = outcome.result.model as string | null;
+          if (modelDir) resultCheckpointId = await registerCheckpointDir(store, modelDir, 'train', { parentId: baseCheckpointId, runId, info: { method: outcome.result.method } });
+          store.finishRun(runId, {
+            status: outcome.status === 'paused' ? 'cancelled' : outcome.status,
+            summary: outcome.result,
+            resultCheckpointId,
+            lastStep: Number(outcome.result.steps ?? lastStep),
+          });
+        } else {
+          store.finishRun(runId, { status: outcome.status, error: outcome.error, lastStep });
+        }
+      }
+      resolveDone(outcome);
+    };
+
+    child.on('message', (raw) => {
+      const parsed = FromEngineSchema.safeParse(raw);
+      if (!parsed.success) {
+        events.onLog?.(`ignored an invalid message from the engine process: ${parsed.error.issues[0]?.message}`);
+        return;
+      }
+      const m = parsed.data;
+      switch (m.type) {
+        case 'ready':
+          sendToEngine({ type: 'start', request });
+          if (cancelRequested) sendToEngine({ type: 'cancel' });
+          break;
+        case 'log':
+          events.onLog?.(m.message);
+          break;
+        case 'started':
+          if (store && runId !== null) {
+            store.updateRun(runId, { backend: String(m.info.backend ?? '') });
+            pending.push(
+              registerCheckpointDir(store, t.model, 'import').then((id) => {
+                baseCheckpointId = id;
+                store.updateRun(runId!, { baseCheckpointId: id });
+              }),
+            );
+          }
+          events.onStarted?.(m.info);
+          break;
+        case 'step':
+          lastStep = m.metrics.step;
+          if (metrics && runId !== null) {
+            metrics.add(m.metrics.step, 'loss', m.metrics.loss);
+            metrics.add(m.metrics.step, 'lr', m.metrics.lr);
+            metrics.add(m.metrics.step, 'grad_norm', m.metrics.gradNorm);
+            metrics.add(m.metrics.step, 'tokens_per_second', m.metrics.tokensPerSecond);
+            store!.heartbeat(runId, m.metrics.step);
+          }
+          events.onStep?.(m.metrics);
+          break;
+        case 'eval':
+          metrics?.add(m.step, 'val_loss', m.valLoss);
+          events.onEval?.(m.step, m.valLoss);
+          break;
+        case 'checkpoint':
+          if (store && runId !== null) pending.push(registerCheckpointDir(store, m.dir, 'train', { runId, parentId: baseCheckpointId }).catch(() => undefined));
+          events.onCheckpoint?.(m.step, m.dir);
+          break;
+        case 'done': {
+          const status = (m.result.stopped as string) === 'completed' ? 'completed' : (m.result.stopped as string) === 'paused' ? 'paused' : 'cancelled';
+          void finish({ status, runId, result: m.result });
+          break;
+        }
+        case 'error':
+          void finish({ status: 'failed', runId, error: m.message, userError: m.userError });
+          break;
+      }
+    });
+
+    child.on('error', (e) => void finish({ status: 'failed', runId, error: `could not start the engine process: ${e.message}`, userError: false }));
+    child.on('exit', (code, signal) => {
+      if (settled) return;
+      const { message, interrupted } = describeExit(code, signal);
+      const latest = lastStep > 0 ? ` after step ${lastStep}; resume from its last checkpoint with --resume` : '';
+      void finish({ status: interrupted ? 'interrupted' : 'failed', runId, error: message + latest, userError: false });
+    });
+  });
+
+  return {
+    runId,
+    pid: child.pid,
+    cancel() {
+      cancelRequested = true;
+      sendToEngine({ type: 'cancel' });
+    },
+    kill(signal = 'SIGKILL') {
+      child.kill(signal);
+    },
+    done,
+  };
+}
+
+/** Throws the job's failure as an error (for callers that want exceptions). */
+export function outcomeOrThrow(outcome: JobOutcome): Extract<JobOutcome, { result: unknown }> {
+  if (!('result' in outcome)) throw outcome.userError ? new BlocklabError(outcome.error) : new Error(outcome.error);
+  return outcome;
+}

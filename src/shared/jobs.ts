@@ -1,0 +1,76 @@
+/**
+ * The contract between a caller (CLI, server, Electron main) and the engine process that runs
+ * long work. Both ends validate every message with these schemas.
+ */
+import { z } from 'zod';
+
+const Projection = z.enum(['q', 'k', 'v', 'o', 'gate', 'up', 'down']);
+
+export const TrainMethodSchema = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('blocks'), layers: z.array(z.number().int().nonnegative()).optional() }),
+  z.object({ kind: z.literal('full') }),
+  z.object({ kind: z.literal('last'), k: z.number().int().positive() }),
+  z.object({ kind: z.literal('lora'), rank: z.number().int().positive(), alpha: z.number().positive(), targets: z.array(Projection).min(1) }),
+]);
+
+export const TrainJobSchema = z.object({
+  model: z.string().min(1),
+  data: z.object({ paths: z.array(z.string().min(1)).min(1), include: z.array(z.string()).optional(), exclude: z.array(z.string()).optional() }),
+  out: z.string().min(1),
+  method: TrainMethodSchema,
+  steps: z.number().int().positive(),
+  lr: z.number().positive(),
+  batch: z.number().int().positive(),
+  seq: z.number().int().min(2),
+  gradAccum: z.number().int().positive(),
+  warmup: z.number().int().nonnegative(),
+  minLrRatio: z.number().min(0).max(1),
+  seed: z.number().int(),
+  adamw: z.object({ beta1: z.number().min(0).lt(1), beta2: z.number().min(0).lt(1), eps: z.number().positive(), weightDecay: z.number().min(0) }),
+  clip: z.number().min(0),
+  saveEvery: z.number().int().nonnegative(),
+  evalEvery: z.number().int().nonnegative(),
+  evalBatches: z.number().int().positive(),
+  valFraction: z.number().min(0).lt(1),
+  keepCheckpoints: z.number().int().nonnegative(),
+  cacheDir: z.string().min(1),
+  resume: z.boolean(),
+  backend: z.enum(['auto', 'tensorflow-gpu', 'tensorflow-cpu', 'webgpu', 'wasm', 'cpu']).optional(),
+  stopAfter: z.number().int().positive().optional(),
+});
+export type TrainJob = z.infer<typeof TrainJobSchema>;
+
+export const JobRequestSchema = z.discriminatedUnion('kind', [z.object({ kind: z.literal('train'), train: TrainJobSchema })]);
+export type JobRequest = z.infer<typeof JobRequestSchema>;
+
+/** caller → engine process */
+export const ToEngineSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('start'), request: JobRequestSchema }),
+  z.object({ type: z.literal('cancel') }),
+]);
+export type ToEngine = z.infer<typeof ToEngineSchema>;
+
+const StepSchema = z.object({
+  step: z.number().int(),
+  totalSteps: z.number().int(),
+  loss: z.number(),
+  lr: z.number(),
+  gradNorm: z.number(),
+  tokensPerSecond: z.number(),
+  elapsedSeconds: z.number(),
+  etaSeconds: z.number(),
+});
+export type StepEvent = z.infer<typeof StepSchema>;
+
+/** engine process → caller */
+export const FromEngineSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('ready') }),
+  z.object({ type: z.literal('log'), message: z.string() }),
+  z.object({ type: z.literal('started'), info: z.record(z.string(), z.unknown()) }),
+  z.object({ type: z.literal('step'), metrics: StepSchema }),
+  z.object({ type: z.literal('eval'), step: z.number().int(), valLoss: z.number() }),
+  z.object({ type: z.literal('checkpoint'), step: z.number().int(), dir: z.string() }),
+  z.object({ type: z.literal('done'), result: z.record(z.string(), z.unknown()) }),
+  z.object({ type: z.literal('error'), message: z.string(), userError: z.boolean(), stack: z.string().optional() }),
+]);
+export type FromEngine = z.infer<typeof FromEngineSchema>;

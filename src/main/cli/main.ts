@@ -84,10 +84,11 @@ function floatOption(name: string) {
 const backendOption = new Option('--backend <name>', 'tfjs backend to use').choices(['auto', 'tensorflow-gpu', 'tensorflow-cpu', 'wasm', 'cpu']).default('auto');
 
 const program = new Command('blocklab')
-  .description('Block expansion (LLaMA Pro) for LLaMA-family checkpoints: inspect, expand, score, generate, export.')
+  .description('Block expansion (LLaMA Pro) for LLaMA-family checkpoints: inspect, expand, train, score, generate, export.')
   .option('--json', 'print exactly one JSON document on stdout')
   .option('--debug', 'print stack traces on errors')
   .addOption(backendOption)
+  .option('--store <path>', 'experiment store (SQLite) that records runs; default $BLOCKLAB_STORE or the user-data folder')
   // usage errors are printed by main() as one line (and as the JSON document with --json)
   .configureOutput({ outputError: () => undefined })
   .exitOverride();

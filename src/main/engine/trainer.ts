@@ -453,7 +453,8 @@ export async function train(opts: TrainOptions, events: TrainEvents = {}, signal
       });
     }
     events.onCheckpoint?.(step, dir);
-    await pruneCheckpoints(opts.out, opts.keepCheckpoints);
+    // the checkpoint this run resumed from is still where frozen weights are read from
+    await pruneCheckpoints(opts.out, opts.keepCheckpoints, resumeDir);
     return dir;
   };
 
@@ -461,6 +462,9 @@ export async function train(opts: TrainOptions, events: TrainEvents = {}, signal
   const variables = set.params.map((p) => p.variable);
   try {
     for (let step = startStep; step < opts.steps; step++) {
+      // Let the event loop run between steps: the wasm backend's reads resolve as microtasks,
+      // so without this a cancel message (IPC, a signal) would never be delivered.
+      await new Promise((r) => setImmediate(r));
       if (signal?.aborted) {
         stopped = 'cancelled';
         break;
@@ -550,6 +554,7 @@ export async function train(opts: TrainOptions, events: TrainEvents = {}, signal
         await writeFolderAtomically(adapterDirOut, true, (tmp) => writeAdapterFolder(tmp, adapterTensors(set), adapterConfig(opts, opts.model)));
       }
     }
+    if (modelDirOut) await pruneCheckpoints(opts.out, opts.keepCheckpoints, null);
     return {
       method: methodName(opts.method),
       steps: completedSteps,
@@ -628,9 +633,13 @@ async function loadAdapter(file: string, set: TrainableSet): Promise<void> {
   }
 }
 
-async function pruneCheckpoints(out: string, keep: number): Promise<void> {
+/** Removes all but the newest `keep` checkpoints, never `protect`. */
+async function pruneCheckpoints(out: string, keep: number, protect: string | null): Promise<void> {
   if (keep <= 0) return;
   const names = (await readdir(out)).filter((n) => /^checkpoint-\d+$/.test(n)).sort();
-  for (const n of names.slice(0, Math.max(0, names.length - keep))) await rm(join(out, n), { recursive: true, force: true });
+  for (const n of names.slice(0, Math.max(0, names.length - keep))) {
+    if (protect && join(out, n) === protect) continue;
+    await rm(join(out, n), { recursive: true, force: true });
+  }
 }
 

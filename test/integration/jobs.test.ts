@@ -1,0 +1,168 @@
+/**
+ * Training as a supervised job in an engine process: progress events, a responsive caller,
+ * cancel with a checkpoint, a killed engine process, a killed caller, and resuming each.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { expandModel, makeTinyCheckpoint } from '../../src/main/engine/index.js';
+import { TRAIN_DEFAULTS } from '../../src/main/engine/trainer.js';
+import { DEFAULT_ADAMW } from '../../src/main/engine/optimizer.js';
+import { startJob } from '../../src/main/jobs/supervisor.js';
+import { ExperimentStore } from '../../src/main/store/index.js';
+import type { TrainJob } from '../../src/shared/jobs.js';
+import { testDir } from '../helpers/tmp.js';
+
+let root: string;
+let model: string;
+let corpus: string;
+
+beforeAll(async () => {
+  root = await testDir('jobs');
+  await makeTinyCheckpoint(join(root, 'base'), { layers: 2, hidden: 32, heads: 4, kvHeads: 2, intermediate: 64 });
+  model = join(root, 'expanded');
+  await expandModel(join(root, 'base'), { blocks: 1 }, { out: model });
+  corpus = join(root, 'corpus.txt');
+  writeFileSync(corpus, readFileSync('/usr/share/common-licenses/GPL-3', 'utf8').slice(0, 12000));
+}, 60_000);
+
+function job(out: string, over: Partial<TrainJob> = {}): TrainJob {
+  return {
+    ...TRAIN_DEFAULTS,
+    model,
+    data: { paths: [corpus] },
+    out,
+    method: { kind: 'blocks' },
+    steps: 6,
+    batch: 2,
+    seq: 32,
+    warmup: 1,
+    lr: 1e-3,
+    adamw: DEFAULT_ADAMW,
+    cacheDir: join(root, 'cache'),
+    resume: false,
+    ...over,
+  };
+}
+
+describe('supervised training jobs', () => {
+  it('runs in an engine process, records the run, and keeps the caller responsive', async () => {
+    const store = ExperimentStore.open(join(root, 'store1.sqlite'));
+    let maxLag = 0;
+    let last = performance.now();
+    const timer = setInterval(() => {
+      const now = performance.now();
+      maxLag = Math.max(maxLag, now - last - 5);
+      last = now;
+    }, 5);
+    const steps: number[] = [];
+    const handle = startJob({ kind: 'train', train: job(join(root, 'run1'), { steps: 12, evalEvery: 4 }) }, { store, events: { onStep: (m) => steps.push(m.step) } });
+    expect(handle.pid).not.toBe(process.pid);
+    const outcome = await handle.done;
+    clearInterval(timer);
+    expect(outcome.status).toBe('completed');
+    expect(steps).toEqual(Array.from({ length: 12 }, (_, i) => i + 1));
+    // The engine's work happens elsewhere: the caller's timer never stalls for long.
+    expect(maxLag).toBeLessThan(250);
+
+    const run = store.getRun(handle.runId!)!;
+    expect(run.status).toBe('completed');
+    expect(run.method).toBe('blocks');
+    expect(run.backend).toBe('wasm');
+    expect(store.getMetrics(run.id, ['loss']).map((m) => m.step)).toEqual(steps);
+    expect(store.getMetrics(run.id, ['val_loss']).length).toBeGreaterThanOrEqual(3);
+    const result = store.getCheckpoint(run.resultCheckpointId!)!;
+    expect(result.path).toBe(join(root, 'run1', 'model'));
+    expect(result.madeBy).toBe('train');
+    expect(result.parentId).toBe(run.baseCheckpointId);
+    store.close();
+  });
+
+  it('cancel stops after a step with a checkpoint; resuming needs the same settings and continues the same run', async () => {
+    const store = ExperimentStore.open(join(root, 'store2.sqlite'));
+    const out = join(root, 'run2');
+    const handle = startJob({ kind: 'train', train: job(out, { steps: 200 }) }, {
+      store,
+      events: { onStep: (m) => m.step === 3 && handle.cancel() },
+    });
+    const outcome = await handle.done;
+    expect(outcome.status).toBe('cancelled');
+    const run = store.getRun(handle.runId!)!;
+    expect(run.status).toBe('cancelled');
+    const stopped = run.lastStep!;
+    expect(stopped).toBeGreaterThanOrEqual(3);
+    expect(existsSync(join(out, `checkpoint-${String(stopped).padStart(6, '0')}`, 'trainer_state.json'))).toBe(true);
+
+    const resumed = startJob({ kind: 'train', train: job(out, { steps: stopped + 2, resume: true }) }, { store, resumeRunId: run.id });
+    // a different --steps is a different schedule: refused, not silently continued
+    const refused = await resumed.done;
+    expect(refused.status).toBe('failed');
+    expect(refused.status === 'failed' && refused.error).toMatch(/steps: 200 then/);
+
+    const again = startJob({ kind: 'train', train: job(out, { steps: 200, resume: true, stopAfter: stopped + 2 }) }, { store, resumeRunId: run.id });
+    const o2 = await again.done;
+    expect(o2.status).toBe('paused');
+    expect(store.getRun(run.id)!.lastStep).toBe(stopped + 2);
+    store.close();
+  });
+
+  it('an engine process killed with SIGKILL fails the job as interrupted; it resumes from its last checkpoint', async () => {
+    const store = ExperimentStore.open(join(root, 'store3.sqlite'));
+    const out = join(root, 'run3');
+    const handle = startJob({ kind: 'train', train: job(out, { steps: 40, saveEvery: 2 }) }, {
+      store,
+      events: { onCheckpoint: (step) => step === 4 && handle.kill('SIGKILL') },
+    });
+    const outcome = await handle.done;
+    expect(outcome.status).toBe('interrupted');
+    expect(outcome.status === 'interrupted' && outcome.error).toMatch(/killed \(SIGKILL\)/);
+    expect(store.getRun(handle.runId!)!.status).toBe('interrupted');
+
+    const resumed = startJob({ kind: 'train', train: job(out, { steps: 40, saveEvery: 2, resume: true, stopAfter: 6 }) }, { store, resumeRunId: handle.runId! });
+    const r = await resumed.done;
+    expect(r.status).toBe('paused');
+    expect('result' in r && r.result.startStep).toBe(4);
+    store.close();
+  });
+
+  it('a caller killed with SIGKILL leaves its run marked interrupted at the next start, and `runs resume` finishes it', async () => {
+    const storePath = join(root, 'store4.sqlite');
+    const out = join(root, 'run4');
+    const cli = join(import.meta.dirname, '..', '..', 'bin', 'blocklab.mjs');
+    const args = [cli, '--store', storePath, 'train', model, '--data', corpus, '--out', out, '--steps', '60', '--batch', '2', '--seq', '32', '--save-every', '2', '--lr', '1e-3'];
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    await new Promise<void>((resolve, reject) => {
+      let text = '';
+      child.stderr.on('data', (d) => {
+        text += String(d);
+        if (/checkpoint at step 4/.test(text)) resolve();
+      });
+      child.on('exit', () => reject(new Error(`the CLI ended before its first checkpoints: ${text}`)));
+    });
+    child.kill('SIGKILL');
+    await new Promise((r) => child.on('exit', r));
+    // its engine process notices the lost parent and stops; give it a moment
+    await new Promise((r) => setTimeout(r, 1500));
+
+    const store = ExperimentStore.open(storePath); // open() marks runs whose process is gone
+    const run = store.listRuns()[0];
+    expect(run.status).toBe('interrupted');
+    expect(run.error).toMatch(/--resume/);
+    store.close();
+
+    const resumed = spawn(process.execPath, [cli, '--store', storePath, '--json', 'runs', 'resume', String(run.id)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    resumed.stdout.on('data', (d) => (stdout += String(d)));
+    resumed.stderr.on('data', (d) => (stderr += String(d)));
+    const code = await new Promise((r) => resumed.on('exit', r));
+    expect(code, stderr.split('\n').filter((l) => !l.startsWith('step ')).join('\n')).toBe(0);
+    const doc = JSON.parse(stdout);
+    expect(doc.run_id).toBe(run.id);
+    expect(doc.steps).toBe(60);
+    const after = ExperimentStore.open(storePath);
+    expect(after.getRun(run.id)!.status).toBe('completed');
+    after.close();
+  }, 120_000);
+});

@@ -24,7 +24,7 @@ import { LlamaModel } from './model.js';
 import { AdamW, clipByGlobalNorm, learningRate, type AdamWOptions } from './optimizer.js';
 import { readSafetensorsHeader, readTensorFloat32, writeSafetensors, type TensorToWrite } from './safetensors.js';
 import { HfTokenizer } from './tokenizer.js';
-import { makeTrainable, methodName, type TrainableSet, type TrainMethod } from './trainable.js';
+import { makeTrainable, methodName, trainableLayers, type TrainableSet, type TrainMethod } from './trainable.js';
 import { tensorFromSource, writeCheckpoint } from './write-checkpoint.js';
 import { writeFolderAtomically } from './atomic.js';
 
@@ -332,6 +332,7 @@ export async function train(opts: TrainOptions, events: TrainEvents = {}, signal
   const isLora = opts.method.kind === 'lora';
   const modelDir = resumeDir && !isLora ? resumeDir : opts.model;
   const ckpt = await openCheckpoint(modelDir);
+  trainableLayers(opts.method, ckpt); // refuse an impossible method before the slow work
   const tokenizer = await HfTokenizer.fromFolder(opts.model);
   const eos = tokenizer.eosTokenIds[0] ?? ckpt.config.eosTokenIds[0];
   if (eos === undefined) throw new BlocklabError('has no EOS token in its tokenizer or config; it is needed to separate documents', { file: opts.model });

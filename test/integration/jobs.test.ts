@@ -126,6 +126,18 @@ describe('supervised training jobs', () => {
     store.close();
   });
 
+  it('an engine process that runs out of memory fails the job with that reason, and the caller goes on', async () => {
+    const store = ExperimentStore.open(join(root, 'store5.sqlite'));
+    const handle = startJob({ kind: 'train', train: job(join(root, 'run5')) }, { store, maxHeapMb: 24 });
+    const outcome = await handle.done;
+    expect(outcome.status).toBe('failed');
+    expect(outcome.status === 'failed' && outcome.error).toMatch(/ran out of memory/);
+    const run = store.getRun(handle.runId!)!;
+    expect(run.status).toBe('failed');
+    expect(run.error).toMatch(/ran out of memory/);
+    store.close();
+  });
+
   it('a caller killed with SIGKILL leaves its run marked interrupted at the next start, and `runs resume` finishes it', async () => {
     const storePath = join(root, 'store4.sqlite');
     const out = join(root, 'run4');

@@ -81,10 +81,13 @@ export async function registerCheckpointDir(store: ExperimentStore, dir: string,
   return store.registerCheckpoint({ path, contentHash: hash, parentId: extra.parentId ?? undefined, madeBy, runId: extra.runId ?? undefined, info: extra.info as CheckpointInfo | undefined });
 }
 
-function describeExit(code: number | null, signal: NodeJS.Signals | null): { message: string; interrupted: boolean } {
+/** Why an engine process ended without reporting, from its exit and the last of its stderr. */
+export function describeExit(code: number | null, signal: NodeJS.Signals | null, stderrTail = ''): { message: string; interrupted: boolean } {
+  if (/heap out of memory|Reached heap limit|Cannot enlarge memory|Out of memory/i.test(stderrTail)) {
+    return { message: 'the engine process ran out of memory; lower --batch or --seq, or use a smaller model', interrupted: false };
+  }
   if (signal === 'SIGKILL') return { message: 'the engine process was killed (SIGKILL) — by a user, or by the system when memory ran out', interrupted: true };
   if (signal) return { message: `the engine process stopped on signal ${signal}`, interrupted: true };
-  if (code === 134) return { message: 'the engine process ran out of memory (JavaScript heap); lower --batch or --seq', interrupted: false };
   return { message: `the engine process exited unexpectedly (exit code ${code})`, interrupted: false };
 }
 
@@ -92,15 +95,18 @@ function describeExit(code: number | null, signal: NodeJS.Signals | null): { mes
  * Starts a job. With a store, a run row is created first and kept current; its id is
  * `handle.runId`. `resumeRunId` continues the row of an earlier run instead of creating one.
  */
-export function startJob(request: JobRequest, opts: { store?: ExperimentStore; events?: JobEvents; resumeRunId?: number; name?: string } = {}): JobHandle {
+export function startJob(
+  request: JobRequest,
+  opts: { store?: ExperimentStore; events?: JobEvents; resumeRunId?: number; name?: string; /** JavaScript heap limit of the engine process */ maxHeapMb?: number } = {},
+): JobHandle {
   const { store, events = {} } = opts;
   const t = request.train;
   let runId: number | null = null;
   let metrics: MetricWriter | null = null;
 
   const child: ChildProcess = fork(ENGINE_ENTRY, [], {
-    execArgv: engineExecArgv(),
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    execArgv: [...engineExecArgv(), ...(opts.maxHeapMb ? [`--max-old-space-size=${opts.maxHeapMb}`] : [])],
+    stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
     serialization: 'json',
   });
 
@@ -121,6 +127,19 @@ export function startJob(request: JobRequest, opts: { store?: ExperimentStore; e
     }
     metrics = store.metricWriter(runId);
   }
+
+  // The engine reports through IPC; its stderr carries library warnings and, when it dies, the
+  // runtime's last words (kept to explain the death, not dumped on the user).
+  let stderrTail = '';
+  let stderrLine = '';
+  child.stderr?.setEncoding('utf8');
+  child.stderr?.on('data', (chunk: string) => {
+    stderrTail = (stderrTail + chunk).slice(-8192);
+    stderrLine += chunk;
+    const lines = stderrLine.split('\n');
+    stderrLine = lines.pop() ?? '';
+    for (const line of lines) if (line.trim() && !/^\s*\d+: 0x|^<--- |^\s*$/.test(line)) events.onLog?.(line.slice(0, 500));
+  });
 
   let cancelRequested = false;
   const sendToEngine = (m: ToEngine) => {
@@ -216,7 +235,7 @@ export function startJob(request: JobRequest, opts: { store?: ExperimentStore; e
     child.on('error', (e) => void finish({ status: 'failed', runId, error: `could not start the engine process: ${e.message}`, userError: false }));
     child.on('exit', (code, signal) => {
       if (settled) return;
-      const { message, interrupted } = describeExit(code, signal);
+      const { message, interrupted } = describeExit(code, signal, stderrTail);
       const latest = lastStep > 0 ? ` after step ${lastStep}; resume from its last checkpoint with --resume` : '';
       void finish({ status: interrupted ? 'interrupted' : 'failed', runId, error: message + latest, userError: false });
     });

@@ -19,22 +19,29 @@ import { readShardedIndex, readTensorFloat32 } from '../../src/main/engine/safet
 
 type Vec = Float64Array;
 
-interface RefWeights {
-  get(name: string): Float64Array;
-  has(name: string): boolean;
+/** Float64 weights by HF tensor name, in the HF layout ([out, in] for linears). */
+export type RefWeights = Map<string, Float64Array>;
+
+/** config.json as transformers writes it (the fields the forward pass reads). */
+export type RefConfig = Record<string, any>;
+
+/** config.json and every tensor of a checkpoint folder, widened to float64. */
+export async function loadReference(dir: string): Promise<{ config: RefConfig; weights: RefWeights }> {
+  const config = JSON.parse(await readFile(join(dir, 'config.json'), 'utf8')) as RefConfig;
+  const infos = await readShardedIndex(dir);
+  const weights: RefWeights = new Map();
+  for (const [name, info] of infos) weights.set(name, Float64Array.from(await readTensorFloat32(info)));
+  return { config, weights };
 }
 
-async function loadAll(dir: string): Promise<RefWeights> {
-  const infos = await readShardedIndex(dir);
-  const map = new Map<string, Float64Array>();
-  for (const [name, info] of infos) map.set(name, Float64Array.from(await readTensorFloat32(info)));
+function getter(weights: RefWeights): { get(name: string): Float64Array; has(name: string): boolean } {
   return {
     get: (n) => {
-      const t = map.get(n);
+      const t = weights.get(n);
       if (!t) throw new Error(`reference: missing ${n}`);
       return t;
     },
-    has: (n) => map.has(n),
+    has: (n) => weights.has(n),
   };
 }
 
@@ -87,10 +94,15 @@ function rope(x: Vec, p: number, inv: number[]): Vec {
   return y;
 }
 
-/** Logits [T][V] for ids, float64. */
+/** Logits [T][V] for ids, float64, from a checkpoint folder. */
 export async function referenceLogits(dir: string, ids: number[]): Promise<Float64Array[]> {
-  const cfg = JSON.parse(await readFile(join(dir, 'config.json'), 'utf8'));
-  const W = await loadAll(dir);
+  const { config, weights } = await loadReference(dir);
+  return logitsFromWeights(config, weights, ids);
+}
+
+/** Logits [T][V] for ids, float64, from in-memory weights (HF names and layout) and config.json. */
+export function logitsFromWeights(cfg: RefConfig, weights: RefWeights, ids: number[]): Float64Array[] {
+  const W = getter(weights);
   const D: number = cfg.hidden_size;
   const nh: number = cfg.num_attention_heads;
   const nkv: number = cfg.num_key_value_heads ?? nh;
@@ -158,9 +170,8 @@ export async function referenceLogits(dir: string, ids: number[]): Promise<Float
   return xs.map((x) => matvec(head, rmsnorm(x, W.get('model.norm.weight'), eps), V));
 }
 
-/** nll[i] = −log softmax(logits[i])[ids[i+1]], float64. */
-export async function referenceNll(dir: string, ids: number[]): Promise<number[]> {
-  const logits = await referenceLogits(dir, ids);
+/** nll[t] = −log softmax(logits[t])[ids[t+1]] for one row's logits. */
+function nllFromLogits(logits: Float64Array[], ids: number[]): number[] {
   const nll: number[] = [];
   for (let t = 0; t + 1 < ids.length; t++) {
     const row = logits[t];
@@ -171,4 +182,30 @@ export async function referenceNll(dir: string, ids: number[]): Promise<number[]
     nll.push(-(row[ids[t + 1]] - m - Math.log(z)));
   }
   return nll;
+}
+
+/** nll[i] = −log softmax(logits[i])[ids[i+1]], float64. */
+export async function referenceNll(dir: string, ids: number[]): Promise<number[]> {
+  return nllFromLogits(await referenceLogits(dir, ids), ids);
+}
+
+/** Per-token NLL of one row from in-memory weights. */
+export function nllFromWeights(cfg: RefConfig, weights: RefWeights, ids: number[]): number[] {
+  return nllFromLogits(logitsFromWeights(cfg, weights, ids), ids);
+}
+
+/**
+ * The training loss: mean next-token cross-entropy over every predicted position of every row
+ * (rows of equal length, so this is also the mean of the rows' means), float64.
+ */
+export function meanLossFromWeights(cfg: RefConfig, weights: RefWeights, batch: number[][]): number {
+  let sum = 0;
+  let count = 0;
+  for (const ids of batch) {
+    for (const v of nllFromWeights(cfg, weights, ids)) {
+      sum += v;
+      count++;
+    }
+  }
+  return sum / count;
 }

@@ -68,8 +68,9 @@ export class AdamW {
     this.params = params;
     this.options = options;
     for (const p of params) {
-      this.m.set(p.name, tf.variable(tf.zerosLike(p.variable), false));
-      this.v.set(p.name, tf.variable(tf.zerosLike(p.variable), false));
+      // tidy frees the zeros the variables were made from (a variable is not tracked by tidy)
+      this.m.set(p.name, tf.tidy(() => tf.variable(tf.zerosLike(p.variable), false)));
+      this.v.set(p.name, tf.tidy(() => tf.variable(tf.zerosLike(p.variable), false)));
     }
   }
 

@@ -200,8 +200,8 @@ export function makeTrainable(model: LlamaModel, ckpt: Checkpoint, method: Train
         const bound = 1 / Math.sqrt(inDim);
         const aInit = new Float32Array(inDim * method.rank);
         for (let j = 0; j < aInit.length; j++) aInit[j] = (2 * random() - 1) * bound;
-        const a = tf.variable(tf.tensor2d(aInit, [inDim, method.rank]), true);
-        const b = tf.variable(tf.zeros([method.rank, outDim]), true);
+        const a = tf.tidy(() => tf.variable(tf.tensor2d(aInit, [inDim, method.rank]), true));
+        const b = tf.tidy(() => tf.variable(tf.zeros([method.rank, outDim]), true));
         const prefix = `base_model.model.model.layers.${i}.${PROJ_SUFFIX[proj]}`;
         params.push({ name: `${prefix}.lora_A.weight`, variable: a, transposed: true, decay: true });
         params.push({ name: `${prefix}.lora_B.weight`, variable: b, transposed: true, decay: true });
@@ -257,6 +257,7 @@ export function makeTrainable(model: LlamaModel, ckpt: Checkpoint, method: Train
     dispose() {
       model.hooks = {};
       for (const t of replaced) if (!t.isDisposed) t.dispose();
+      for (const l of lora) for (const t of [l.a, l.b]) if (!t.isDisposed) t.dispose();
     },
   };
 }

@@ -4,7 +4,7 @@
  * F16 or BF16, and a real byte-level BPE tokenizer.json. Seeded: the same options give the
  * same bytes.
  */
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { makeByteLevelTokenizer } from './byte-tokenizer.js';
 import { expectedShapes, parseHfConfig, type Architecture } from './config.js';
@@ -41,6 +41,8 @@ export interface TinyOptions {
   merges?: [string, string][];
   /** vocab_size larger than the tokenizer (models often pad it) */
   padVocabTo?: number;
+  /** use the tokenizer files of this folder (tokenizer.json + tokenizer_config.json) instead of a byte-level one */
+  tokenizerFrom?: string;
   seed?: number;
   overwrite?: boolean;
 }
@@ -117,14 +119,20 @@ export async function makeTinyCheckpoint(out: string, options: TinyOptions = {})
   if (o.architecture !== 'LlamaForCausalLM' && (o.attentionBias || o.mlpBias || o.llama3RopeOriginalContext)) {
     throw new BlocklabError('attention_bias, mlp_bias and llama3 rope scaling are Llama options; use --arch llama');
   }
-  const { tokenizerJson, tokenizerConfig } = makeByteLevelTokenizer({ merges: options.merges });
+  const { tokenizerJson, tokenizerConfig } = options.tokenizerFrom
+    ? {
+        tokenizerJson: JSON.parse(await readFile(join(options.tokenizerFrom, 'tokenizer.json'), 'utf8')) as object,
+        tokenizerConfig: JSON.parse(await readFile(join(options.tokenizerFrom, 'tokenizer_config.json'), 'utf8')) as object,
+      }
+    : makeByteLevelTokenizer({ merges: options.merges });
   const added = (tokenizerJson as { added_tokens: AddedToken[] }).added_tokens;
   const idOf = (content: string) => {
     const t = added.find((a) => a.content === content);
     if (!t) throw new Error(`byte-level tokenizer has no ${content}`);
     return t.id;
   };
-  const tokenizerVocab = Math.max(...added.map((a) => a.id)) + 1;
+  const modelVocab = Object.values((tokenizerJson as { model?: { vocab?: Record<string, number> } }).model?.vocab ?? {});
+  const tokenizerVocab = [...added.map((a) => a.id), ...modelVocab].reduce((a, b) => Math.max(a, b), 0) + 1;
   const vocab = Math.max(tokenizerVocab, options.padVocabTo ?? 0);
   const config = tinyConfig(o, vocab, idOf('<|begin_of_text|>'), idOf('<|end_of_text|>'));
   const parsed = parseHfConfig(config, 'tiny config');

@@ -10,6 +10,7 @@ import {
   BlocklabError,
   backendReport,
   expandModel,
+  exportGguf,
   exportModel,
   generateText,
   initBackend,
@@ -25,6 +26,9 @@ import { ExpansionRequestError, parsePositions, PlacementSchema, type ExpansionR
 import type { Architecture } from '../engine/config.js';
 import { formatBytes, formatCount, table } from './format.js';
 import { ProgressPrinter, formatDuration } from './progress.js';
+// demo, report and eval load their modules (ECharts, the evaluator) only when used: --help and
+// the quick commands stay fast.
+const DEMO_STEPS_DEFAULT = 100; // DEMO_DEFAULTS.steps in src/main/demo/run-demo.ts
 import { ExperimentStore, defaultStorePath, type RunRow } from '../store/index.js';
 import { startJob, type JobOutcome } from '../jobs/supervisor.js';
 import { parseMethod } from '../engine/trainable.js';
@@ -289,17 +293,40 @@ program
 // ---------------------------------------------------------------------------- export
 program
   .command('export')
-  .description('write a checkpoint in another format (hf: the Hugging Face layout transformers loads)')
+  .description(
+    'write a checkpoint in another format (hf: the Hugging Face layout transformers loads; gguf: one file for llama.cpp / Ollama)',
+  )
   .argument('<model>', 'Hugging Face checkpoint folder')
   .addOption(new Option('--format <format>', 'output format').choices(['hf', 'gguf']).makeOptionMandatory())
-  .requiredOption('--out <path>', 'output folder')
-  .option('--dtype <dtype>', 'f32, f16 or bf16 (default: the source dtype, copied bit for bit)')
-  .option('--max-shard-size <bytes>', 'largest safetensors shard', intOption('--max-shard-size'))
+  .requiredOption('--out <path>', 'output folder (hf) or file, e.g. model.gguf (gguf)')
+  .option(
+    '--dtype <dtype>',
+    'hf: f32, f16 or bf16 (default: the source dtype, copied bit for bit); ' +
+      'gguf: f32 or f16 (default: f32 for an F32 checkpoint, exact; f16 for F16 and BF16 ones; norms and biases stay f32)',
+  )
+  .option('--max-shard-size <bytes>', 'largest safetensors shard (hf)', intOption('--max-shard-size'))
   .option('--overwrite', 'replace --out if it exists')
   .option('--json', 'print JSON')
   .action(async (dir: string, o: { format: string; out: string; dtype?: string; maxShardSize?: number; overwrite?: boolean }, cmd: Command) => {
     if (o.format === 'gguf') {
-      throw new BlocklabError('GGUF export is not available yet (it is planned with llama.cpp verification); use --format hf');
+      const dtype = o.dtype === undefined ? undefined : parseDtypeOption(o.dtype);
+      if (dtype === null || dtype === 'BF16') throw new BlocklabError(`--dtype ${o.dtype} is not supported for GGUF; use f32 or f16`);
+      if (o.maxShardSize !== undefined) throw new BlocklabError('--max-shard-size applies to --format hf only; a GGUF export is one file');
+      const r = await exportGguf(dir, {
+        out: o.out,
+        dtype,
+        overwrite: o.overwrite,
+        onTensor: (i, n, name) => {
+          if (i % 16 === 0 || i === n - 1) progress(cmd, `[${i + 1}/${n}] ${name}`);
+        },
+      });
+      for (const w of r.warnings) process.stderr.write(`warning: ${w}\n`);
+      emit(
+        cmd,
+        { out: r.out, format: 'gguf', dtype: r.dtype, bytes: r.bytes, tensors: r.tensors, architecture: r.architecture, tokenizer: r.tokenizer, warnings: r.warnings },
+        () => `wrote ${r.out} (GGUF ${r.architecture}, ${r.dtype}, ${r.tensors} tensors, ${formatBytes(r.bytes)}; tokenizer ${r.tokenizer.model}/${r.tokenizer.pre})`,
+      );
+      return;
     }
     const dtype = o.dtype === undefined ? undefined : parseDtypeOption(o.dtype);
     if (dtype === null) throw new BlocklabError(`--dtype ${o.dtype} is not supported; use f32, f16 or bf16`);
@@ -602,6 +629,230 @@ runs
       const parsed = TrainJobSchema.safeParse(run.config);
       if (!parsed.success) throw new BlocklabError(`run ${id}'s stored configuration is not a training job this version understands`);
       await runTraining(cmd, { ...parsed.data, resume: true }, store, id);
+    } finally {
+      store.close();
+    }
+  });
+
+// ---------------------------------------------------------------------------- bench
+program
+  .command('bench')
+  .description('the performance suite: training tokens/s (blocks vs full), prefill and decode tokens/s, checkpoint load MB/s, peak memory')
+  .option('--shapes <list>', 'models to measure: demo, tinyllama (comma-separated)', 'demo,tinyllama')
+  .option('--quick', 'a few steps only: a smoke run, not a measurement')
+  .option('--vs-torch', 'run the same training step in PyTorch (/usr/bin/python3 with python3-torch) and print the ratios')
+  .option('--profile', 'also show where the block-only step spends its time (phases and kernels)')
+  .option('--json', 'print one JSON document with every figure')
+  .action(async (o: { shapes: string; quick?: boolean; vsTorch?: boolean; profile?: boolean }, cmd: Command) => {
+    const { runBench, parseShapes, formatBenchReport } = await import('../bench/index.js');
+    const report = await runBench({
+      shapes: parseShapes(o.shapes),
+      quick: o.quick ?? false,
+      vsTorch: o.vsTorch ?? false,
+      profile: o.profile ?? false,
+      backend: globals(cmd).backend,
+      log: (line) => progress(cmd, line),
+    });
+    emit(cmd, report, () => formatBenchReport(report));
+  });
+
+// ---------------------------------------------------------------------------- eval, compare
+interface EvalCliOptions {
+  bench: string[];
+  shots: number;
+  limit?: number;
+  batch: number;
+  maxLength?: number;
+  seed: number;
+  force?: boolean;
+  name?: string;
+}
+
+/** Options shared by eval and compare; Ctrl-C cancels between batches and marks the run cancelled. */
+async function withEvalOptions<T>(cmd: Command, o: EvalCliOptions, body: (opts: import('../engine/eval.js').CompareOptions) => Promise<T>): Promise<T> {
+  const abort = new AbortController();
+  const onSigint = () => {
+    process.stderr.write('cancelling after this batch (Ctrl-C again to kill)…\n');
+    abort.abort();
+  };
+  process.once('SIGINT', onSigint);
+  try {
+    return await body({
+      shots: o.shots,
+      limit: o.limit ?? null,
+      batch: o.batch,
+      maxLength: o.maxLength ?? null,
+      seed: o.seed,
+      force: o.force ?? false,
+      name: o.name,
+      backend: globals(cmd).backend,
+      signal: abort.signal,
+      onProgress: evalProgressPrinter((line) => progress(cmd, line)),
+      log: (line) => progress(cmd, line),
+    });
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
+}
+
+/** At most one progress line a second, and the last one of each benchmark. */
+function evalProgressPrinter(write: (line: string) => void) {
+  let last = 0;
+  return (p: { checkpoint: string; benchmark: string; done: number; total: number; unit: string; elapsedSeconds: number; etaSeconds: number | null }) => {
+    const now = performance.now();
+    if (p.done < p.total && now - last < 1000) return;
+    last = now;
+    const tail = p.done < p.total ? `ETA ${p.etaSeconds === null ? '?' : formatDuration(p.etaSeconds)}` : `${p.elapsedSeconds.toFixed(1)} s`;
+    write(`${p.checkpoint} × ${p.benchmark}: ${p.done}/${p.total} ${p.unit}, ${tail}`);
+  };
+}
+
+function addEvalOptions(c: Command): Command {
+  return c
+    .requiredOption('--bench <paths...>', 'benchmark task files (JSONL) or builtin:NAME (put it after the checkpoints)')
+    .option('--shots <k>', 'few-shot examples before each item', intOption('--shots'), 0)
+    .option('--limit <n>', 'only the first N items of each benchmark', intOption('--limit'))
+    .option('--batch <b>', 'sequences per forward pass', intOption('--batch'), 8)
+    .option('--max-length <n>', "longest model input and perplexity window (default: the model's max_position_embeddings)", intOption('--max-length'))
+    .option('--seed <s>', 'few-shot sampling seed', intOption('--seed'), 1234)
+    .option('--force', 'recompute results the store already holds')
+    .option('--name <name>', 'a name for the run in the store')
+    .option('--json', 'print one JSON document at the end');
+}
+
+addEvalOptions(
+  program
+    .command('eval')
+    .description('score checkpoints on benchmarks as lm-evaluation-harness does (acc/acc_norm, perplexities, exact match); results are stored and reused')
+    .argument('<models...>', 'Hugging Face checkpoint folders'),
+).action(async (models: string[], o: EvalCliOptions, cmd: Command) => {
+  const { runEval, formatEvalTable } = await import('../engine/eval.js');
+  const store = openStore(cmd);
+  try {
+    const report = await withEvalOptions(cmd, o, (opts) => runEval(store, { ...opts, models, benchmarks: o.bench }));
+    emit(cmd, report, () => formatEvalTable(report));
+  } finally {
+    store.close();
+  }
+});
+
+addEvalOptions(
+  program
+    .command('compare')
+    .description('forgetting (old-domain benchmarks) and gain (new-domain ones) of checkpoints against a base, per benchmark')
+    .requiredOption('--base <model>', 'the base checkpoint')
+    .argument('<models...>', 'checkpoints to compare with the base'),
+).action(async (models: string[], o: EvalCliOptions & { base: string }, cmd: Command) => {
+  const { compareForgetting, formatCompareTable } = await import('../engine/eval.js');
+  const store = openStore(cmd);
+  try {
+    const report = await withEvalOptions(cmd, o, (opts) => compareForgetting(store, o.base, models, o.bench, opts));
+    emit(cmd, report, () => formatCompareTable(report));
+  } finally {
+    store.close();
+  }
+});
+
+// ---------------------------------------------------------------------------- demo
+program
+  .command('demo')
+  .description('the LLaMA Pro experiment in miniature on the bundled model and data: expand, tune 4 ways, measure forgetting, write a report')
+  .option('--out <dir>', 'where the checkpoints, runs and report go', 'blocklab-demo')
+  .option('--steps <n>', 'optimizer steps per method (same token budget for all)', intOption('--steps'), DEMO_STEPS_DEFAULT)
+  .option('--limit <n>', 'at most N items per benchmark (quicker, noisier)', intOption('--limit'))
+  .option('--no-pdf', 'skip the PDF (HTML and Markdown only)')
+  .option('--overwrite', 'replace an earlier demo in --out')
+  .option('--json', 'print one JSON document at the end')
+  .action(async (o: { out: string; steps: number; limit?: number; pdf: boolean; overwrite?: boolean }, cmd: Command) => {
+    const { runDemo } = await import('../demo/run-demo.js');
+    const { formatCompareTable } = await import('../engine/eval.js');
+    const store = openStore(cmd);
+    const progress = new ProgressPrinter();
+    const controller = new AbortController();
+    const onSigint = () => {
+      progress.break();
+      process.stderr.write('stopping the demo…\n');
+      controller.abort();
+    };
+    process.on('SIGINT', onSigint);
+    try {
+      const r = await runDemo({
+        out: o.out,
+        store,
+        steps: o.steps,
+        limit: o.limit,
+        pdf: o.pdf,
+        overwrite: o.overwrite,
+        signal: controller.signal,
+        log: (line) => {
+          progress.break();
+          process.stderr.write(line + '\n');
+        },
+        events: { onStep: (m) => progress.step(m), onEval: (_s, v) => progress.eval(v) },
+      });
+      emit(
+        cmd,
+        {
+          out: r.out,
+          tokens_per_method: r.tokensPerMethod,
+          runs: r.runs,
+          compare: r.compare,
+          report: { html: r.report.html, markdown: r.report.markdown, pdf: r.report.pdf, pdf_error: r.report.pdfError ?? null },
+          seconds: r.seconds,
+        },
+        () =>
+          [
+            '',
+            formatCompareTable(r.compare),
+            '',
+            table(r.runs.map((x) => [x.name, `loss ${Number(x.firstLoss).toFixed(3)} → ${Number(x.lastLoss).toFixed(3)}, val ${Number(x.valLoss).toFixed(3)}, ${formatCount(Number(x.trainableParams))} trainable, ${Math.round(Number(x.tokensPerSecond))} tok/s`] as [string, string])),
+            '',
+            `report: ${r.report.html}`,
+            `        ${r.report.markdown}`,
+            `        ${r.report.pdf ?? `(no PDF: ${r.report.pdfError ?? 'skipped'})`}`,
+            `${r.tokensPerMethod.toLocaleString('en-US')} training tokens per method; ${formatDuration(r.seconds)} in all`,
+          ].join('\n'),
+      );
+    } finally {
+      process.off('SIGINT', onSigint);
+      store.close();
+    }
+  });
+
+// ---------------------------------------------------------------------------- report
+program
+  .command('report')
+  .description('write a report (HTML with charts, Markdown, PDF) of training runs and/or a forgetting comparison')
+  .argument('[runs...]', 'training run ids (see blocklab runs)')
+  .option('--base <model>', 'compare against this checkpoint (with --checkpoints and --bench)')
+  .option('--checkpoints <dirs...>', 'checkpoints to compare with --base')
+  .option('--bench <specs...>', 'benchmarks for the comparison (files or builtin:NAME)')
+  .option('--out <dir>', 'folder for report.html, report.md, report.pdf', 'blocklab-report')
+  .option('--title <text>', 'report title')
+  .option('--no-pdf', 'skip the PDF')
+  .option('--json', 'print JSON')
+  .action(async (runIdsText: string[], o: { base?: string; checkpoints?: string[]; bench?: string[]; out: string; title?: string; pdf: boolean }, cmd: Command) => {
+    const runIds = runIdsText.map((x) => {
+      const n = Number(x);
+      if (!Number.isInteger(n) || n <= 0) throw new BlocklabError(`"${x}" is not a run id; list runs with blocklab runs`);
+      return n;
+    });
+    if (o.base && (!o.checkpoints?.length || !o.bench?.length)) throw new BlocklabError('--base needs --checkpoints DIR.. and --bench FILE|builtin:NAME..');
+    if (!o.base && runIds.length === 0) throw new BlocklabError('give training run ids, or --base with --checkpoints and --bench for a forgetting comparison');
+    const { buildRunReport, checkpointLabel, forgettingFromCompare, writeReport } = await import('../report/index.js');
+    const { compareForgetting } = await import('../engine/eval.js');
+    const store = openStore(cmd);
+    try {
+      let forgetting = null;
+      if (o.base) {
+        const c = await compareForgetting(store, o.base, o.checkpoints!, o.bench!, { log: (l) => process.stderr.write(l + '\n') });
+        forgetting = forgettingFromCompare(c, checkpointLabel);
+      }
+      const data = buildRunReport(store, runIds, { title: o.title, forgetting });
+      const r = await writeReport(data, o.out, { pdf: o.pdf });
+      emit(cmd, { html: r.html, markdown: r.markdown, pdf: r.pdf, pdf_error: r.pdfError ?? null }, () =>
+        [`wrote ${r.html}`, `      ${r.markdown}`, r.pdf ? `      ${r.pdf}` : `      (no PDF: ${r.pdfError ?? 'skipped'})`].join('\n'),
+      );
     } finally {
       store.close();
     }

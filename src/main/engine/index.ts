@@ -10,6 +10,7 @@ import { parameterCount } from './config.js';
 import { BlocklabError } from './errors.js';
 import { expandCheckpoint, fallbackProbeIds, type ExpandResult } from './expand.js';
 import { exportHf } from './export.js';
+import { exportCheckpointGguf } from './gguf.js';
 import { generate, type GenerateOptions, type GenerateResult } from './generate.js';
 import { LlamaModel, tokenNll } from './model.js';
 import { HfTokenizer, type ChatMessage } from './tokenizer.js';
@@ -162,4 +163,9 @@ export async function expandModel(
 
 export async function exportModel(dir: string, opts: Parameters<typeof exportHf>[1]) {
   return exportHf(await openCheckpoint(dir), opts);
+}
+
+/** `blocklab export --format gguf`: one GGUF v3 file for llama.cpp (F32 or F16; see gguf.ts). */
+export async function exportGguf(dir: string, opts: Parameters<typeof exportCheckpointGguf>[1]) {
+  return exportCheckpointGguf(await openCheckpoint(dir), opts);
 }

@@ -29,6 +29,12 @@ export interface BuildRunReportOptions {
 /** Folder names that say nothing on their own: such a checkpoint is labelled parent/name. */
 const GENERIC_NAMES = new Set(['model', 'adapter', 'final', 'out', 'output', 'checkpoint', 'hf', 'export']);
 
+/** A checkpoint folder's label in reports: its name, or parent/name when the name says nothing on its own. */
+export function checkpointLabel(path: string): string {
+  const name = basename(path) || path;
+  return GENERIC_NAMES.has(name.toLowerCase()) ? `${basename(dirname(path))}/${name}` : name;
+}
+
 function num(v: unknown): number | null {
   return typeof v === 'number' && Number.isFinite(v) ? v : null;
 }
@@ -152,7 +158,7 @@ export function buildRunReport(store: ExperimentStore, runIds: number[], opts: B
   const used = new Set<string>();
   for (const n of ordered) {
     const name = basename(n.path) || n.path;
-    let label = GENERIC_NAMES.has(name.toLowerCase()) ? `${basename(dirname(n.path))}/${name}` : name;
+    let label = checkpointLabel(n.path);
     if (used.has(label)) label = `${basename(dirname(n.path))}/${name}`;
     if (used.has(label)) {
       let k = 2;

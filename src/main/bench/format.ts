@@ -1,0 +1,99 @@
+/** The bench's human-readable table (stdout without --json). */
+import type { BenchReport, ShapeReport } from './report.js';
+
+function bytes(n: number): string {
+  const units = ['B', 'KB', 'MB', 'GB'];
+  let i = 0;
+  let v = n;
+  while (v >= 1000 && i < units.length - 1) {
+    v /= 1000;
+    i++;
+  }
+  return `${i === 0 ? v : v.toFixed(v >= 100 ? 0 : 1)} ${units[i]}`;
+}
+
+const int = (n: number) => Math.round(n).toLocaleString('en-US');
+const ms = (s: number) => `${(s * 1000).toFixed(s < 0.1 ? 1 : 0)} ms`;
+const count = (n: number) => (n >= 1e6 ? `${(n / 1e6).toFixed(2)} M` : n >= 1e3 ? `${(n / 1e3).toFixed(1)} K` : String(n));
+const ratio = (x: number) => `${x.toFixed(2)}×`;
+
+/** Rows of cells: the first column left-aligned, the others right-aligned (all left with `left`). */
+function grid(rows: string[][], left = false): string {
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  return rows.map((r) => '  ' + r.map((c, i) => (i === 0 || left ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('   ').trimEnd()).join('\n');
+}
+
+function shapeSection(s: ShapeReport): string {
+  const { blocks, full } = s.training;
+  const lines: string[] = [];
+  lines.push(`${s.name} — ${s.shape}`);
+  lines.push(`  ${s.about}; new blocks at ${s.model.new_layers.join(', ')}; ${count(s.model.params)} parameters, ${bytes(s.model.bytes)}`);
+  const rows: string[][] = [
+    ['training', 'blocks', 'full'],
+    ['tokens/s', int(blocks.tokens_per_second), int(full.tokens_per_second)],
+    ['step time (median)', ms(blocks.step_seconds.median), ms(full.step_seconds.median)],
+    ['trainable parameters', count(blocks.trainable_params), count(full.trainable_params)],
+    ['AdamW state', bytes(blocks.optimizer_state_bytes), bytes(full.optimizer_state_bytes)],
+    ['peak RSS (own process)', bytes(blocks.peak_rss_bytes), bytes(full.peak_rss_bytes)],
+    ['peak tensor memory', bytes(blocks.peak_tensor_bytes), bytes(full.peak_tensor_bytes)],
+  ];
+  const t = s.torch;
+  if (t?.available && t.best && t.tfjs_over_torch) {
+    rows.push(['PyTorch tokens/s', `${int(t.best.blocks.tokens_per_second)} (${t.best.blocks.threads}t)`, `${int(t.best.full.tokens_per_second)} (${t.best.full.threads}t)`]);
+    for (const [th, r] of Object.entries(t.by_threads ?? {})) {
+      rows.push([`  PyTorch, ${th} thread${th === '1' ? '' : 's'}`, r.blocks ? int(r.blocks.tokens_per_second) : '—', r.full ? int(r.full.tokens_per_second) : '—']);
+    }
+    rows.push(['tfjs ÷ PyTorch', ratio(t.tfjs_over_torch.blocks), ratio(t.tfjs_over_torch.full)]);
+  }
+  lines.push(grid(rows));
+  const tr = s.training;
+  lines.push(
+    `  step time blocks ÷ full: ${tr.blocks_to_full_step_time_ratio.toFixed(2)} (target ≤ ${tr.target_ratio}: ${tr.meets_target ? 'met' : 'not met'})` +
+      (t?.available && t.best ? `; PyTorch: ${t.best.blocks_to_full_step_time_ratio.toFixed(2)}` : ''),
+  );
+  lines.push(`  freezing saves ${bytes(blocks.optimizer_bytes_saved_by_freezing)} of AdamW state (2 moments × 4 bytes × ${count(blocks.frozen_params)} frozen parameters)`);
+  if (t && !t.available) lines.push(`  PyTorch: skipped — ${t.reason}`);
+  const inf = s.inference;
+  lines.push(
+    grid([
+      ['inference', ''],
+      ['prefill tokens/s', `${int(inf.prefill.tokens_per_second)}  (${inf.prefill.tokens} tokens, one forward)`],
+      ['decode tokens/s', `${int(inf.decode.tokens_per_second)}  (${inf.decode.tokens} tokens greedy, KV cache, after ${inf.decode.prompt_tokens})`],
+      ['checkpoint load', `${int(inf.load.mb_per_second)} MB/s  (${bytes(inf.load.bytes)} in ${ms(inf.load.seconds.median)})`],
+      ['peak RSS (own process)', bytes(inf.peak_rss_bytes)],
+    ], true),
+  );
+  if (s.profile) {
+    const p = s.profile;
+    const ph = p.phases_ms;
+    lines.push(`  where a ${p.method} step goes: forward ${ph.forward.toFixed(0)} ms, backward ${ph.backward.toFixed(0)} ms, clip ${ph.clip.toFixed(1)} ms, optimizer ${ph.optimizer.toFixed(1)} ms`);
+    lines.push(
+      grid([
+        ['kernel time by category (one profiled step)', 'ms', 'share', 'GFLOP/s'],
+        ...p.categories.map((c) => [c.name, c.ms.toFixed(1), `${(c.share * 100).toFixed(1)}%`, c.gflops !== undefined ? c.gflops.toFixed(1) : '']),
+      ]),
+    );
+    lines.push(
+      grid([
+        ['top kernels', 'calls', 'ms', 'GFLOP/s'],
+        ...p.top_kernels.slice(0, 10).map((k) => [`${k.kernel} ${k.shapes}${k.route ? ` ${k.route}` : ''}`, String(k.calls), k.ms.toFixed(1), k.gflops !== undefined ? k.gflops.toFixed(1) : '']),
+      ]),
+    );
+  }
+  return lines.join('\n');
+}
+
+export function formatBenchReport(r: BenchReport): string {
+  const b = r.backend;
+  const head = [
+    `blocklab bench ${r.quick ? '(quick: a smoke run, not a measurement) ' : ''}— backend ${b.active}` +
+      (b.wasm_simd !== null ? ` (SIMD ${b.wasm_simd ? 'on' : 'off'}, threads ${b.wasm_threads ? 'on' : 'off'})` : '') +
+      `, node ${r.node}, ${r.cpu.model} × ${r.cpu.cores}, load ${r.cpu.load_average_1m_at_start.toFixed(2)} at start`,
+  ];
+  if (r.torch.requested && r.torch.available) {
+    const blas = r.torch.blas;
+    head.push(`PyTorch ${r.torch.torch_version} (${r.torch.python}), BLAS ${blas?.library ?? 'unknown'}, 512×512 matmul ${blas ? blas.gflops_512.toFixed(0) : '?'} GFLOP/s on 1 thread`);
+    if (blas?.warning) head.push(`warning: ${blas.warning}`);
+  } else if (r.torch.requested) head.push(`PyTorch comparison skipped: ${r.torch.reason}`);
+  return [head.join('\n'), ...r.shapes.map(shapeSection), `(${r.seconds.toFixed(0)} s; ${r.note})`].join('\n\n');
+}

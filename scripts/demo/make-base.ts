@@ -17,7 +17,7 @@ const OUT = join(DEMO, 'base-model');
 
 /** The base model's shape and pretraining budget (the demo's defaults are tuned to this size). */
 export const BASE_SHAPE = { layers: 4, hidden: 128, heads: 4, kvHeads: 2, intermediate: 352, maxPositions: 512 } as const;
-const PRETRAIN = { steps: Number(process.env.DEMO_PRETRAIN_STEPS ?? 1200), batch: 8, seq: 128, lr: 3e-3, warmup: 50, seed: 1234 };
+const PRETRAIN = { steps: Number(process.env.DEMO_PRETRAIN_STEPS ?? 600), batch: 8, seq: 128, lr: 3e-3, warmup: 50, seed: 1234 };
 
 const work = await mkdtemp(join(tmpdir(), 'blocklab-make-base-'));
 try {

@@ -52,7 +52,6 @@ function shapeSection(s: ShapeReport): string {
       (t?.available && t.best ? `; PyTorch: ${t.best.blocks_to_full_step_time_ratio.toFixed(2)}` : ''),
   );
   lines.push(`  freezing saves ${bytes(blocks.optimizer_bytes_saved_by_freezing)} of AdamW state (2 moments × 4 bytes × ${count(blocks.frozen_params)} frozen parameters)`);
-  if (t && !t.available) lines.push(`  PyTorch: skipped — ${t.reason}`);
   const inf = s.inference;
   lines.push(
     grid([

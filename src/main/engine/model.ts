@@ -17,6 +17,7 @@ import { tf } from './backend.js';
 import type { ModelConfig } from './config.js';
 import { BlocklabError } from './errors.js';
 import { readTensorFloat32, type TensorInfo } from './safetensors.js';
+import { attention } from './attention.js';
 
 type Tensor = tf.Tensor;
 
@@ -302,15 +303,12 @@ export class LlamaModel {
     k = applyRope(k, cos, sin);
     const kAll = pastK ? tf.concat([pastK, k], 2) : k; // [B, nkv, S, hd]
     const vAll = pastV ? tf.concat([pastV, vNew], 2) : vNew; // [B, nkv, S, hd]
-    const S = kAll.shape[2]!;
 
     // GQA without copying keys: the g query heads that share a kv head are stacked along T.
     // HF's repeat_kv maps query head h to kv head floor(h / g): the same grouping.
     const qg = tf.reshape(q, [B, nkv, g * T, hd]); // [B, nkv, g·T, hd]
-    let scores = tf.mul(tf.matMul(qg, kAll, false, true), 1 / Math.sqrt(hd)); // [B, nkv, g·T, S]
-    scores = tf.add(tf.reshape(scores, [B, nkv, g, T, S]), mask); // mask [T, S] broadcasts
-    const probs = tf.softmax(scores, -1);
-    const ctx = tf.matMul(tf.reshape(probs, [B, nkv, g * T, S]), vAll); // [B, nkv, g·T, hd]
+    const maskG = g === 1 ? mask : tf.tile(mask, [g, 1]); // [g·T, S]
+    const ctx = attention(qg, kAll, vAll, maskG); // [B, nkv, g·T, hd]
     const merged = tf.reshape(tf.transpose(tf.reshape(ctx, [B, nh, T, hd]), [0, 2, 1, 3]), [B * T, nh * hd]);
     const attnOut = linear(merged, w.o, w.oBias, 'o'); // [B·T, D]
     const h = tf.add(x, tf.reshape(attnOut, [B, T, D]));

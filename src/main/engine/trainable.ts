@@ -12,7 +12,7 @@
  * (LoRA: PEFT's `...q_proj.lora_A.weight` names).
  */
 import { tf } from './backend.js';
-import { crossEntropy, fastLinear, matMulBT, trainableEmbedding } from './autodiff.js';
+import { crossEntropy, fastLinear, trainableEmbedding } from './autodiff.js';
 import type { Checkpoint } from './checkpoint.js';
 import { BlocklabError } from './errors.js';
 import type { BlockWeights, ForwardHooks, LlamaModel, Projection } from './model.js';
@@ -224,7 +224,8 @@ export function makeTrainable(model: LlamaModel, ckpt: Checkpoint, method: Train
   };
   if (full) {
     hooks.embed = (ids) => trainableEmbedding(w.embed, ids);
-    hooks.head = c.tieWordEmbeddings ? (x) => matMulBT(x, w.embed) : (x) => fastLinear(x, w.lmHead, true);
+    // tied: the head is embedᵀ; its gradient flows back through the transpose into embed
+    hooks.head = c.tieWordEmbeddings ? (x) => fastLinear(x, tf.transpose(w.embed), true) : (x) => fastLinear(x, w.lmHead, true);
   } else if (c.tieWordEmbeddings) {
     // frozen tied head: dx = dy @ embed, no transpose needed
     hooks.head = (x) => headFrozenTied(x, w.lmHead, w.embed);

@@ -1,20 +1,10 @@
 /** The bench's human-readable table (stdout without --json). */
 import type { BenchReport, ShapeReport } from './report.js';
-
-function bytes(n: number): string {
-  const units = ['B', 'KB', 'MB', 'GB'];
-  let i = 0;
-  let v = n;
-  while (v >= 1000 && i < units.length - 1) {
-    v /= 1000;
-    i++;
-  }
-  return `${i === 0 ? v : v.toFixed(v >= 100 ? 0 : 1)} ${units[i]}`;
-}
+import { formatBytes as bytes, formatCount } from '../cli/format.js';
 
 const int = (n: number) => Math.round(n).toLocaleString('en-US');
 const ms = (s: number) => `${(s * 1000).toFixed(s < 0.1 ? 1 : 0)} ms`;
-const count = (n: number) => (n >= 1e6 ? `${(n / 1e6).toFixed(2)} M` : n >= 1e3 ? `${(n / 1e3).toFixed(1)} K` : String(n));
+const count = formatCount;
 const ratio = (x: number) => `${x.toFixed(2)}×`;
 
 /** Rows of cells: the first column left-aligned, the others right-aligned (all left with `left`). */

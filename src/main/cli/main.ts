@@ -28,7 +28,7 @@ import { formatBytes, formatCount, table } from './format.js';
 import { ProgressPrinter, formatDuration } from './progress.js';
 // demo, report and eval load their modules (ECharts, the evaluator) only when used: --help and
 // the quick commands stay fast.
-const DEMO_STEPS_DEFAULT = 100; // DEMO_DEFAULTS.steps in src/main/demo/run-demo.ts
+const DEMO_STEPS_DEFAULT = 80; // DEMO_DEFAULTS.steps in src/main/demo/run-demo.ts
 import { ExperimentStore, defaultStorePath, type RunRow } from '../store/index.js';
 import { startJob, type JobOutcome } from '../jobs/supervisor.js';
 import { parseMethod } from '../engine/trainable.js';

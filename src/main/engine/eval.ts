@@ -114,6 +114,9 @@ export function modelScorer(model: LlamaModel, opts: ModelScorerOptions = {}): T
             targets.push(cont[j]);
           }
         });
+        // Let the event loop run between batches (the wasm backend's reads resolve as
+        // microtasks): a caller's IPC, timers and signals are served while evaluating.
+        await new Promise((r) => setImmediate(r));
         const idT = tf.tensor2d(ids, [B, T], 'int32');
         let logits: tf.Tensor3D;
         try {

@@ -13,14 +13,10 @@
  *             dq = dS k·c,  dk = dSᵀ q·c
  */
 import { tf } from './backend.js';
+import { customGrad } from './autodiff.js';
 
 type Tensor = tf.Tensor;
 
-type GradResult = { value: Tensor; gradFunc: (dy: Tensor, saved: Tensor[]) => Tensor[] };
-
-function customGrad<A extends Tensor[]>(f: (...args: [...A, tf.GradSaveFunc]) => GradResult): (...args: A) => Tensor {
-  return tf.customGrad(f as unknown as Parameters<typeof tf.customGrad>[0]) as unknown as (...args: A) => Tensor;
-}
 
 const t2 = (x: Tensor) => tf.transpose(x) as tf.Tensor2D;
 /** [N, a, b] → N tensors [a, b] (split + reshape: much faster than unstack on wasm) */

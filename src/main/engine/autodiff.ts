@@ -20,7 +20,7 @@ let gradientsLoaded = false;
 type GradResult = { value: Tensor; gradFunc: (dy: Tensor, saved: Tensor[]) => Tensor[] };
 
 /** tf.customGrad with the argument types spelled out (tfjs types them loosely). */
-function customGrad<A extends Tensor[]>(f: (...args: [...A, tf.GradSaveFunc]) => GradResult): (...args: A) => Tensor {
+export function customGrad<A extends Tensor[]>(f: (...args: [...A, tf.GradSaveFunc]) => GradResult): (...args: A) => Tensor {
   return tf.customGrad(f as unknown as Parameters<typeof tf.customGrad>[0]) as unknown as (...args: A) => Tensor;
 }
 

@@ -25,6 +25,7 @@ import { extname, join, resolve } from 'node:path';
 import { writeFileAtomically } from './atomic.js';
 import { BlocklabError } from './errors.js';
 import { globMatcher } from './glob.js';
+import { yieldToEventLoop } from './event-loop.js';
 import { seededRandom } from './random.js';
 
 export interface CorpusSpec {
@@ -525,7 +526,6 @@ function checkOptions(opts: CorpusOptions): Required<Pick<CorpusOptions, 'valFra
   return { valFraction, minValSequences, maxBytesPerFile, bosId };
 }
 
-const nextTick = () => new Promise<void>((r) => setImmediate(r));
 
 /**
  * Reads, tokenizes (through the cache), packs and splits a corpus. Files are read in the order
@@ -596,7 +596,7 @@ export async function loadCorpus(spec: CorpusSpec, tokenizer: Tokenizes, opts: C
     files.push({ path: src.path, bytes: bytes.byteLength, sha256: fileSha, documents: docs.docLengths.length, tokens: docs.tokens.length, cached });
     formats.push(src.format);
     progress(src);
-    await nextTick();
+    await yieldToEventLoop();
   }
 
   const documents = files.reduce((a, f) => a + f.documents, 0);

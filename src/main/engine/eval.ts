@@ -30,6 +30,7 @@ import {
   type EvalResult,
 } from '../../shared/benchmarks.js';
 import { backendReport, tf, type BackendName } from './backend.js';
+import { yieldToEventLoop } from './event-loop.js';
 import {
   DEFAULT_FEWSHOT_SEED,
   evaluateBenchmark,
@@ -114,9 +115,7 @@ export function modelScorer(model: LlamaModel, opts: ModelScorerOptions = {}): T
             targets.push(cont[j]);
           }
         });
-        // Let the event loop run between batches (the wasm backend's reads resolve as
-        // microtasks): a caller's IPC, timers and signals are served while evaluating.
-        await new Promise((r) => setImmediate(r));
+        await yieldToEventLoop(); // a caller's IPC, timers and signals are served while evaluating
         const idT = tf.tensor2d(ids, [B, T], 'int32');
         let logits: tf.Tensor3D;
         try {

@@ -7,6 +7,7 @@ import { tf } from './backend.js';
 import { BlocklabError } from './errors.js';
 import { disposeCache, type LlamaModel } from './model.js';
 import { seededRandom } from './random.js';
+import { yieldToEventLoop } from './event-loop.js';
 
 export interface SamplingOptions {
   /** 0 = greedy */
@@ -154,6 +155,7 @@ export async function generate(
       logits.dispose();
       if (step === 0) prefillSeconds = (performance.now() - t0) / 1000;
       if (step >= limit) break;
+      await yieldToEventLoop(); // a stop request (IPC, a signal) arrives between tokens
       if (options.signal?.aborted) {
         finishReason = 'aborted';
         break;

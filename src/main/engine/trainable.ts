@@ -12,7 +12,7 @@
  * (LoRA: PEFT's `...q_proj.lora_A.weight` names).
  */
 import { tf } from './backend.js';
-import { crossEntropy, fastLinear, trainableEmbedding } from './autodiff.js';
+import { crossEntropy, customGrad, fastLinear, trainableEmbedding } from './autodiff.js';
 import type { Checkpoint } from './checkpoint.js';
 import { BlocklabError } from './errors.js';
 import type { BlockWeights, ForwardHooks, LlamaModel, Projection } from './model.js';
@@ -265,9 +265,9 @@ export function makeTrainable(model: LlamaModel, ckpt: Checkpoint, method: Train
 
 /** Frozen tied head: logits = x @ embedᵀ (precomputed as lmHead), dx = dy @ embed. */
 function headFrozenTied(x: Tensor, lmHead: Tensor, embed: Tensor): Tensor {
-  const f = tf.customGrad(((xIn: Tensor) => ({
+  const f = customGrad<[Tensor]>((xIn) => ({
     value: tf.matMul(xIn as tf.Tensor2D, lmHead as tf.Tensor2D),
     gradFunc: (dy: Tensor) => [tf.matMul(dy as tf.Tensor2D, embed as tf.Tensor2D)],
-  })) as unknown as Parameters<typeof tf.customGrad>[0]) as unknown as (x: Tensor) => Tensor;
+  }));
   return f(x);
 }

@@ -14,6 +14,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { tf, backendReport, initBackend, type BackendName } from './backend.js';
+import { yieldToEventLoop } from './event-loop.js';
 import { ensureGradients } from './autodiff.js';
 import { openCheckpoint, type Checkpoint } from './checkpoint.js';
 import { expectedShapes } from './config.js';
@@ -463,9 +464,7 @@ export async function train(opts: TrainOptions, events: TrainEvents = {}, signal
   const variables = set.params.map((p) => p.variable);
   try {
     for (let step = startStep; step < opts.steps; step++) {
-      // Let the event loop run between steps: the wasm backend's reads resolve as microtasks,
-      // so without this a cancel message (IPC, a signal) would never be delivered.
-      await new Promise((r) => setImmediate(r));
+      await yieldToEventLoop(); // so a cancel (IPC, a signal) is delivered between steps
       if (signal?.aborted) {
         stopped = 'cancelled';
         break;

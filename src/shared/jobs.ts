@@ -40,7 +40,52 @@ export const TrainJobSchema = z.object({
 });
 export type TrainJob = z.infer<typeof TrainJobSchema>;
 
-export const JobRequestSchema = z.discriminatedUnion('kind', [z.object({ kind: z.literal('train'), train: TrainJobSchema })]);
+const Backend = z.enum(['auto', 'tensorflow-gpu', 'tensorflow-cpu', 'webgpu', 'wasm', 'cpu']).optional();
+
+/** Work the engine process does besides training: each kind is one request, one result. */
+export const JobRequestSchema = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('train'), train: TrainJobSchema }),
+  z.object({
+    kind: z.literal('expand'),
+    model: z.string().min(1),
+    out: z.string().min(1),
+    /** an ExpansionRequest (validated again by the engine) */
+    config: z.record(z.string(), z.unknown()),
+    overwrite: z.boolean().optional(),
+    backend: Backend,
+  }),
+  z.object({
+    kind: z.literal('eval'),
+    storePath: z.string().min(1),
+    base: z.string().min(1).optional(),
+    checkpoints: z.array(z.string().min(1)).min(1),
+    benchmarks: z.array(z.string().min(1)).min(1),
+    limit: z.number().int().positive().optional(),
+    shots: z.number().int().nonnegative().optional(),
+    name: z.string().optional(),
+    backend: Backend,
+  }),
+  z.object({
+    kind: z.literal('generate'),
+    model: z.string().min(1),
+    messages: z.array(z.object({ role: z.enum(['system', 'user', 'assistant']), content: z.string() })).min(1),
+    system: z.string(),
+    temperature: z.number().min(0),
+    topP: z.number().gt(0).max(1),
+    maxTokens: z.number().int().positive(),
+    seed: z.number().int().optional(),
+    backend: Backend,
+  }),
+  z.object({
+    kind: z.literal('export'),
+    model: z.string().min(1),
+    format: z.enum(['hf', 'gguf']),
+    out: z.string().min(1),
+    dtype: z.enum(['float32', 'float16', 'bfloat16']).optional(),
+  }),
+  /** a read-only query of the store, on its own connection, in a process that can be killed */
+  z.object({ kind: z.literal('sql'), storePath: z.string().min(1), sql: z.string().min(1), maxRows: z.number().int().positive() }),
+]);
 export type JobRequest = z.infer<typeof JobRequestSchema>;
 
 /** caller → engine process */
@@ -70,6 +115,11 @@ export const FromEngineSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('step'), metrics: StepSchema }),
   z.object({ type: z.literal('eval'), step: z.number().int(), valLoss: z.number() }),
   z.object({ type: z.literal('checkpoint'), step: z.number().int(), dir: z.string() }),
+  z.object({
+    type: z.literal('progress'),
+    progress: z.object({ done: z.number(), total: z.number(), unit: z.string(), message: z.string(), etaSeconds: z.number().nullable() }),
+  }),
+  z.object({ type: z.literal('token'), text: z.string() }),
   z.object({ type: z.literal('done'), result: z.record(z.string(), z.unknown()) }),
   z.object({ type: z.literal('error'), message: z.string(), userError: z.boolean(), stack: z.string().optional() }),
 ]);

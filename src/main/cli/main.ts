@@ -33,6 +33,7 @@ import { ExperimentStore, defaultStorePath, type RunRow } from '../store/index.j
 import { startJob, type JobOutcome } from '../jobs/supervisor.js';
 import { parseMethod } from '../engine/trainable.js';
 import { TRAIN_DEFAULTS } from '../engine/trainer.js';
+import { resumableTrainJob } from '../jobs/resume.js';
 import { DEFAULT_ADAMW } from '../engine/optimizer.js';
 import { TrainJobSchema, type TrainJob } from '../../shared/jobs.js';
 import { dirname, join, resolve as resolvePath } from 'node:path';
@@ -621,14 +622,7 @@ runs
   .action(async (id: number, _o, cmd: Command) => {
     const store = openStore(cmd);
     try {
-      const run = store.getRun(id);
-      if (!run) throw new BlocklabError(`there is no run ${id} in ${store.path}; list them with blocklab runs`);
-      if (run.kind !== 'train') throw new BlocklabError(`run ${id} is a ${run.kind} run; only training runs resume`);
-      if (run.status === 'completed') throw new BlocklabError(`run ${id} already completed; start a new run to train further`);
-      if (run.status === 'running') throw new BlocklabError(`run ${id} is still running (pid ${run.pid}); stop it first`);
-      const parsed = TrainJobSchema.safeParse(run.config);
-      if (!parsed.success) throw new BlocklabError(`run ${id}'s stored configuration is not a training job this version understands`);
-      await runTraining(cmd, { ...parsed.data, resume: true }, store, id);
+      await runTraining(cmd, resumableTrainJob(store, id), store, id);
     } finally {
       store.close();
     }
@@ -752,6 +746,38 @@ addEvalOptions(
     store.close();
   }
 });
+
+// ---------------------------------------------------------------------------- serve
+program
+  .command('serve')
+  .description('the notebook app in a browser: serves the built UI and its API on 127.0.0.1, guarded by a token in the printed URL (for a GPU box over an SSH tunnel)')
+  .option('--port <n>', 'port on 127.0.0.1 (0 picks a free one)', intOption('--port'), 7860)
+  .option('--ui <dir>', 'the built renderer (default: out/renderer; build it with npm run build)')
+  .action(async (o: { port: number; ui?: string }, cmd: Command) => {
+    const { serve } = await import('../server/index.js');
+    const storePath = resolvePath(globals(cmd).store ?? defaultStorePath());
+    const store = openStore(cmd);
+    let server;
+    try {
+      server = await serve({ store, storePath, userDataDir: dirname(storePath), port: o.port, rendererDir: o.ui });
+    } catch (e) {
+      store.close();
+      throw e;
+    }
+    writeStdout(`${server.url}\n`);
+    process.stderr.write(`Blocklab is serving ${storePath}; open the URL above (through an SSH tunnel: ssh -L ${server.port}:127.0.0.1:${server.port} HOST). Ctrl-C stops it.\n`);
+    await new Promise<void>((done) => {
+      const stop = () => done();
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+    });
+    process.stderr.write('stopping: running jobs write a checkpoint first…\n');
+    await server.close();
+    // let training jobs reach their checkpoint and record how they ended
+    const deadline = Date.now() + 30_000;
+    while (server.api.jobs.list().length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+    store.close();
+  });
 
 // ---------------------------------------------------------------------------- demo
 program

@@ -11,10 +11,10 @@
  * then every checkpoint is evaluated against the base on the builtin benchmarks (general =
  * old domain: forgetting; code = new domain: gain), and a report is written.
  */
+import { demoDir } from '../engine/resources.js';
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { expandModel } from '../engine/index.js';
 import { BlocklabError } from '../engine/errors.js';
 import { compareForgetting, runEval } from '../engine/eval.js';
@@ -26,7 +26,6 @@ import type { ExperimentStore } from '../store/index.js';
 import type { CompareReport } from '../../shared/benchmarks.js';
 import type { TrainJob } from '../../shared/jobs.js';
 
-export const DEMO_DIR = fileURLToPath(new URL('../../../resources/demo', import.meta.url));
 export const DEMO_BENCHMARKS = ['builtin:general-ppl', 'builtin:general-mc', 'builtin:code-ppl', 'builtin:code-mc'];
 
 export interface DemoOptions {
@@ -77,7 +76,7 @@ export const DEMO_LR = { weights: 1e-3, lora: 3e-3 } as const;
 export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   const started = performance.now();
   const log = o.log ?? (() => undefined);
-  const base = join(DEMO_DIR, 'base-model');
+  const base = join(demoDir(), 'base-model');
   if (!existsSync(join(base, 'model.safetensors'))) {
     throw new BlocklabError('the bundled demo base model is missing; run `npm run demo:make-base` (or restore resources/demo/base-model from git)', { file: base });
   }
@@ -119,7 +118,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     const job: TrainJob = {
       ...TRAIN_DEFAULTS,
       model: m.model,
-      data: { paths: [join(DEMO_DIR, 'corpora', 'code', 'train.jsonl')] },
+      data: { paths: [join(demoDir(), 'corpora', 'code', 'train.jsonl')] },
       out: join(out, `run-${m.name}`),
       method: m.method,
       steps,

@@ -35,10 +35,10 @@
  *   same shots whatever --limit is. (The harness draws from one random.Random(1234) stream, so
  *   its shots differ from ours; the format is the same.)
  */
+import { builtinBenchmarkDir } from './resources.js';
 import { createHash } from 'node:crypto';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { basename, dirname, extname, isAbsolute, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import vm from 'node:vm';
 import { z } from 'zod';
 import {
@@ -88,11 +88,8 @@ export type Benchmark = {
   };
 }[BenchmarkKind];
 
-/** Where `builtin:NAME` benchmarks live: resources/demo/benchmarks at the repository root. */
-export const BUILTIN_BENCHMARK_DIR = fileURLToPath(new URL('../../../resources/demo/benchmarks/', import.meta.url));
-
 /** Names of the builtin benchmarks (NAME for every NAME.jsonl), or null when the folder is missing. */
-export async function listBuiltinBenchmarks(dir = BUILTIN_BENCHMARK_DIR): Promise<string[] | null> {
+export async function listBuiltinBenchmarks(dir = builtinBenchmarkDir()): Promise<string[] | null> {
   try {
     return (await readdir(dir)).filter((f) => f.endsWith('.jsonl')).map((f) => f.slice(0, -'.jsonl'.length)).sort();
   } catch {
@@ -101,7 +98,7 @@ export async function listBuiltinBenchmarks(dir = BUILTIN_BENCHMARK_DIR): Promis
 }
 
 /** A --bench argument (a path, or builtin:NAME) → an absolute file path. */
-export async function resolveBenchmarkSpec(spec: string, builtinDir = BUILTIN_BENCHMARK_DIR): Promise<string> {
+export async function resolveBenchmarkSpec(spec: string, builtinDir = builtinBenchmarkDir()): Promise<string> {
   if (!spec.startsWith('builtin:')) return resolve(spec);
   const name = spec.slice('builtin:'.length);
   const available = await listBuiltinBenchmarks(builtinDir);

@@ -532,6 +532,11 @@ export async function compareForgetting(
 ): Promise<CompareReport> {
   if (others.length === 0) throw new BlocklabError('give at least one checkpoint to compare with --base');
   const report = await runEval(store, { ...opts, models: [base, ...others], benchmarks });
+  return forgettingFromEval(report, base, others);
+}
+
+/** The forgetting/gain table of `others` against `base`, from scores that include all of them. */
+export function forgettingFromEval(report: EvalReport, base: string, others: string[]): CompareReport {
   // results carry the label of the first argument naming each folder: match by checkpoint id
   const idOf = new Map<string, number>();
   for (const r of report.results) idOf.set(resolve(r.checkpoint), r.checkpoint_id);

@@ -120,13 +120,28 @@ export interface GenerateTextOptions extends GenerateOptions {
   /** format the prompt with the tokenizer's chat template, as a user message */
   chat?: boolean;
   system?: string;
+  /** a whole conversation instead of one prompt (chat: the template; without one, plain text turns) */
+  messages?: ChatMessage[];
+}
+
+/** How a conversation becomes the model's input text: the chat template, or plain turns without one. */
+export function conversationPrompt(tok: HfTokenizer, messages: ChatMessage[]): { prompt: string; templated: boolean } {
+  if (tok.chatTemplate) return { prompt: tok.applyChatTemplate(messages, { addGenerationPrompt: true }), templated: true };
+  // No template (base models, the demo's): the turns as plain text, so the model continues it.
+  const text = messages.map((m) => m.content).join('\n\n');
+  return { prompt: text + (messages.at(-1)?.role === 'user' ? '\n' : ''), templated: false };
 }
 
 export async function generateText(loaded: LoadedModel, opts: GenerateTextOptions): Promise<GenerateResult & { prompt: string }> {
   const tok = loaded.tokenizer ?? (await requireTokenizer(loaded.checkpoint.dir, 'generating text needs'));
   let prompt = opts.prompt;
   let addSpecialTokens = true;
-  if (opts.chat) {
+  if (opts.messages) {
+    const messages = opts.system ? [{ role: 'system' as const, content: opts.system }, ...opts.messages] : opts.messages;
+    const c = conversationPrompt(tok, messages);
+    prompt = c.prompt;
+    addSpecialTokens = !c.templated;
+  } else if (opts.chat) {
     const messages: ChatMessage[] = [];
     if (opts.system) messages.push({ role: 'system', content: opts.system });
     messages.push({ role: 'user', content: opts.prompt });

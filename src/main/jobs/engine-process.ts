@@ -1,45 +1,177 @@
 /**
- * The engine process: runs one job that its supervisor sends, reports progress over IPC, and
- * exits. Heavy work lives here so the caller's event loop stays free, and a crash or an
- * out-of-memory here fails the job, not the caller.
+ * The engine process: runs one job that its supervisor sends (train, expand, eval, generate,
+ * export, a read-only SQL query), reports progress over IPC, and exits. Heavy work lives here so
+ * the caller's event loop stays free, and a crash or an out-of-memory here fails the job, not
+ * the caller. It runs as a `child_process.fork` (CLI, server, tests) or as an Electron
+ * `utilityProcess` (the app): the two differ only in how messages travel.
  */
+import { resolve } from 'node:path';
 import { FromEngineSchema, ToEngineSchema, type FromEngine, type JobRequest } from '../../shared/jobs.js';
 import { BlocklabError } from '../engine/errors.js';
-import { train } from '../engine/trainer.js';
 
 const controller = new AbortController();
 
+/** Electron's utility process has `process.parentPort`; a forked Node child has `process.send`. */
+interface ParentPort {
+  postMessage(message: unknown): void;
+  on(event: 'message', listener: (e: { data: unknown }) => void): void;
+}
+const parentPort = (process as unknown as { parentPort?: ParentPort }).parentPort;
+
 function send(message: FromEngine): Promise<void> {
   FromEngineSchema.parse(message);
-  return new Promise((resolve) => {
-    if (!process.send || !process.connected) return resolve();
-    process.send(message, undefined, {}, () => resolve());
+  if (parentPort) {
+    parentPort.postMessage(message);
+    return Promise.resolve();
+  }
+  return new Promise((done) => {
+    if (!process.send || !process.connected) return done();
+    process.send(message, undefined, {}, () => done());
   });
+}
+
+type Result = Record<string, unknown>;
+
+async function runTrain(t: Extract<JobRequest, { kind: 'train' }>['train']): Promise<Result> {
+  const { train } = await import('../engine/trainer.js');
+  const result = await train(
+    t,
+    {
+      onLog: (message) => void send({ type: 'log', message }),
+      onStart: (info) => void send({ type: 'started', info: info as unknown as Result }),
+      onStep: (metrics) => void send({ type: 'step', metrics }),
+      onEval: (step, valLoss) => void send({ type: 'eval', step, valLoss }),
+      onCheckpoint: (step, dir) => void send({ type: 'checkpoint', step, dir }),
+    },
+    controller.signal,
+  );
+  return result as unknown as Result;
+}
+
+async function runExpand(r: Extract<JobRequest, { kind: 'expand' }>): Promise<Result> {
+  const { expandModel } = await import('../engine/index.js');
+  const { ExpansionRequestSchema } = await import('../../shared/expansion.js');
+  const parsed = ExpansionRequestSchema.safeParse(r.config);
+  if (!parsed.success) throw new BlocklabError(`the expansion config is invalid: ${parsed.error.issues[0]?.path.join('.') || 'config'}: ${parsed.error.issues[0]?.message}`);
+  void send({ type: 'progress', progress: { done: 0, total: 1, unit: 'checkpoint', message: `expanding ${r.model}`, etaSeconds: null } });
+  const e = await expandModel(r.model, parsed.data, { out: r.out, overwrite: r.overwrite, backend: r.backend });
+  return { ...e } as unknown as Result;
+}
+
+async function runEvalJob(r: Extract<JobRequest, { kind: 'eval' }>): Promise<Result> {
+  const { runEval, forgettingFromEval } = await import('../engine/eval.js');
+  const { ExperimentStore } = await import('../store/index.js');
+  const store = ExperimentStore.open(r.storePath);
+  try {
+    const opts = {
+      limit: r.limit ?? null,
+      shots: r.shots,
+      name: r.name,
+      backend: r.backend,
+      signal: controller.signal,
+      onProgress: (p: { checkpoint: string; benchmark: string; done: number; total: number; unit: string; etaSeconds: number | null }) =>
+        void send({ type: 'progress', progress: { done: p.done, total: p.total, unit: p.unit, message: `${p.checkpoint} × ${p.benchmark}`, etaSeconds: p.etaSeconds } }),
+    };
+    if (r.base) {
+      const others = r.checkpoints.filter((c) => resolve(c) !== resolve(r.base!));
+      if (others.length === 0) throw new BlocklabError('choose at least one checkpoint besides the base to measure forgetting against it');
+      const report = await runEval(store, { ...opts, models: [r.base, ...others], benchmarks: r.benchmarks });
+      return { report, compare: forgettingFromEval(report, r.base, others) } as unknown as Result;
+    }
+    const report = await runEval(store, { ...opts, models: r.checkpoints, benchmarks: r.benchmarks });
+    return { report, compare: null } as unknown as Result;
+  } finally {
+    store.close();
+  }
+}
+
+async function runGenerate(r: Extract<JobRequest, { kind: 'generate' }>): Promise<Result> {
+  const { loadModel, generateText, conversationPrompt } = await import('../engine/index.js');
+  const loaded = await loadModel(r.model, r.backend);
+  try {
+    const tok = loaded.tokenizer;
+    if (!tok) throw new BlocklabError('has no tokenizer.json, which chat needs; add the tokenizer files to the folder', { file: r.model });
+    const messages = r.system ? [{ role: 'system' as const, content: r.system }, ...r.messages] : r.messages;
+    const { templated } = conversationPrompt(tok, messages);
+    const result = await generateText(loaded, {
+      prompt: '',
+      messages: r.messages,
+      system: r.system || undefined,
+      temperature: r.temperature,
+      topP: r.topP,
+      maxTokens: r.maxTokens,
+      seed: r.seed,
+      signal: controller.signal,
+      onText: (text) => void send({ type: 'token', text }),
+    });
+    return { ...result, ids: undefined, templated } as unknown as Result;
+  } finally {
+    loaded.dispose();
+  }
+}
+
+async function runExport(r: Extract<JobRequest, { kind: 'export' }>): Promise<Result> {
+  const { exportModel, exportGguf, parseDtypeOption } = await import('../engine/index.js');
+  const dtype = r.dtype ? parseDtypeOption(r.dtype) ?? undefined : undefined;
+  if (r.format === 'gguf') {
+    const g = await exportGguf(r.model, {
+      out: r.out,
+      dtype: dtype === 'F16' ? 'F16' : dtype === 'F32' ? 'F32' : undefined,
+      onTensor: (i, total, name) => void send({ type: 'progress', progress: { done: i + 1, total, unit: 'tensors', message: name, etaSeconds: null } }),
+    });
+    return { out: r.out, format: 'gguf', bytes: g.bytes };
+  }
+  const w = await exportModel(r.model, { out: r.out, dtype });
+  return { out: w.dir, format: 'hf', bytes: w.bytes };
+}
+
+async function runSql(r: Extract<JobRequest, { kind: 'sql' }>): Promise<Result> {
+  const { ExperimentStore } = await import('../store/index.js');
+  const store = ExperimentStore.open(r.storePath, { readonly: true });
+  try {
+    const t0 = performance.now();
+    const q = store.query(r.sql, [], { maxRows: r.maxRows });
+    return { ...q, ms: performance.now() - t0 } as unknown as Result;
+  } finally {
+    store.close();
+  }
 }
 
 async function run(request: JobRequest): Promise<void> {
   try {
-    const t = request.train;
-    const result = await train(
-      t,
-      {
-        onLog: (message) => void send({ type: 'log', message }),
-        onStart: (info) => void send({ type: 'started', info: info as unknown as Record<string, unknown> }),
-        onStep: (metrics) => void send({ type: 'step', metrics }),
-        onEval: (step, valLoss) => void send({ type: 'eval', step, valLoss }),
-        onCheckpoint: (step, dir) => void send({ type: 'checkpoint', step, dir }),
-      },
-      controller.signal,
-    );
-    await send({ type: 'done', result: result as unknown as Record<string, unknown> });
+    let result: Result;
+    switch (request.kind) {
+      case 'train':
+        result = await runTrain(request.train);
+        break;
+      case 'expand':
+        result = await runExpand(request);
+        break;
+      case 'eval':
+        result = await runEvalJob(request);
+        break;
+      case 'generate':
+        result = await runGenerate(request);
+        break;
+      case 'export':
+        result = await runExport(request);
+        break;
+      case 'sql':
+        result = await runSql(request);
+        break;
+    }
+    await send({ type: 'done', result });
   } catch (e) {
     const err = e as Error;
-    await send({ type: 'error', message: err?.message ?? String(e), userError: e instanceof BlocklabError, stack: err?.stack });
+    const aborted = controller.signal.aborted && (err?.name === 'AbortError' || /abort|cancel/i.test(err?.message ?? ''));
+    if (aborted) await send({ type: 'done', result: { stopped: 'cancelled' } });
+    else await send({ type: 'error', message: err?.message ?? String(e), userError: e instanceof BlocklabError, stack: err?.stack });
   }
+  if (parentPort) process.exit(0);
   process.disconnect?.();
 }
 
-process.on('message', (raw) => {
+function onMessage(raw: unknown): void {
   const parsed = ToEngineSchema.safeParse(raw);
   if (!parsed.success) {
     void send({ type: 'error', message: `engine process got an invalid message: ${parsed.error.issues[0]?.message}`, userError: false });
@@ -48,9 +180,13 @@ process.on('message', (raw) => {
   const msg = parsed.data;
   if (msg.type === 'cancel') controller.abort();
   else void run(msg.request);
-});
+}
 
-// The supervisor went away (killed, crashed): stop at the next step boundary, with a checkpoint.
-process.on('disconnect', () => controller.abort());
+if (parentPort) parentPort.on('message', (e) => onMessage(e.data));
+else {
+  process.on('message', onMessage);
+  // The supervisor went away (killed, crashed): stop at the next step boundary, with a checkpoint.
+  process.on('disconnect', () => controller.abort());
+}
 
 void send({ type: 'ready' });

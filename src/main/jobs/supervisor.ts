@@ -10,7 +10,7 @@ import { open, readdir, readFile, stat } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { FromEngineSchema, type JobRequest, type StepEvent, type ToEngine } from '../../shared/jobs.js';
+import { FromEngineSchema, type FromEngine, type JobRequest, type StepEvent, type ToEngine } from '../../shared/jobs.js';
 import { BlocklabError } from '../engine/errors.js';
 import type { CheckpointInfo, ExperimentStore, MetricWriter } from '../store/index.js';
 
@@ -43,6 +43,127 @@ function engineExecArgv(): string[] {
   const require = createRequire(import.meta.url);
   const tsx = require.resolve('tsx');
   return ['--import', new URL(`file://${join(tsx, '..', 'esm', 'index.mjs')}`).href];
+}
+
+/**
+ * A running engine process, whatever started it: `child_process.fork` here, Electron's
+ * `utilityProcess` in the app (src/main/index.ts installs that spawner).
+ */
+export interface EngineChild {
+  pid: number | undefined;
+  send(message: ToEngine): void;
+  onMessage(listener: (raw: unknown) => void): void;
+  /** once, when the process has ended */
+  onExit(listener: (code: number | null, signal: NodeJS.Signals | null) => void): void;
+  onError(listener: (e: Error) => void): void;
+  /** the process's stderr, when it can be read */
+  stderr: NodeJS.ReadableStream | null;
+  kill(signal?: NodeJS.Signals): void;
+}
+
+export type EngineSpawner = (opts: { maxHeapMb?: number }) => EngineChild;
+
+/** The default: a forked Node process running engine-process.ts through tsx, IPC over JSON. */
+export const forkEngine: EngineSpawner = (opts) => {
+  const proc: ChildProcess = fork(ENGINE_ENTRY, [], {
+    execArgv: [...engineExecArgv(), ...(opts.maxHeapMb ? [`--max-old-space-size=${opts.maxHeapMb}`] : [])],
+    stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
+    serialization: 'json',
+  });
+  return {
+    pid: proc.pid,
+    send: (m) => {
+      if (proc.connected) proc.send(m);
+    },
+    onMessage: (l) => void proc.on('message', l),
+    onExit: (l) => void proc.on('exit', l),
+    onError: (l) => void proc.on('error', l),
+    stderr: proc.stderr,
+    kill: (signal) => void proc.kill(signal),
+  };
+};
+
+let spawnEngine: EngineSpawner = forkEngine;
+
+/** Replaces how engine processes start (the Electron app uses `utilityProcess`). */
+export function setEngineSpawner(spawner: EngineSpawner): void {
+  spawnEngine = spawner;
+}
+
+/** Reads an engine's stderr: library warnings go to `onLog` line by line; the tail explains a death. */
+function watchStderr(child: EngineChild, onLog?: (line: string) => void): () => string {
+  let tail = '';
+  let partial = '';
+  child.stderr?.setEncoding('utf8');
+  child.stderr?.on('data', (chunk: string) => {
+    tail = (tail + chunk).slice(-8192);
+    partial += chunk;
+    const lines = partial.split('\n');
+    partial = lines.pop() ?? '';
+    for (const line of lines) if (line.trim() && !/^\s*\d+: 0x|^<--- |^\s*$/.test(line)) onLog?.(line.slice(0, 500));
+  });
+  return () => tail;
+}
+
+export type TaskOutcome = { ok: true; result: Record<string, unknown> } | { ok: false; error: string; userError: boolean; interrupted: boolean };
+
+export interface TaskHandle {
+  pid: number | undefined;
+  cancel(): void;
+  kill(signal?: NodeJS.Signals): void;
+  done: Promise<TaskOutcome>;
+}
+
+/**
+ * Runs one non-training request (expand, eval, generate, export, sql) in an engine process.
+ * `onMessage` sees every progress/token/log message; `done` settles once, with the result or
+ * the reason it failed (an error, the process dying, or `timeoutMs` running out).
+ */
+export function runEngineTask(request: JobRequest, opts: { onMessage?: (m: FromEngine) => void; timeoutMs?: number; maxHeapMb?: number } = {}): TaskHandle {
+  const child = spawnEngine({ maxHeapMb: opts.maxHeapMb });
+  const stderrTail = watchStderr(child, (line) => opts.onMessage?.({ type: 'log', message: line }));
+  let cancelRequested = false;
+  const done = new Promise<TaskOutcome>((resolveDone) => {
+    let settled = false;
+    let timer: NodeJS.Timeout | undefined;
+    const finish = (o: TaskOutcome) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      resolveDone(o);
+    };
+    if (opts.timeoutMs) {
+      timer = setTimeout(() => {
+        finish({ ok: false, error: `took longer than ${Math.round(opts.timeoutMs! / 1000)} s and was stopped`, userError: true, interrupted: false });
+        child.kill('SIGKILL');
+      }, opts.timeoutMs);
+    }
+    child.onMessage((raw) => {
+      const parsed = FromEngineSchema.safeParse(raw);
+      if (!parsed.success) return;
+      const m = parsed.data;
+      if (m.type === 'ready') {
+        child.send({ type: 'start', request });
+        if (cancelRequested) child.send({ type: 'cancel' });
+      } else if (m.type === 'done') finish({ ok: true, result: m.result });
+      else if (m.type === 'error') finish({ ok: false, error: m.message, userError: m.userError, interrupted: false });
+      else opts.onMessage?.(m);
+    });
+    child.onError((e) => finish({ ok: false, error: `could not start the engine process: ${e.message}`, userError: false, interrupted: false }));
+    child.onExit((code, signal) => {
+      const { message, interrupted } = describeExit(code, signal, stderrTail());
+      finish({ ok: false, error: message, userError: false, interrupted });
+    });
+  });
+  return {
+    pid: child.pid,
+    cancel() {
+      cancelRequested = true;
+      child.send({ type: 'cancel' });
+    },
+    kill: (signal = 'SIGKILL') => child.kill(signal),
+    done,
+  };
 }
 
 /**
@@ -92,11 +213,11 @@ export function describeExit(code: number | null, signal: NodeJS.Signals | null,
 }
 
 /**
- * Starts a job. With a store, a run row is created first and kept current; its id is
+ * Starts a training job. With a store, a run row is created first and kept current; its id is
  * `handle.runId`. `resumeRunId` continues the row of an earlier run instead of creating one.
  */
 export function startJob(
-  request: JobRequest,
+  request: Extract<JobRequest, { kind: 'train' }>,
   opts: { store?: ExperimentStore; events?: JobEvents; resumeRunId?: number; name?: string; /** JavaScript heap limit of the engine process */ maxHeapMb?: number } = {},
 ): JobHandle {
   const { store, events = {} } = opts;
@@ -104,11 +225,7 @@ export function startJob(
   let runId: number | null = null;
   let metrics: MetricWriter | null = null;
 
-  const child: ChildProcess = fork(ENGINE_ENTRY, [], {
-    execArgv: [...engineExecArgv(), ...(opts.maxHeapMb ? [`--max-old-space-size=${opts.maxHeapMb}`] : [])],
-    stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
-    serialization: 'json',
-  });
+  const child = spawnEngine({ maxHeapMb: opts.maxHeapMb });
 
   if (store) {
     if (opts.resumeRunId !== undefined) {
@@ -130,21 +247,10 @@ export function startJob(
 
   // The engine reports through IPC; its stderr carries library warnings and, when it dies, the
   // runtime's last words (kept to explain the death, not dumped on the user).
-  let stderrTail = '';
-  let stderrLine = '';
-  child.stderr?.setEncoding('utf8');
-  child.stderr?.on('data', (chunk: string) => {
-    stderrTail = (stderrTail + chunk).slice(-8192);
-    stderrLine += chunk;
-    const lines = stderrLine.split('\n');
-    stderrLine = lines.pop() ?? '';
-    for (const line of lines) if (line.trim() && !/^\s*\d+: 0x|^<--- |^\s*$/.test(line)) events.onLog?.(line.slice(0, 500));
-  });
+  const stderrTail = watchStderr(child, events.onLog);
 
   let cancelRequested = false;
-  const sendToEngine = (m: ToEngine) => {
-    if (child.connected) child.send(m);
-  };
+  const sendToEngine = (m: ToEngine) => child.send(m);
 
   const done = new Promise<JobOutcome>((resolveDone) => {
     let settled = false;
@@ -175,7 +281,7 @@ export function startJob(
       resolveDone(outcome);
     };
 
-    child.on('message', (raw) => {
+    child.onMessage((raw) => {
       const parsed = FromEngineSchema.safeParse(raw);
       if (!parsed.success) {
         events.onLog?.(`ignored an invalid message from the engine process: ${parsed.error.issues[0]?.message}`);
@@ -232,10 +338,10 @@ export function startJob(
       }
     });
 
-    child.on('error', (e) => void finish({ status: 'failed', runId, error: `could not start the engine process: ${e.message}`, userError: false }));
-    child.on('exit', (code, signal) => {
+    child.onError((e) => void finish({ status: 'failed', runId, error: `could not start the engine process: ${e.message}`, userError: false }));
+    child.onExit((code, signal) => {
       if (settled) return;
-      const { message, interrupted } = describeExit(code, signal, stderrTail);
+      const { message, interrupted } = describeExit(code, signal, stderrTail());
       const latest = lastStep > 0 ? ` after step ${lastStep}; resume from its last checkpoint with --resume` : '';
       void finish({ status: interrupted ? 'interrupted' : 'failed', runId, error: message + latest, userError: false });
     });

@@ -1,0 +1,308 @@
+/**
+ * The app's long work: each job the renderer starts runs in an engine process (training through
+ * the supervisor, which keeps its run row current; expand, eval, chat and export as one-shot
+ * engine tasks) and streams its events to every connected window as `ApiPush` messages.
+ * The results are recorded in the store here (expanded checkpoints and their lineage).
+ */
+import { randomUUID } from 'node:crypto';
+import { basename, join, resolve } from 'node:path';
+import type { ApiPush, JobEvent, JobInfo, JobResult, JobSpec, TrainSpec } from '../../shared/api.js';
+import { TrainJobSchema, type FromEngine, type TrainJob } from '../../shared/jobs.js';
+import type { CompareReport, EvalReport } from '../../shared/benchmarks.js';
+import type { ExpansionRecord } from '../../shared/expansion.js';
+import { BlocklabError } from '../engine/errors.js';
+import { DEFAULT_ADAMW } from '../engine/optimizer.js';
+import { TRAIN_DEFAULTS } from '../engine/trainer.js';
+import { registerCheckpointDir, runEngineTask, startJob, type TaskOutcome } from '../jobs/supervisor.js';
+import { resumableTrainJob } from '../jobs/resume.js';
+import { buildRunReport, checkpointLabel, forgettingFromCompare, renderReport, writeReport } from '../report/index.js';
+import type { ExperimentStore } from '../store/index.js';
+
+export interface JobContext {
+  store: ExperimentStore;
+  storePath: string;
+  /** where jobs put what they make when the request names no folder */
+  workDir: string;
+  push(p: ApiPush): void;
+}
+
+interface Active {
+  info: JobInfo;
+  cancel(): void;
+  pause(): void;
+  paused: boolean;
+}
+
+/** A folder-name-safe stamp: 20261128-101500. */
+function stamp(d = new Date()): string {
+  return d.toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
+}
+
+function slug(text: string): string {
+  return text.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 40) || 'run';
+}
+
+/** The full training job for a Train cell's settings: the trainer's defaults for the rest. */
+export function trainJobFromSpec(spec: TrainSpec, ctx: Pick<JobContext, 'workDir' | 'storePath'>): TrainJob {
+  const method = spec.method.kind === 'last' ? `last${spec.method.k}` : spec.method.kind;
+  const job = {
+    model: resolve(spec.model),
+    data: { paths: spec.data.map((p) => resolve(p)) },
+    out: resolve(spec.out ?? join(ctx.workDir, 'runs', `${slug(spec.name ?? method)}-${stamp()}`)),
+    method: spec.method,
+    steps: spec.steps,
+    lr: spec.lr,
+    batch: spec.batch,
+    seq: spec.seq,
+    gradAccum: spec.gradAccum ?? TRAIN_DEFAULTS.gradAccum,
+    warmup: spec.warmup ?? Math.min(TRAIN_DEFAULTS.warmup, Math.floor(spec.steps / 10)),
+    minLrRatio: TRAIN_DEFAULTS.minLrRatio,
+    seed: spec.seed ?? TRAIN_DEFAULTS.seed,
+    adamw: DEFAULT_ADAMW,
+    clip: TRAIN_DEFAULTS.clip,
+    saveEvery: spec.saveEvery ?? TRAIN_DEFAULTS.saveEvery,
+    evalEvery: spec.evalEvery ?? TRAIN_DEFAULTS.evalEvery,
+    evalBatches: TRAIN_DEFAULTS.evalBatches,
+    valFraction: TRAIN_DEFAULTS.valFraction,
+    keepCheckpoints: TRAIN_DEFAULTS.keepCheckpoints,
+    cacheDir: join(resolve(ctx.storePath, '..'), 'cache'),
+    resume: false,
+  };
+  return TrainJobSchema.parse(job);
+}
+
+export class JobManager {
+  private readonly active = new Map<string, Active>();
+
+  constructor(private readonly ctx: JobContext) {}
+
+  list(): JobInfo[] {
+    return [...this.active.values()].map((a) => a.info);
+  }
+
+  cancel(jobId: string): boolean {
+    const a = this.active.get(jobId);
+    if (!a) return false;
+    a.cancel();
+    return true;
+  }
+
+  pause(jobId: string): boolean {
+    const a = this.active.get(jobId);
+    if (!a || a.info.kind !== 'train' && a.info.kind !== 'resume') return false;
+    a.paused = true;
+    a.pause();
+    return true;
+  }
+
+  /** Stops every job (the window or the server is closing): training writes its checkpoint. */
+  stopAll(): void {
+    for (const a of this.active.values()) a.cancel();
+  }
+
+  start(spec: JobSpec): { jobId: string; runId: number | null } {
+    const jobId = randomUUID().slice(0, 8);
+    const info: JobInfo = { jobId, kind: spec.kind, runId: null, startedAt: new Date().toISOString(), last: null };
+    const emit = (event: JobEvent) => {
+      if (event.kind !== 'log' && event.kind !== 'token') info.last = event;
+      this.ctx.push({ type: 'job', jobId, event });
+    };
+    const entry: Active = { info, cancel: () => {}, pause: () => {}, paused: false };
+    this.active.set(jobId, entry);
+    const end = (event: JobEvent) => {
+      this.active.delete(jobId);
+      emit(event);
+    };
+    const fail = (e: unknown) => end({ kind: 'error', message: (e as Error)?.message ?? String(e) });
+
+    try {
+      if (spec.kind === 'train' || spec.kind === 'resume') this.startTraining(spec, entry, emit, end);
+      else if (spec.kind === 'export-report') {
+        this.exportReport(spec).then((result) => end({ kind: 'done', status: 'completed', result }), fail);
+      } else this.startTask(spec, entry, emit, end);
+    } catch (e) {
+      this.active.delete(jobId);
+      throw e;
+    }
+    // let the caller subscribe before the first event
+    return { jobId, runId: info.runId };
+  }
+
+  // ------------------------------------------------------------------------------ training
+
+  private startTraining(spec: Extract<JobSpec, { kind: 'train' | 'resume' }>, entry: Active, emit: (e: JobEvent) => void, end: (e: JobEvent) => void): void {
+    const { store } = this.ctx;
+    const job = spec.kind === 'train' ? trainJobFromSpec(spec.train, this.ctx) : resumableTrainJob(store, spec.runId);
+    const handle = startJob(
+      { kind: 'train', train: job },
+      {
+        store,
+        resumeRunId: spec.kind === 'resume' ? spec.runId : undefined,
+        name: spec.kind === 'train' ? spec.train.name : undefined,
+        events: {
+          onLog: (message) => emit({ kind: 'log', message }),
+          onStarted: (info) => emit({ kind: 'started', info }),
+          onStep: (metrics) => emit({ kind: 'step', metrics }),
+          onEval: (step, valLoss) => emit({ kind: 'eval', step, valLoss }),
+          onCheckpoint: (step, dir) => emit({ kind: 'checkpoint', step, dir }),
+        },
+      },
+    );
+    entry.info.runId = handle.runId;
+    entry.cancel = () => handle.cancel();
+    entry.pause = () => handle.cancel();
+    this.ctx.push({ type: 'changed', what: 'runs' });
+    void handle.done.then((o) => {
+      this.ctx.push({ type: 'changed', what: 'runs' });
+      this.ctx.push({ type: 'changed', what: 'checkpoints' });
+      if ('result' in o) {
+        const status = entry.paused && o.status === 'cancelled' ? 'paused' : o.status;
+        const model = (o.result.model as string | null) ?? null;
+        end({ kind: 'done', status, result: { kind: 'train', runId: o.runId, model, steps: Number(o.result.steps ?? 0), summary: o.result } });
+      } else {
+        end({ kind: 'error', message: o.status === 'interrupted' ? `${o.error} (the run can be resumed)` : o.error });
+      }
+    });
+  }
+
+  // ------------------------------------------------------------------- one-shot engine tasks
+
+  private startTask(spec: Exclude<JobSpec, { kind: 'train' | 'resume' | 'export-report' }>, entry: Active, emit: (e: JobEvent) => void, end: (e: JobEvent) => void): void {
+    const { workDir, storePath } = this.ctx;
+    let request: Parameters<typeof runEngineTask>[0];
+    let out = '';
+    switch (spec.kind) {
+      case 'expand': {
+        const blocks = spec.config.blocks ?? spec.config.positions?.length ?? 'p';
+        out = resolve(spec.out ?? join(workDir, 'checkpoints', `${basename(resolve(spec.model))}-${spec.config.placement ?? 'interleave'}-${blocks}-${stamp()}`));
+        request = { kind: 'expand', model: resolve(spec.model), out, config: spec.config as Record<string, unknown>, overwrite: spec.overwrite ?? Boolean(spec.out) };
+        break;
+      }
+      case 'eval':
+        request = {
+          kind: 'eval',
+          storePath,
+          base: spec.base ? resolve(spec.base) : undefined,
+          checkpoints: spec.checkpoints.map((c) => resolve(c)),
+          benchmarks: spec.benchmarks.map((b) => (b.startsWith('builtin:') ? b : resolve(b))),
+          limit: spec.limit,
+          shots: spec.shots,
+          name: 'eval (app)',
+        };
+        break;
+      case 'chat':
+        request = {
+          kind: 'generate',
+          model: resolve(spec.model),
+          messages: spec.messages.filter((m) => m.role !== 'system'),
+          system: spec.settings.system,
+          temperature: spec.settings.temperature,
+          topP: spec.settings.topP,
+          maxTokens: spec.settings.maxTokens,
+          seed: spec.settings.seed,
+        };
+        break;
+      case 'export-checkpoint': {
+        const name = basename(resolve(spec.model));
+        out = resolve(spec.out ?? join(workDir, 'exports', spec.format === 'gguf' ? `${name}-${stamp()}.gguf` : `${name}-hf-${stamp()}`));
+        request = { kind: 'export', model: resolve(spec.model), format: spec.format, out, dtype: spec.dtype };
+        break;
+      }
+    }
+    const onMessage = (m: FromEngine) => {
+      if (m.type === 'progress') emit({ kind: 'progress', progress: m.progress });
+      else if (m.type === 'token') emit({ kind: 'token', text: m.text });
+      else if (m.type === 'log') emit({ kind: 'log', message: m.message });
+    };
+    const task = runEngineTask(request, { onMessage });
+    entry.cancel = () => task.cancel();
+    void task.done.then(
+      async (o) => {
+        try {
+          end(await this.finishTask(spec, request, o));
+        } catch (e) {
+          end({ kind: 'error', message: (e as Error).message });
+        }
+      },
+      (e) => end({ kind: 'error', message: String(e) }),
+    );
+  }
+
+  private async finishTask(spec: JobSpec, request: Parameters<typeof runEngineTask>[0], o: TaskOutcome): Promise<JobEvent> {
+    if (!o.ok) return { kind: 'error', message: o.error };
+    const r = o.result;
+    if (r.stopped === 'cancelled') {
+      // cancelled before a result existed (eval, expand): nothing to show
+      return { kind: 'error', message: 'stopped before it finished' };
+    }
+    const { store } = this.ctx;
+    let result: JobResult;
+    switch (spec.kind) {
+      case 'expand': {
+        const e = r as unknown as { out: string; placement: string; originalLayers: number; totalLayers: number; newLayers: number[]; sources: number[]; identity: { maxAbsLogitDiff: number; maxAbsLogit: number; tolerance: number; probeTokens: number }; record: ExpansionRecord; bytes: number };
+        const baseId = await registerCheckpointDir(store, resolve(spec.model), 'import');
+        const id = await registerCheckpointDir(store, e.out, 'expand', { parentId: baseId });
+        store.recordExpansion({ checkpointId: id, baseCheckpointId: baseId, record: e.record });
+        this.ctx.push({ type: 'changed', what: 'checkpoints' });
+        result = {
+          kind: 'expand',
+          out: e.out,
+          placement: e.placement,
+          originalLayers: e.originalLayers,
+          totalLayers: e.totalLayers,
+          newLayers: e.newLayers,
+          sources: e.sources,
+          identity: { ...e.identity, passed: true },
+          bytes: e.bytes,
+          checkpointId: id,
+        };
+        break;
+      }
+      case 'eval':
+        this.ctx.push({ type: 'changed', what: 'runs' });
+        this.ctx.push({ type: 'changed', what: 'checkpoints' });
+        result = { kind: 'eval', runId: (r.report as EvalReport).run_id, report: r.report as EvalReport, compare: (r.compare as CompareReport | null) ?? null };
+        break;
+      case 'chat':
+        result = {
+          kind: 'chat',
+          text: String(r.text ?? ''),
+          finishReason: String(r.finishReason ?? ''),
+          promptTokens: Number(r.promptTokens ?? 0),
+          generatedTokens: Number(r.generatedTokens ?? 0),
+          decodeTokensPerSecond: Number(r.decodeTokensPerSecond ?? 0),
+          prefillTokensPerSecond: Number(r.prefillTokensPerSecond ?? 0),
+          templated: Boolean(r.templated),
+        };
+        return { kind: 'done', status: r.finishReason === 'aborted' ? 'cancelled' : 'completed', result };
+      case 'export-checkpoint': {
+        const out = String(r.out ?? (request as { out: string }).out);
+        if (spec.format === 'hf') await registerCheckpointDir(store, out, 'export', { parentId: store.findCheckpoint(resolve(spec.model))?.id ?? null });
+        this.ctx.push({ type: 'changed', what: 'checkpoints' });
+        result = { kind: 'export-checkpoint', out, format: spec.format, bytes: Number(r.bytes ?? 0) };
+        break;
+      }
+      default:
+        throw new BlocklabError(`unexpected job kind ${spec.kind}`);
+    }
+    return { kind: 'done', status: 'completed', result };
+  }
+
+  // ------------------------------------------------------------------------------- reports
+
+  private async exportReport(spec: Extract<JobSpec, { kind: 'export-report' }>): Promise<JobResult> {
+    if (spec.runIds.length === 0 && !spec.compare) throw new BlocklabError('a report needs training runs or a forgetting comparison; run an Eval cell with a base first');
+    const forgetting = spec.compare ? forgettingFromCompare(spec.compare, checkpointLabel) : null;
+    const data = buildRunReport(this.ctx.store, spec.runIds, { title: spec.title, forgetting });
+    const out = resolve(spec.out ?? join(this.ctx.workDir, 'reports', `report-${stamp()}`));
+    const w = await writeReport(data, out, { pdf: spec.formats.includes('pdf') });
+    const { statSync } = await import('node:fs');
+    const files = [
+      { format: 'html', path: w.html },
+      { format: 'md', path: w.markdown },
+      ...(w.pdf ? [{ format: 'pdf', path: w.pdf }] : []),
+    ].map((f) => ({ ...f, bytes: statSync(f.path).size }));
+    if (spec.formats.includes('pdf') && !w.pdf) throw new BlocklabError(`the HTML report was written to ${w.html}, but not the PDF: ${w.pdfError ?? 'unknown reason'}`);
+    return { kind: 'export-report', files, html: renderReport(data).html };
+  }
+}

@@ -1,0 +1,138 @@
+/**
+ * The Electron main process: one window on the built renderer, locked down (context isolation,
+ * sandbox, no Node in the page, a strict CSP, no navigation, no new windows, no remote
+ * content), the API of src/shared/api.ts over IPC with every payload and sender checked, and
+ * engine jobs in Electron `utilityProcess`es. The engine, store and API code are the same the
+ * CLI and `blocklab serve` run under plain Node.
+ */
+import { app, BrowserWindow, ipcMain, session, shell, utilityProcess, type IpcMainInvokeEvent, type WebContents } from 'electron';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { ApiRequestSchema, type ApiPush, type ApiResponse } from '../shared/api.js';
+import { RENDERER_CSP } from '../shared/security.js';
+import { createApi, errorMessage, type Api } from './api/index.js';
+import { setEngineSpawner, type EngineChild } from './jobs/supervisor.js';
+import { defaultStorePath, ExperimentStore } from './store/index.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const rendererIndex = join(here, '../renderer/index.html');
+const preloadFile = join(here, '../preload/index.cjs');
+// The bundled files sit in resources/ next to out/ (development) or in the app's resources (packaged).
+process.env.BLOCKLAB_RESOURCES ??= app.isPackaged ? join(process.resourcesPath, 'resources') : join(app.getAppPath(), 'resources');
+
+/** Engine jobs in utility processes: same messages as the forked engine, over parentPort. */
+setEngineSpawner((opts): EngineChild => {
+  const child = utilityProcess.fork(join(here, 'engine-process.js'), [], {
+    stdio: ['ignore', 'inherit', 'pipe'],
+    serviceName: 'Blocklab engine',
+    execArgv: opts.maxHeapMb ? [`--max-old-space-size=${opts.maxHeapMb}`] : [],
+    env: { ...process.env },
+  });
+  let exited = false;
+  return {
+    get pid() {
+      return child.pid;
+    },
+    send: (m) => {
+      if (!exited) child.postMessage(m);
+    },
+    onMessage: (l) => void child.on('message', l),
+    onExit: (l) =>
+      void child.on('exit', (code) => {
+        exited = true;
+        l(code, null);
+      }),
+    onError: (l) => void child.on('error', (type: string, location: string) => l(new Error(`${type} at ${location}`))),
+    stderr: child.stderr,
+    kill: () => void child.kill(),
+  };
+});
+
+let api: Api | null = null;
+let store: ExperimentStore | null = null;
+const windows = new Set<WebContents>();
+
+function push(p: ApiPush): void {
+  for (const wc of windows) if (!wc.isDestroyed()) wc.send('blocklab:push', p);
+}
+
+/** Only our own page, in its top frame, may call the API. */
+function trustedSender(e: IpcMainInvokeEvent): boolean {
+  const frame = e.senderFrame;
+  return windows.has(e.sender) && frame !== null && frame === e.sender.mainFrame && frame.url.startsWith(pathToFileURL(rendererIndex).href);
+}
+
+function createWindow(): void {
+  const win = new BrowserWindow({
+    width: 1280,
+    height: 860,
+    title: 'Blocklab',
+    show: false,
+    webPreferences: {
+      preload: preloadFile,
+      contextIsolation: true,
+      sandbox: true,
+      nodeIntegration: false,
+      webSecurity: true,
+      allowRunningInsecureContent: false,
+      spellcheck: false,
+    },
+  });
+  const wc = win.webContents;
+  windows.add(wc);
+  win.on('closed', () => windows.delete(wc));
+  win.once('ready-to-show', () => win.show());
+  // no navigation away from the app, no new windows; http(s) links open in the user's browser
+  wc.on('will-navigate', (e) => e.preventDefault());
+  wc.on('will-redirect', (e) => e.preventDefault());
+  wc.setWindowOpenHandler(({ url }) => {
+    if (/^https?:\/\//.test(url)) void shell.openExternal(url);
+    return { action: 'deny' };
+  });
+  void win.loadFile(rendererIndex);
+}
+
+app.on('web-contents-created', (_e, contents) => {
+  contents.on('will-attach-webview', (e) => e.preventDefault());
+});
+
+void app.whenReady().then(() => {
+  // the CSP as a header too, and no remote requests at all from the page
+  session.defaultSession.webRequest.onHeadersReceived((details, done) => {
+    done({ responseHeaders: { ...details.responseHeaders, 'Content-Security-Policy': [RENDERER_CSP] } });
+  });
+  session.defaultSession.webRequest.onBeforeRequest((details, done) => {
+    done({ cancel: !/^(file|devtools|blob|data):/.test(details.url) });
+  });
+  session.defaultSession.setPermissionRequestHandler((_wc, _permission, done) => done(false));
+
+  const storePath = process.env.BLOCKLAB_STORE ? defaultStorePath() : join(app.getPath('userData'), 'blocklab.sqlite');
+  store = ExperimentStore.open(storePath);
+  api = createApi({ store, storePath, mode: 'electron', userDataDir: dirname(storePath), push });
+
+  ipcMain.handle('blocklab:api', async (e, raw: unknown): Promise<ApiResponse> => {
+    const id = typeof (raw as { id?: unknown })?.id === 'number' ? (raw as { id: number }).id : 0;
+    if (!trustedSender(e)) return { id, ok: false, error: 'refused: the request did not come from the Blocklab window' };
+    const parsed = ApiRequestSchema.safeParse({ id, ...(raw as object) });
+    if (!parsed.success) return { id, ok: false, error: `invalid API message: ${parsed.error.issues[0]?.message}` };
+    try {
+      return { id, ok: true, result: await api!.handle(parsed.data.method, parsed.data.params) };
+    } catch (err) {
+      return { id, ok: false, error: errorMessage(err) };
+    }
+  });
+
+  createWindow();
+  app.on('activate', () => {
+    if (BrowserWindow.getAllWindows().length === 0) createWindow();
+  });
+});
+
+app.on('window-all-closed', () => {
+  if (process.platform !== 'darwin') app.quit();
+});
+
+app.on('before-quit', () => {
+  api?.close();
+  store?.close();
+});

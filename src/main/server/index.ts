@@ -1,0 +1,192 @@
+/**
+ * Headless mode (`blocklab serve`): the built renderer and the app's API over a WebSocket, for a
+ * GPU box reached through an SSH tunnel. Bound to 127.0.0.1 only; every request — the page, its
+ * assets, the WebSocket — must carry the random token printed in the URL (the page gets a
+ * same-site cookie so its assets load), and the Host header must name the loopback address, so
+ * another web page in the same browser (CSRF, DNS rebinding) cannot reach it.
+ */
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { readFile, stat } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { extname, join, resolve, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { ApiRequestSchema, type ApiPush, type ApiResponse } from '../../shared/api.js';
+import { RENDERER_CSP } from '../../shared/security.js';
+import { BlocklabError } from '../engine/errors.js';
+import { createApi, errorMessage, type Api } from '../api/index.js';
+import type { ExperimentStore } from '../store/index.js';
+
+const TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.json': 'application/json; charset=utf-8',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+  '.ico': 'image/x-icon',
+  '.ttf': 'font/ttf',
+  '.woff': 'font/woff',
+  '.woff2': 'font/woff2',
+  '.wasm': 'application/wasm',
+  '.map': 'application/json; charset=utf-8',
+};
+
+const COOKIE = 'blocklab_token';
+/** Largest API message accepted (a notebook import is the biggest). */
+const MAX_MESSAGE_BYTES = 24 * 1024 * 1024;
+
+/** The built renderer: $BLOCKLAB_UI, else out/renderer of this checkout (`npm run build`). */
+export function defaultRendererDir(): string {
+  return process.env.BLOCKLAB_UI ? resolve(process.env.BLOCKLAB_UI) : fileURLToPath(new URL('../../../out/renderer', import.meta.url));
+}
+
+export interface ServeOptions {
+  store: ExperimentStore;
+  storePath: string;
+  userDataDir: string;
+  /** 0 picks a free port */
+  port: number;
+  rendererDir?: string;
+  /** fixed token (tests); default: 32 random bytes */
+  token?: string;
+}
+
+export interface RunningServer {
+  url: string;
+  port: number;
+  token: string;
+  api: Api;
+  close(): Promise<void>;
+}
+
+function sameToken(given: string | null | undefined, token: string): boolean {
+  if (!given) return false;
+  const a = Buffer.from(given);
+  const b = Buffer.from(token);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+function cookieToken(req: IncomingMessage): string | null {
+  for (const part of (req.headers.cookie ?? '').split(';')) {
+    const [k, ...v] = part.trim().split('=');
+    if (k === COOKIE) return decodeURIComponent(v.join('='));
+  }
+  return null;
+}
+
+function refuse(res: ServerResponse, status: number, text: string): void {
+  res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' });
+  res.end(text + '\n');
+}
+
+export async function serve(opts: ServeOptions): Promise<RunningServer> {
+  const rendererDir = resolve(opts.rendererDir ?? defaultRendererDir());
+  try {
+    await stat(join(rendererDir, 'index.html'));
+  } catch {
+    throw new BlocklabError('has no index.html: the notebook UI is not built; run `npm run build` first', { file: rendererDir });
+  }
+  const token = opts.token ?? randomBytes(24).toString('hex');
+  const sockets = new Set<WebSocket>();
+  const push = (p: ApiPush) => {
+    const text = JSON.stringify({ push: p });
+    for (const ws of sockets) if (ws.readyState === ws.OPEN) ws.send(text);
+  };
+  const api = createApi({ store: opts.store, storePath: opts.storePath, mode: 'server', userDataDir: opts.userDataDir, push });
+  let port = 0;
+
+  const hostAllowed = (req: IncomingMessage) => {
+    const host = req.headers.host ?? '';
+    return host === `127.0.0.1:${port}` || host === `localhost:${port}`;
+  };
+
+  const server = createServer(async (req, res) => {
+    try {
+      if (!hostAllowed(req)) return refuse(res, 403, 'refused: this server answers only to 127.0.0.1');
+      if (req.method !== 'GET' && req.method !== 'HEAD') return refuse(res, 405, 'only GET');
+      const url = new URL(req.url ?? '/', `http://127.0.0.1:${port}`);
+      const queryToken = url.searchParams.get('token');
+      const authorised = sameToken(queryToken, token) || sameToken(cookieToken(req), token);
+      if (!authorised) return refuse(res, 403, 'refused: open the URL that `blocklab serve` printed (it carries the token)');
+      let path = decodeURIComponent(url.pathname);
+      if (path === '/' || path === '') path = '/index.html';
+      const file = resolve(rendererDir, '.' + path);
+      if (file !== rendererDir && !file.startsWith(rendererDir + sep)) return refuse(res, 404, 'not found');
+      let body: Buffer;
+      try {
+        body = await readFile(file);
+      } catch {
+        return refuse(res, 404, 'not found');
+      }
+      const headers: Record<string, string> = {
+        'content-type': TYPES[extname(file)] ?? 'application/octet-stream',
+        'x-content-type-options': 'nosniff',
+        'referrer-policy': 'no-referrer',
+        'cache-control': path === '/index.html' ? 'no-store' : 'private, max-age=3600',
+      };
+      if (extname(file) === '.html') {
+        headers['content-security-policy'] = `${RENDERER_CSP}; frame-ancestors 'none'`;
+        headers['x-frame-options'] = 'DENY';
+        if (sameToken(queryToken, token)) headers['set-cookie'] = `${COOKIE}=${token}; HttpOnly; SameSite=Strict; Path=/`;
+      }
+      res.writeHead(200, headers);
+      res.end(req.method === 'HEAD' ? undefined : body);
+    } catch (e) {
+      refuse(res, 500, `error: ${errorMessage(e)}`);
+    }
+  });
+
+  const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_MESSAGE_BYTES });
+  server.on('upgrade', (req, socket, head) => {
+    const url = new URL(req.url ?? '/', `http://127.0.0.1:${port}`);
+    const origin = req.headers.origin;
+    const originOk = origin === undefined || origin === `http://127.0.0.1:${port}` || origin === `http://localhost:${port}`;
+    if (!hostAllowed(req) || url.pathname !== '/api' || !originOk || !sameToken(url.searchParams.get('token'), token)) {
+      socket.write('HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Type: text/plain\r\n\r\nrefused: a valid token is required\n');
+      socket.destroy();
+      return;
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      sockets.add(ws);
+      ws.on('close', () => sockets.delete(ws));
+      ws.on('message', async (data) => {
+        let id = -1;
+        let response: ApiResponse;
+        try {
+          const raw = JSON.parse(String(data)) as unknown;
+          id = typeof (raw as { id?: unknown })?.id === 'number' ? (raw as { id: number }).id : -1;
+          const parsed = ApiRequestSchema.safeParse(raw);
+          if (!parsed.success) throw new BlocklabError(`invalid API message: ${parsed.error.issues[0]?.path.join('.')}: ${parsed.error.issues[0]?.message}`);
+          response = { id, ok: true, result: await api.handle(parsed.data.method, parsed.data.params) };
+        } catch (e) {
+          response = { id, ok: false, error: errorMessage(e) };
+        }
+        if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(response));
+      });
+    });
+  });
+
+  await new Promise<void>((done, fail) => {
+    server.once('error', (e: NodeJS.ErrnoException) =>
+      fail(new BlocklabError(e.code === 'EADDRINUSE' ? `port ${opts.port} is in use; pick another with --port, or --port 0 for any free one` : `the server could not start: ${e.message}`)),
+    );
+    server.listen(opts.port, '127.0.0.1', () => done());
+  });
+  port = (server.address() as AddressInfo).port;
+
+  return {
+    url: `http://127.0.0.1:${port}/?token=${token}`,
+    port,
+    token,
+    api,
+    async close() {
+      api.close();
+      for (const ws of sockets) ws.close();
+      wss.close();
+      await new Promise<void>((done) => server.close(() => done()));
+    },
+  };
+}

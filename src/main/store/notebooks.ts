@@ -1,0 +1,94 @@
+/**
+ * Notebooks and their cells in the experiment store (tables `notebooks` and `cells` of schema
+ * v1). A save replaces a notebook's cells in one transaction, so a crash mid-save leaves the
+ * previous version whole. Cells are validated (src/shared/notebook.ts) on the way in and out.
+ */
+import { BlocklabError } from '../engine/errors.js';
+import { CellsSchema, type Cell, type Notebook } from '../../shared/notebook.js';
+import type { ExperimentStore } from './store.js';
+
+export interface NotebookListRow {
+  id: number;
+  name: string;
+  cells: number;
+  updatedAt: string;
+}
+
+function writable(store: ExperimentStore): void {
+  if (store.isReadonly) throw new BlocklabError('was opened read-only; saving notebooks needs a read-write store', { file: store.path });
+}
+
+function checkCells(cells: Cell[]): Cell[] {
+  const parsed = CellsSchema.safeParse(cells);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new BlocklabError(`the notebook's cells are invalid${issue.path.length ? ` at ${issue.path.join('.')}` : ''}: ${issue.message}`);
+  }
+  return parsed.data;
+}
+
+export function listNotebooks(store: ExperimentStore): NotebookListRow[] {
+  return store.db
+    .prepare(
+      `SELECT n.id, n.name, n.updated_at AS updatedAt, (SELECT COUNT(*) FROM cells c WHERE c.notebook_id = n.id) AS cells
+       FROM notebooks n ORDER BY n.updated_at DESC, n.id DESC`,
+    )
+    .all() as NotebookListRow[];
+}
+
+export function getNotebook(store: ExperimentStore, id: number): Notebook {
+  const nb = store.db.prepare('SELECT id, name, created_at AS createdAt, updated_at AS updatedAt FROM notebooks WHERE id = ?').get(id) as
+    | { id: number; name: string; createdAt: string; updatedAt: string }
+    | undefined;
+  if (!nb) throw new BlocklabError(`there is no notebook ${id} in the store (it may have been deleted)`, { file: store.path });
+  const rows = store.db.prepare('SELECT kind, source, state FROM cells WHERE notebook_id = ? ORDER BY position, id').all(id) as { kind: string; source: string | null; state: string | null }[];
+  const cells: Cell[] = [];
+  for (const r of rows) {
+    // the cell id lives in the state JSON (schema v1 has no column for it)
+    let state: Record<string, unknown> = {};
+    try {
+      state = r.state ? (JSON.parse(r.state) as Record<string, unknown>) : {};
+    } catch {
+      state = {};
+    }
+    const { __id, ...rest } = state as { __id?: string };
+    cells.push({ id: typeof __id === 'string' ? __id : `cell${cells.length + 1}`, kind: r.kind as Cell['kind'], source: r.source ?? '', state: rest });
+  }
+  return { ...nb, cells: checkCells(cells) };
+}
+
+function writeCells(store: ExperimentStore, id: number, cells: Cell[]): void {
+  store.db.prepare('DELETE FROM cells WHERE notebook_id = ?').run(id);
+  const insert = store.db.prepare('INSERT INTO cells (notebook_id, position, kind, source, state) VALUES (?, ?, ?, ?, ?)');
+  cells.forEach((c, i) => insert.run(id, i, c.kind, c.source, JSON.stringify({ __id: c.id, ...c.state })));
+}
+
+export function createNotebook(store: ExperimentStore, name: string, cells: Cell[] = []): Notebook {
+  writable(store);
+  const checked = checkCells(cells);
+  const id = store.db.transaction(() => {
+    const info = store.db.prepare('INSERT INTO notebooks (name) VALUES (?)').run(name);
+    const nid = Number(info.lastInsertRowid);
+    writeCells(store, nid, checked);
+    return nid;
+  })();
+  return getNotebook(store, id);
+}
+
+/** Replaces the name and cells of a notebook; returns the new updated_at. */
+export function saveNotebook(store: ExperimentStore, id: number, name: string, cells: Cell[]): string {
+  writable(store);
+  const checked = checkCells(cells);
+  return store.db.transaction(() => {
+    const now = new Date().toISOString();
+    const info = store.db.prepare('UPDATE notebooks SET name = ?, updated_at = ? WHERE id = ?').run(name, now, id);
+    if (info.changes === 0) throw new BlocklabError(`there is no notebook ${id} in the store (it may have been deleted); export it to keep a copy`, { file: store.path });
+    writeCells(store, id, checked);
+    return now;
+  })();
+}
+
+export function deleteNotebook(store: ExperimentStore, id: number): boolean {
+  writable(store);
+  return store.db.prepare('DELETE FROM notebooks WHERE id = ?').run(id).changes > 0;
+}

@@ -1,0 +1,100 @@
+/**
+ * The renderer's only way out: the API of src/shared/api.ts over whichever transport exists —
+ * `window.blocklab` from the Electron preload, or the WebSocket of `blocklab serve` (token from
+ * the page's URL). Typed by method; errors come back as thrown Errors with the backend's message.
+ */
+import type { ApiMethod, ApiParams, ApiPush, ApiResponse, ApiResults, BlocklabBridge } from '../../../shared/api';
+
+declare global {
+  interface Window {
+    blocklab?: BlocklabBridge;
+  }
+}
+
+type Listener = (push: ApiPush) => void;
+
+class WebSocketBridge implements BlocklabBridge {
+  private ws: WebSocket | null = null;
+  private opening: Promise<WebSocket> | null = null;
+  private nextId = 1;
+  private pending = new Map<number, (r: ApiResponse) => void>();
+  private listeners = new Set<Listener>();
+
+  constructor(private readonly url: string) {}
+
+  private open(): Promise<WebSocket> {
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) return Promise.resolve(this.ws);
+    if (this.opening) return this.opening;
+    this.opening = new Promise<WebSocket>((resolve, reject) => {
+      const ws = new WebSocket(this.url);
+      ws.onopen = () => {
+        this.ws = ws;
+        this.opening = null;
+        resolve(ws);
+      };
+      ws.onerror = () => {
+        this.opening = null;
+        reject(new Error('could not reach the Blocklab server (is `blocklab serve` still running, and is the token in the address right?)'));
+      };
+      ws.onclose = () => {
+        this.ws = null;
+        for (const [id, done] of this.pending) done({ id, ok: false, error: 'the connection to the Blocklab server closed' });
+        this.pending.clear();
+      };
+      ws.onmessage = (e) => {
+        let msg: unknown;
+        try {
+          msg = JSON.parse(String(e.data));
+        } catch {
+          return;
+        }
+        const m = msg as { id?: number; push?: ApiPush };
+        if (m.push) for (const l of this.listeners) l(m.push);
+        else if (typeof m.id === 'number') {
+          const done = this.pending.get(m.id);
+          this.pending.delete(m.id);
+          done?.(msg as ApiResponse);
+        }
+      };
+    });
+    return this.opening;
+  }
+
+  async call(request: { method: ApiMethod; params?: unknown }): Promise<ApiResponse> {
+    const ws = await this.open();
+    const id = this.nextId++;
+    return new Promise((resolve) => {
+      this.pending.set(id, resolve);
+      ws.send(JSON.stringify({ id, method: request.method, params: request.params ?? {} }));
+    });
+  }
+
+  onPush(listener: Listener): () => void {
+    this.listeners.add(listener);
+    void this.open().catch(() => undefined);
+    return () => this.listeners.delete(listener);
+  }
+}
+
+function makeBridge(): BlocklabBridge {
+  if (window.blocklab) return window.blocklab;
+  const token = new URLSearchParams(location.search).get('token') ?? '';
+  const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  return new WebSocketBridge(`${scheme}//${location.host}/api?token=${encodeURIComponent(token)}`);
+}
+
+const bridge = makeBridge();
+
+/** Calls one API method; resolves with its result or throws its error message. */
+export async function api<M extends ApiMethod>(method: M, params?: ApiParams<M>): Promise<ApiResults[M]> {
+  const r = await bridge.call({ method, params });
+  if (!r.ok) throw new Error(r.error);
+  return r.result as ApiResults[M];
+}
+
+/** Subscribes to pushed events (job progress, store changes); returns the unsubscribe. */
+export function onPush(listener: Listener): () => void {
+  return bridge.onPush(listener);
+}
+
+export const transport: 'electron' | 'websocket' = window.blocklab ? 'electron' : 'websocket';

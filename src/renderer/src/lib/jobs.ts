@@ -1,0 +1,73 @@
+/**
+ * Long work from the renderer: start a job, follow its events, wait for its end. The backend
+ * runs it in an engine process; this only listens.
+ */
+import type { JobEvent, JobResult, JobSpec } from '../../../shared/api';
+import { api, onPush } from './api';
+
+export interface RunningJob {
+  jobId: string;
+  runId: number | null;
+  /** resolves with the result when the job completes, is stopped or paused; rejects with its error */
+  done: Promise<{ status: 'completed' | 'cancelled' | 'paused'; result: JobResult }>;
+  cancel(): Promise<void>;
+  pause(): Promise<void>;
+}
+
+/** Follows the events of a job already running (e.g. after a page reload). */
+export function followJob(jobId: string, runId: number | null, onEvent: (e: JobEvent) => void): RunningJob {
+  let off = () => {};
+  const done = new Promise<{ status: 'completed' | 'cancelled' | 'paused'; result: JobResult }>((resolve, reject) => {
+    off = onPush((p) => {
+      if (p.type !== 'job' || p.jobId !== jobId) return;
+      onEvent(p.event);
+      if (p.event.kind === 'done') {
+        off();
+        resolve({ status: p.event.status, result: p.event.result });
+      } else if (p.event.kind === 'error') {
+        off();
+        reject(new Error(p.event.message));
+      }
+    });
+  });
+  return {
+    jobId,
+    runId,
+    done,
+    cancel: async () => void (await api('jobs.cancel', { jobId })),
+    pause: async () => void (await api('jobs.pause', { jobId })),
+  };
+}
+
+/**
+ * Starts a job and follows it. Events that arrive between the start and the subscription are
+ * not lost: the subscription is made first, and filtered by job id once it is known.
+ */
+export async function startJob(job: JobSpec, onEvent: (e: JobEvent) => void): Promise<RunningJob> {
+  const early: { jobId: string; event: JobEvent }[] = [];
+  const offEarly = onPush((p) => {
+    if (p.type === 'job') early.push({ jobId: p.jobId, event: p.event });
+  });
+  let started: { jobId: string; runId: number | null };
+  try {
+    started = await api('jobs.start', { job });
+  } finally {
+    offEarly();
+  }
+  let replay: ((e: JobEvent) => void) | null = null;
+  const handle = followJob(started.jobId, started.runId, (e) => onEvent(e));
+  // replay what came before the subscription (a fast job may have finished already)
+  const missed = early.filter((x) => x.jobId === started.jobId).map((x) => x.event);
+  if (missed.length) {
+    replay = onEvent;
+    const terminal = missed.find((e) => e.kind === 'done' || e.kind === 'error');
+    for (const e of missed) replay(e);
+    if (terminal) {
+      return {
+        ...handle,
+        done: terminal.kind === 'done' ? Promise.resolve({ status: terminal.status, result: terminal.result }) : Promise.reject(new Error(terminal.message)),
+      };
+    }
+  }
+  return handle;
+}

@@ -1,0 +1,189 @@
+/**
+ * `blocklab serve`'s guard and the API behind it, over a real socket: the token is required for
+ * the page, its assets and the WebSocket; a foreign Host or Origin is refused; API requests are
+ * validated; notebooks round-trip; the SQL cell reads and never writes. The UI here is a
+ * two-file folder, so this runs without the renderer build (the browser tests use the real one).
+ */
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
+import type { ApiPush, ApiResponse } from '../../src/shared/api.js';
+import { RENDERER_CSP } from '../../src/shared/security.js';
+import { serve, type RunningServer } from '../../src/main/server/index.js';
+import { ExperimentStore } from '../../src/main/store/index.js';
+import { testDir } from '../helpers/tmp.js';
+
+let dir: string;
+let store: ExperimentStore;
+let server: RunningServer;
+
+beforeAll(async () => {
+  dir = await testDir('server');
+  const ui = join(dir, 'ui');
+  await mkdir(join(ui, 'assets'), { recursive: true });
+  await writeFile(join(ui, 'index.html'), '<!doctype html><title>Blocklab</title><p>ui</p>');
+  await writeFile(join(ui, 'assets', 'app.js'), 'console.log(1)');
+  await writeFile(join(dir, 'secret.txt'), 'do not serve');
+  store = ExperimentStore.open(join(dir, 'store.sqlite'));
+  server = await serve({ store, storePath: join(dir, 'store.sqlite'), userDataDir: dir, port: 0, rendererDir: ui });
+});
+
+afterAll(async () => {
+  await server?.close();
+  store?.close();
+});
+
+const base = () => `http://127.0.0.1:${server.port}`;
+
+/** One WebSocket API session. */
+async function connect(url = `ws://127.0.0.1:${server.port}/api?token=${server.token}`, headers: Record<string, string> = {}) {
+  const ws = new WebSocket(url, { headers });
+  await new Promise<void>((resolve, reject) => {
+    ws.once('open', () => resolve());
+    ws.once('error', reject);
+    ws.once('unexpected-response', (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
+  });
+  let next = 1;
+  const waiting = new Map<number, (r: ApiResponse) => void>();
+  const pushes: ApiPush[] = [];
+  ws.on('message', (data) => {
+    const m = JSON.parse(String(data));
+    if (m.push) pushes.push(m.push);
+    else waiting.get(m.id)?.(m);
+  });
+  const call = (method: string, params: unknown = {}) =>
+    new Promise<ApiResponse>((resolve) => {
+      const id = next++;
+      waiting.set(id, resolve);
+      ws.send(JSON.stringify({ id, method, params }));
+    });
+  return { ws, call, pushes };
+}
+
+describe('the token guard', () => {
+  it('refuses the page, its assets and files outside the UI folder without the token', async () => {
+    expect((await fetch(`${base()}/`)).status).toBe(403);
+    expect((await fetch(`${base()}/assets/app.js`)).status).toBe(403);
+    expect((await fetch(`${base()}/?token=wrong${server.token.slice(5)}`)).status).toBe(403);
+    const page = await fetch(`${base()}/?token=${server.token}`);
+    expect(page.status).toBe(200);
+    expect(await page.text()).toContain('<p>ui</p>');
+    expect(page.headers.get('content-security-policy')).toContain(RENDERER_CSP);
+    // the page's assets load with the cookie it set, and only with it
+    const cookie = page.headers.get('set-cookie')!.split(';')[0];
+    expect((await fetch(`${base()}/assets/app.js`, { headers: { cookie } })).status).toBe(200);
+    expect((await fetch(`${base()}/assets/app.js`, { headers: { cookie: 'blocklab_token=nope' } })).status).toBe(403);
+    const escape = await fetch(`${base()}/..%2Fsecret.txt?token=${server.token}`);
+    expect(escape.status).toBe(404);
+  });
+
+  it('refuses a WebSocket without the token, from another origin, or for another host name', async () => {
+    await expect(connect(`ws://127.0.0.1:${server.port}/api`)).rejects.toThrow(/403|Unexpected server response/);
+    await expect(connect(`ws://127.0.0.1:${server.port}/api?token=x`)).rejects.toThrow();
+    await expect(connect(undefined, { origin: 'https://evil.example' })).rejects.toThrow();
+    await expect(connect(undefined, { host: `evil.example:${server.port}` })).rejects.toThrow();
+    const ok = await connect(undefined, { origin: base() });
+    ok.ws.close();
+  });
+
+  it('refuses the page for a foreign Host header (DNS rebinding)', async () => {
+    const { request } = await import('node:http');
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = request({ host: '127.0.0.1', port: server.port, path: `/?token=${server.token}`, headers: { host: `rebind.example:${server.port}` } }, (res) => resolve(res.statusCode ?? 0));
+      req.on('error', reject);
+      req.end();
+    });
+    expect(status).toBe(403);
+  });
+});
+
+describe('the API', () => {
+  it('validates requests and says what was wrong', async () => {
+    const { ws, call } = await connect();
+    const bad = await call('notebooks.get', { id: 'one' });
+    expect(bad.ok).toBe(false);
+    expect(!bad.ok && bad.error).toMatch(/notebooks\.get.*id/);
+    const unknown = await call('fs.delete', {});
+    expect(unknown.ok).toBe(false);
+    ws.send('not json');
+    const still = await call('notebooks.list');
+    expect(still.ok).toBe(true);
+    ws.close();
+  });
+
+  it('creates the demo notebook on the bundled files, saves, exports and re-imports it', async () => {
+    const { ws, call, pushes } = await connect();
+    const demo = await call('notebooks.demo');
+    expect(demo.ok).toBe(true);
+    const nb = (demo as { result: { id: number; name: string; cells: { id: string; kind: string; state: Record<string, unknown> }[] } }).result;
+    expect(nb.cells.map((c) => c.kind)).toEqual(expect.arrayContaining(['markdown', 'model', 'expansion', 'train', 'eval', 'chat', 'compare', 'sql']));
+    const model = nb.cells.find((c) => c.kind === 'model')!;
+    // the placeholders became real folders
+    await expect(readFile(join(String(model.state.path), 'config.json'), 'utf8')).resolves.toContain('hidden_size');
+    // the same demo notebook is reopened, not duplicated
+    const again = (await call('notebooks.demo')) as { result: { id: number } };
+    expect(again.result.id).toBe(nb.id);
+
+    const cells = [...nb.cells, { id: 'extra', kind: 'markdown', source: '# added', state: {} }];
+    expect((await call('notebooks.save', { id: nb.id, name: 'Renamed', cells })).ok).toBe(true);
+    const got = (await call('notebooks.get', { id: nb.id })) as { result: { name: string; cells: { id: string; source: string }[] } };
+    expect(got.result.name).toBe('Renamed');
+    expect(got.result.cells.at(-1)).toMatchObject({ id: 'extra', source: '# added' });
+
+    const exported = (await call('notebooks.export', { id: nb.id })) as { result: { fileName: string; text: string } };
+    expect(exported.result.fileName).toBe('Renamed.blocklab.json');
+    const imported = (await call('notebooks.import', { text: exported.result.text })) as { ok: boolean; result: { id: number; cells: unknown[] } };
+    expect(imported.ok).toBe(true);
+    expect(imported.result.id).not.toBe(nb.id);
+    expect(imported.result.cells).toEqual(got.result.cells);
+    expect(pushes.some((p) => p.type === 'changed' && p.what === 'notebooks')).toBe(true);
+    ws.close();
+  });
+
+  it('rejects an invalid notebook file with a message that says where', async () => {
+    const { ws, call } = await connect();
+    const cases: [string, RegExp][] = [
+      ['{ not json', /not valid JSON/],
+      [JSON.stringify({ format: 'jupyter', version: 1, name: 'x', cells: [] }), /format.*not a Blocklab notebook/],
+      [JSON.stringify({ format: 'blocklab-notebook', version: 1, name: 'x', cells: [{ id: 'a', kind: 'shell', source: 'rm -rf /', state: {} }] }), /cells\.0\.kind/],
+      [JSON.stringify({ format: 'blocklab-notebook', version: 1, name: 'x', cells: [{ id: 'a', kind: 'sql', source: '', state: {} }, { id: 'a', kind: 'sql', source: '', state: {} }] }), /same id/],
+    ];
+    const before = ((await call('notebooks.list')) as { result: unknown[] }).result.length;
+    for (const [text, message] of cases) {
+      const r = await call('notebooks.import', { text, fileName: 'bad.blocklab.json' });
+      expect(r.ok).toBe(false);
+      expect(!r.ok && r.error).toMatch(message);
+      expect(!r.ok && r.error).toContain('bad.blocklab.json');
+    }
+    expect(((await call('notebooks.list')) as { result: unknown[] }).result.length).toBe(before);
+    ws.close();
+  });
+
+  it('runs read-only SQL on a second connection and refuses writes', async () => {
+    const { ws, call } = await connect();
+    const r = (await call('sql.query', { sql: 'SELECT name FROM notebooks ORDER BY id' })) as { ok: boolean; result: { columns: string[]; rows: unknown[][] } };
+    expect(r.ok).toBe(true);
+    expect(r.result.columns).toEqual(['name']);
+    expect(r.result.rows.length).toBeGreaterThan(0);
+    for (const sql of ['DELETE FROM notebooks', "UPDATE notebooks SET name = 'x'", 'DROP TABLE runs', "ATTACH 'x.db' AS x"]) {
+      const w = await call('sql.query', { sql });
+      expect(w.ok, sql).toBe(false);
+    }
+    const names = (await call('sql.query', { sql: 'SELECT COUNT(*) FROM notebooks' })) as { result: { rows: number[][] } };
+    expect(names.result.rows[0][0]).toBeGreaterThan(0);
+    ws.close();
+  });
+
+  it('lists folders, marking checkpoints, and explains a missing one', async () => {
+    const { ws, call } = await connect();
+    const info = (await call('app.info')) as { result: { demoDir: string; backend: { active: string } } };
+    expect(info.result.backend.active).toBeTruthy();
+    const list = (await call('files.list', { dir: info.result.demoDir })) as { result: { entries: { name: string; isCheckpoint: boolean }[] } };
+    expect(list.result.entries.find((e) => e.name === 'base-model')?.isCheckpoint).toBe(true);
+    expect(list.result.entries.find((e) => e.name === 'corpora')?.isCheckpoint).toBe(false);
+    const missing = await call('files.list', { dir: join(dir, 'nope') });
+    expect(!missing.ok && missing.error).toMatch(/nope: does not exist/);
+    ws.close();
+  });
+});

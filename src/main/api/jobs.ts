@@ -9,7 +9,7 @@ import { basename, join, resolve } from 'node:path';
 import type { ApiPush, JobEvent, JobInfo, JobResult, JobSpec, TrainSpec } from '../../shared/api.js';
 import { TrainJobSchema, type FromEngine, type TrainJob } from '../../shared/jobs.js';
 import type { CompareReport, EvalReport } from '../../shared/benchmarks.js';
-import type { ExpansionRecord } from '../../shared/expansion.js';
+import { ExpansionRequestError, planExpansion, type ExpansionRecord, type ExpansionRequest } from '../../shared/expansion.js';
 import { BlocklabError } from '../engine/errors.js';
 import { DEFAULT_ADAMW } from '../engine/optimizer.js';
 import { TRAIN_DEFAULTS } from '../engine/trainer.js';
@@ -71,6 +71,18 @@ export function trainJobFromSpec(spec: TrainSpec, ctx: Pick<JobContext, 'workDir
   return TrainJobSchema.parse(job);
 }
 
+/** Fails fast, before an engine process starts, on an expansion the model cannot take. */
+async function checkExpansion(model: string, config: ExpansionRequest): Promise<void> {
+  const { readHfConfig } = await import('../engine/config.js');
+  const { config: c } = await readHfConfig(resolve(model));
+  try {
+    planExpansion(c.numLayers, config);
+  } catch (e) {
+    if (e instanceof ExpansionRequestError) throw new BlocklabError(`the expansion config does not fit this ${c.numLayers}-layer model: ${e.message}`);
+    throw e;
+  }
+}
+
 export class JobManager {
   private readonly active = new Map<string, Active>();
 
@@ -100,7 +112,8 @@ export class JobManager {
     for (const a of this.active.values()) a.cancel();
   }
 
-  start(spec: JobSpec): { jobId: string; runId: number | null } {
+  async start(spec: JobSpec): Promise<{ jobId: string; runId: number | null }> {
+    if (spec.kind === 'expand') await checkExpansion(spec.model, spec.config);
     const jobId = randomUUID().slice(0, 8);
     const info: JobInfo = { jobId, kind: spec.kind, runId: null, startedAt: new Date().toISOString(), last: null };
     const emit = (event: JobEvent) => {

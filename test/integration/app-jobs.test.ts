@@ -1,0 +1,177 @@
+/**
+ * The app's long work through its API, as a Train/Eval/Chat cell drives it: each job runs in a
+ * real engine process on the bundled demo model, streams its events as pushes, and ends in the
+ * store. Expand → train (pause, resume) → eval against the base → chat → exports.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ApiPush, JobEvent, JobResult, JobSpec } from '../../src/shared/api.js';
+import { createApi, type Api } from '../../src/main/api/index.js';
+import { demoDir } from '../../src/main/engine/resources.js';
+import { ExperimentStore } from '../../src/main/store/index.js';
+import { testDir } from '../helpers/tmp.js';
+
+let dir: string;
+let store: ExperimentStore;
+let api: Api;
+const listeners = new Set<(p: ApiPush) => void>();
+
+beforeAll(async () => {
+  dir = await testDir('app-jobs');
+  store = ExperimentStore.open(join(dir, 'store.sqlite'));
+  api = createApi({ store, storePath: join(dir, 'store.sqlite'), mode: 'server', userDataDir: dir, push: (p) => listeners.forEach((l) => l(p)) });
+});
+
+afterAll(() => {
+  api?.close();
+  store?.close();
+});
+
+interface Finished {
+  events: JobEvent[];
+  end: Extract<JobEvent, { kind: 'done' | 'error' }>;
+  runId: number | null;
+}
+
+/** Starts a job and collects its events until it ends; `during` sees each event as it comes. */
+async function runJob(job: JobSpec, during?: (e: JobEvent, jobId: string) => void): Promise<Finished> {
+  const events: JobEvent[] = [];
+  let jobId = '';
+  const early: { jobId: string; event: JobEvent }[] = [];
+  let resolveEnd!: (e: Finished['end']) => void;
+  const ended = new Promise<Finished['end']>((r) => (resolveEnd = r));
+  const onEvent = (e: JobEvent) => {
+    events.push(e);
+    during?.(e, jobId);
+    if (e.kind === 'done' || e.kind === 'error') resolveEnd(e);
+  };
+  const listener = (p: ApiPush) => {
+    if (p.type !== 'job') return;
+    if (!jobId) early.push({ jobId: p.jobId, event: p.event });
+    else if (p.jobId === jobId) onEvent(p.event);
+  };
+  listeners.add(listener);
+  const started = (await api.handle('jobs.start', { job })) as { jobId: string; runId: number | null };
+  jobId = started.jobId;
+  for (const x of early) if (x.jobId === jobId) onEvent(x.event);
+  const end = await ended;
+  listeners.delete(listener);
+  return { events, end, runId: started.runId };
+}
+
+function result<K extends JobResult['kind']>(f: Finished, kind: K): Extract<JobResult, { kind: K }> {
+  if (f.end.kind === 'error') throw new Error(`job failed: ${f.end.message}`);
+  expect(f.end.result.kind).toBe(kind);
+  return f.end.result as Extract<JobResult, { kind: K }>;
+}
+
+const base = () => join(demoDir(), 'base-model');
+
+describe('jobs through the app API', () => {
+  let expanded = '';
+  let trained = '';
+  let runId = 0;
+
+  it('expands the demo model with an identity check and records its lineage', async () => {
+    const f = await runJob({ kind: 'expand', model: base(), out: join(dir, 'expanded'), config: { blocks: 2, placement: 'interleave' } });
+    const r = result(f, 'expand');
+    expect(r.totalLayers).toBe(r.originalLayers + 2);
+    expect(r.identity.maxAbsLogitDiff).toBe(0);
+    expanded = r.out;
+    const info = (await api.handle('checkpoints.inspect', { path: expanded })) as { lineage: { madeBy: string }[] };
+    expect(info.lineage.map((l) => l.madeBy)).toEqual(['expand', 'import']);
+  });
+
+  it('refuses an invalid expansion before starting anything', async () => {
+    await expect(api.handle('jobs.start', { job: { kind: 'expand', model: base(), config: { blocks: 2, extra: 1 } } })).rejects.toThrow(/config/);
+    await expect(api.handle('jobs.start', { job: { kind: 'expand', model: base(), config: { placement: 'interleave', positions: [{ position: 99 }] } } })).rejects.toThrow(/4-layer model.*99/);
+    await expect(api.handle('jobs.start', { job: { kind: 'expand', model: join(dir, 'nowhere'), config: { blocks: 1 } } })).rejects.toThrow(/nowhere/);
+    expect(existsSync(join(dir, 'bad'))).toBe(false);
+  });
+
+  it('trains the new blocks with live steps, pauses with a checkpoint, and resumes to the end', async () => {
+    const data = join(demoDir(), 'corpora', 'code', 'train.jsonl');
+    let paused = false;
+    const first = await runJob(
+      { kind: 'train', train: { model: expanded, data: [data], method: { kind: 'blocks' }, steps: 8, lr: 1e-3, batch: 2, seq: 64, evalEvery: 4, name: 'app test', out: join(dir, 'run') } },
+      (e, jobId) => {
+        if (e.kind === 'step' && e.metrics.step === 2 && !paused) {
+          paused = true;
+          void api.handle('jobs.pause', { jobId });
+        }
+      },
+    );
+    const steps = first.events.filter((e) => e.kind === 'step');
+    expect(steps.length).toBeGreaterThanOrEqual(2);
+    expect(first.end.kind === 'done' && first.end.status).toBe('paused');
+    runId = first.runId!;
+    expect(store.getRun(runId)?.status).toBe('cancelled');
+
+    const second = await runJob({ kind: 'resume', runId });
+    const r = result(second, 'train');
+    expect(second.end.kind === 'done' && second.end.status).toBe('completed');
+    expect(r.steps).toBe(8);
+    trained = r.model!;
+    expect(existsSync(join(trained, 'config.json'))).toBe(true);
+    // the curve a reloaded Train cell draws: every step once, val_loss at the eval steps
+    const [detail] = (await api.handle('runs.get', { ids: [runId], metrics: ['loss', 'val_loss'] })) as { curves: Record<string, [number, number][]> }[];
+    expect(detail.curves.loss.map(([s]) => s)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    expect(detail.curves.val_loss.map(([s]) => s)).toEqual(expect.arrayContaining([4, 8]));
+  });
+
+  it('measures forgetting and gain against the base, with progress', async () => {
+    const f = await runJob({ kind: 'eval', base: base(), checkpoints: [expanded, trained], benchmarks: ['builtin:general-ppl', 'builtin:code-ppl'], limit: 3 });
+    const r = result(f, 'eval');
+    expect(f.events.some((e) => e.kind === 'progress')).toBe(true);
+    expect(r.compare!.rows.map((x) => x.role).sort()).toEqual(['new', 'old']);
+    // the expanded model is the base, exactly: zero forgetting, zero gain
+    for (const row of r.compare!.rows) expect(row.checkpoints[0].delta).toBeCloseTo(0, 12);
+    // tuning on code moved the code benchmark
+    const code = r.compare!.rows.find((x) => x.role === 'new')!;
+    expect(code.checkpoints[1].delta).not.toBe(0);
+    expect(r.report.results.length).toBeGreaterThan(0);
+  });
+
+  it('streams a chat answer token by token; the tokens add up to the answer', async () => {
+    const f = await runJob({ kind: 'chat', model: trained, messages: [{ role: 'user', content: 'def add(a, b):' }], settings: { system: '', temperature: 0, topP: 1, maxTokens: 16 } });
+    const r = result(f, 'chat');
+    const streamed = f.events.filter((e): e is Extract<JobEvent, { kind: 'token' }> => e.kind === 'token').map((e) => e.text).join('');
+    expect(r.generatedTokens).toBeGreaterThan(0);
+    expect(streamed).toBe(r.text);
+    expect(r.decodeTokensPerSecond).toBeGreaterThan(0);
+    // the demo tokenizer carries a Llama-3-style chat template
+    expect(r.templated).toBe(true);
+  });
+
+  it('stops a chat mid-answer and keeps what was generated', async () => {
+    let stopped = false;
+    const f = await runJob({ kind: 'chat', model: base(), messages: [{ role: 'user', content: 'The' }], settings: { system: '', temperature: 0.7, topP: 0.95, maxTokens: 4000 } }, (e, jobId) => {
+      if (e.kind === 'token' && !stopped) {
+        stopped = true;
+        void api.handle('jobs.cancel', { jobId });
+      }
+    });
+    const r = result(f, 'chat');
+    expect(f.end.kind === 'done' && f.end.status).toBe('cancelled');
+    expect(r.generatedTokens).toBeLessThan(4000);
+  });
+
+  it('exports the trained checkpoint as GGUF and writes a report with the run', async () => {
+    const g = result(await runJob({ kind: 'export-checkpoint', model: trained, format: 'gguf', out: join(dir, 'model.gguf') }), 'export-checkpoint');
+    expect(readFileSync(g.out).subarray(0, 4).toString()).toBe('GGUF');
+    const rep = result(await runJob({ kind: 'export-report', runIds: [runId], formats: ['html'], out: join(dir, 'report'), title: 'App report' }), 'export-report');
+    expect(rep.files.map((x) => x.format)).toEqual(['html', 'md']);
+    expect(rep.html).toContain('App report');
+    expect(readFileSync(join(dir, 'report', 'report.html'), 'utf8')).toBe(rep.html);
+  });
+
+  it('fails a job on a folder that is not a checkpoint with the folder in the message', async () => {
+    await mkdir(join(dir, 'empty'), { recursive: true });
+    await writeFile(join(dir, 'empty', 'README'), 'nothing');
+    const f = await runJob({ kind: 'chat', model: join(dir, 'empty'), messages: [{ role: 'user', content: 'hi' }], settings: { system: '', temperature: 0, topP: 1, maxTokens: 4 } });
+    expect(f.end.kind).toBe('error');
+    expect(f.end.kind === 'error' && f.end.message).toContain(join(dir, 'empty'));
+  });
+});

@@ -5,7 +5,7 @@
  * engine jobs in Electron `utilityProcess`es. The engine, store and API code are the same the
  * CLI and `blocklab serve` run under plain Node.
  */
-import { app, BrowserWindow, ipcMain, session, shell, utilityProcess, type IpcMainInvokeEvent, type WebContents } from 'electron';
+import { app, BrowserWindow, dialog, ipcMain, session, shell, utilityProcess, type IpcMainInvokeEvent, type WebContents } from 'electron';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { ApiRequestSchema, type ApiPush, type ApiResponse } from '../shared/api.js';
@@ -107,7 +107,18 @@ void app.whenReady().then(() => {
   session.defaultSession.setPermissionRequestHandler((_wc, _permission, done) => done(false));
 
   const storePath = process.env.BLOCKLAB_STORE ? defaultStorePath() : join(app.getPath('userData'), 'blocklab.sqlite');
-  store = ExperimentStore.open(storePath);
+  try {
+    store = ExperimentStore.open(storePath);
+  } catch (e) {
+    const msg = errorMessage(e);
+    const abi = /NODE_MODULE_VERSION|was compiled against a different Node\.js version/.test(msg);
+    dialog.showErrorBox(
+      'Blocklab cannot open its experiment store',
+      abi ? `better-sqlite3 is built for Node, not for Electron. Run \`npm run sqlite:electron\`, then \`npm start\` again.\n\n${msg}` : msg,
+    );
+    app.exit(1);
+    return;
+  }
   api = createApi({ store, storePath, mode: 'electron', userDataDir: dirname(storePath), push });
 
   ipcMain.handle('blocklab:api', async (e, raw: unknown): Promise<ApiResponse> => {

@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { renderReport } from '../../src/main/report/index.js';
 import { escapeMarkdown, markdownToSafeHtml, neutraliseMarkdown } from '../../src/main/report/escape.js';
-import { fmtDelta, fmtSeconds, fmtValue, sparkline } from '../../src/main/report/format.js';
+import { fmtDelta, fmtSeconds, fmtValue, sparkline } from '../../src/shared/format.js';
 import { lineageForest } from '../../src/main/report/html.js';
 import type { ReportData } from '../../src/shared/report.js';
 

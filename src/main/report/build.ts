@@ -12,7 +12,7 @@ import { BlocklabError } from '../engine/errors.js';
 import type { CheckpointRow, ExperimentStore, RunRow } from '../store/index.js';
 import type { ExpansionRecord } from '../../shared/expansion.js';
 import type { ReportCheckpoint, ReportCurve, ReportData, ReportForgetting, ReportRun } from '../../shared/report.js';
-import { fmtValue } from './format.js';
+import { fmtValue } from '../../shared/format.js';
 
 export interface BuildRunReportOptions {
   title?: string;

@@ -9,14 +9,13 @@ import { GraphicComponent, GridComponent, MarkAreaComponent, MarkLineComponent }
 import { SVGRenderer } from 'echarts/renderers';
 import type { ReportForgetting, ReportRun } from '../../shared/report.js';
 import { escapeHtml } from './escape.js';
-import { fmtValue } from './format.js';
+import { fmtValue } from '../../shared/format.js';
+import { BASE_COLOR, colorAt, niceExtent } from '../../shared/chart-style.js';
 
 echarts.use([LineChart, BarChart, ScatterChart, CustomChart, GridComponent, MarkLineComponent, MarkAreaComponent, GraphicComponent, SVGRenderer]);
 
 /** Series colours (Tableau 10), in run / checkpoint order; the base model is grey. */
-export const PALETTE = ['#4e79a7', '#f28e2b', '#59a14f', '#e15759', '#76b7b2', '#edc948', '#b07aa1', '#ff9da7', '#9c755f', '#79706e'];
-export const BASE_COLOR = '#9aa0a8';
-export const colorAt = (i: number) => PALETTE[i % PALETTE.length];
+export { PALETTE, BASE_COLOR, colorAt, niceExtent } from '../../shared/chart-style.js';
 
 // No quotes: ECharts' SSR writes the family into a double-quoted style attribute unescaped.
 const FONT = 'Helvetica, Arial, Liberation Sans, DejaVu Sans, sans-serif';
@@ -298,23 +297,4 @@ export function tradeoffChart(f: ReportForgetting, width = 760, height = 380): s
   );
 }
 
-/** An axis extent on round ticks that holds `values` with a margin: [min, max, step]. */
-export function niceExtent(values: number[], ticks = 5): [number, number, number] {
-  let lo = Math.min(...values);
-  let hi = Math.max(...values);
-  if (hi - lo < 1e-12) {
-    const m = Math.max(Math.abs(hi), 1e-3) * 0.5;
-    lo -= m;
-    hi += m;
-  }
-  const pad = (hi - lo) * 0.08;
-  lo -= pad;
-  hi += pad;
-  const raw = (hi - lo) / ticks;
-  const p = Math.pow(10, Math.floor(Math.log10(raw)));
-  const m = raw / p;
-  const step = (m <= 1 ? 1 : m <= 2 ? 2 : m <= 2.5 ? 2.5 : m <= 5 ? 5 : 10) * p;
-  const round = (v: number) => Number(v.toPrecision(12));
-  return [round(Math.floor(lo / step) * step), round(Math.ceil(hi / step) * step), step];
-}
 

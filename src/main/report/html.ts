@@ -6,7 +6,7 @@
 import type { ReportCheckpoint, ReportData, ReportForgetting, ReportRun } from '../../shared/report.js';
 import { BASE_COLOR, benchmarkPanel, colorAt, lossChart, tradeoffChart } from './charts.js';
 import { escapeHtml as esc, markdownToSafeHtml } from './escape.js';
-import { fmtCount, fmtDate, fmtDelta, fmtInt, fmtPercent, fmtRate, fmtSeconds, fmtValue, improvement } from './format.js';
+import { fmtCount, fmtDate, fmtDelta, fmtInt, fmtPercent, fmtRate, fmtSeconds, fmtValue, improvement } from '../../shared/format.js';
 import { REPORT_CSS } from './style.js';
 
 export interface RenderHtmlOptions {

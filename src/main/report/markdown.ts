@@ -5,7 +5,7 @@
  */
 import type { ReportData, ReportForgetting, ReportRun } from '../../shared/report.js';
 import { escapeMarkdown as md, fenceFor, neutraliseMarkdown } from './escape.js';
-import { fmtCount, fmtDate, fmtDelta, fmtInt, fmtPercent, fmtRate, fmtSeconds, fmtValue, improvement, sparkline } from './format.js';
+import { fmtCount, fmtDate, fmtDelta, fmtInt, fmtPercent, fmtRate, fmtSeconds, fmtValue, improvement, sparkline } from '../../shared/format.js';
 import { lineageForest } from './html.js';
 
 function table(head: string[], rows: string[][], numeric: boolean[] = []): string {

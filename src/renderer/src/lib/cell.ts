@@ -99,7 +99,7 @@ export interface EvalCellState {
 export interface ChatCellState {
   models?: string[];
   settings?: Partial<ChatSettings>;
-  transcripts?: (ChatTurn & { stats?: { tokensPerSecond: number; tokens: number; finishReason: string } })[][];
+  transcripts?: (ChatTurn & { stats?: { tokensPerSecond: number; tokens: number; finishReason: string; templated?: boolean } })[][];
 }
 
 /** compare */

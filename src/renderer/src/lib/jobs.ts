@@ -54,20 +54,21 @@ export async function startJob(job: JobSpec, onEvent: (e: JobEvent) => void): Pr
   } finally {
     offEarly();
   }
-  let replay: ((e: JobEvent) => void) | null = null;
-  const handle = followJob(started.jobId, started.runId, (e) => onEvent(e));
-  // replay what came before the subscription (a fast job may have finished already)
   const missed = early.filter((x) => x.jobId === started.jobId).map((x) => x.event);
-  if (missed.length) {
-    replay = onEvent;
-    const terminal = missed.find((e) => e.kind === 'done' || e.kind === 'error');
-    for (const e of missed) replay(e);
-    if (terminal) {
-      return {
-        ...handle,
-        done: terminal.kind === 'done' ? Promise.resolve({ status: terminal.status, result: terminal.result }) : Promise.reject(new Error(terminal.message)),
-      };
-    }
+  const terminal = missed.find((e): e is Extract<JobEvent, { kind: 'done' | 'error' }> => e.kind === 'done' || e.kind === 'error');
+  if (terminal) {
+    // a fast job ended before the subscription: replay it, and follow nothing
+    for (const e of missed) onEvent(e);
+    const cancelled = async () => {};
+    return {
+      jobId: started.jobId,
+      runId: started.runId,
+      done: terminal.kind === 'done' ? Promise.resolve({ status: terminal.status, result: terminal.result }) : Promise.reject(new Error(terminal.message)),
+      cancel: cancelled,
+      pause: cancelled,
+    };
   }
+  const handle = followJob(started.jobId, started.runId, onEvent);
+  for (const e of missed) onEvent(e);
   return handle;
 }

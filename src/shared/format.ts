@@ -1,4 +1,4 @@
-/** Number formatting shared by the HTML and Markdown renderers (plain text, not escaped). */
+/** Number formatting shared by the report renderers (HTML, Markdown) and the app's cells (plain text, not escaped). */
 
 export const DASH = '—';
 

@@ -1,0 +1,78 @@
+/**
+ * The Expansion cell's pure logic: read the config the person typed, plan it against the base
+ * model's depth, lay the planned stack out as a block diagram, and spell the CLI command that
+ * does the same from a terminal.
+ */
+import { ExpansionRequestSchema, planExpansion, type ExpansionPlan, type ExpansionRequest } from '../../../shared/expansion';
+
+export interface DiagramBlock {
+  /** the layer index in the expanded model (0 = bottom) */
+  layer: number;
+  kind: 'old' | 'new';
+  /** old: its index in the base model; new: the block it copies */
+  from: number;
+  label: string;
+}
+
+export type ParsedConfig = { ok: true; request: ExpansionRequest } | { ok: false; error: string };
+
+/** Parses the cell's JSON; errors name what is wrong the way the schema sees it. */
+export function parseExpansionConfig(text: string): ParsedConfig {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (e) {
+    return { ok: false, error: `the config is not valid JSON: ${(e as Error).message}` };
+  }
+  const r = ExpansionRequestSchema.safeParse(raw);
+  if (!r.success) {
+    const issue = r.error.issues[0]!;
+    const where = issue.path.length ? `${issue.path.join('.')}: ` : '';
+    return { ok: false, error: `${where}${issue.message}` };
+  }
+  return { ok: true, request: raw as ExpansionRequest };
+}
+
+export type PlannedConfig = { ok: true; request: ExpansionRequest; plan: ExpansionPlan; blocks: DiagramBlock[] } | { ok: false; error: string };
+
+/** Parses and plans; `layers` is the base model's depth. */
+export function planConfig(text: string, layers: number): PlannedConfig {
+  const parsed = parseExpansionConfig(text);
+  if (!parsed.ok) return parsed;
+  try {
+    const plan = planExpansion(layers, parsed.request);
+    return { ok: true, request: parsed.request, plan, blocks: diagramBlocks(plan) };
+  } catch (e) {
+    return { ok: false, error: (e as Error).message };
+  }
+}
+
+/** The stack bottom → top: old blocks by their base index, new ones as copies. */
+export function diagramBlocks(plan: ExpansionPlan): DiagramBlock[] {
+  return plan.layers.map((b, layer) =>
+    b.kind === 'original'
+      ? { layer, kind: 'old', from: b.original, label: `block ${b.original}` }
+      : { layer, kind: 'new', from: b.source, label: `copy of ${b.source}` },
+  );
+}
+
+/** The base model's stack, for when the config does not plan (the diagram still shows the model). */
+export function baseBlocks(layers: number): DiagramBlock[] {
+  return Array.from({ length: layers }, (_, i) => ({ layer: i, kind: 'old' as const, from: i, label: `block ${i}` }));
+}
+
+function shellQuote(s: string): string {
+  return /^[A-Za-z0-9_./:=@%+-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+/** `blocklab expand …` with the same effect as the cell. */
+export function expandCommand(model: string | undefined, out: string | undefined, request: ExpansionRequest): string {
+  const parts = ['blocklab', 'expand', model ? shellQuote(model) : '<model>', '--out', out ? shellQuote(out) : '<folder>'];
+  if (request.positions && request.positions.length > 0) {
+    parts.push('--positions', request.positions.map((p) => (p.source === undefined ? `${p.position}` : `${p.position}:${p.source}`)).join(','));
+  } else {
+    if (request.blocks !== undefined) parts.push('--blocks', String(request.blocks));
+    parts.push('--placement', request.placement ?? 'interleave');
+  }
+  return parts.join(' ');
+}

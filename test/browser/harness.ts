@@ -1,0 +1,89 @@
+/**
+ * The browser tests' harness: a real `blocklab serve` (node bin/blocklab.mjs, the built UI in
+ * out/renderer, a fresh store) and Debian's Chromium driven by playwright-core. Screenshots go
+ * to $BLOCKLAB_SCREENSHOTS (default test/.tmp/screenshots) for a person to look at.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { CHROMIUM_ARGS, chromiumPath } from '../../src/main/report/pdf.js';
+import { REPO_ROOT } from '../helpers/cli-runner.js';
+
+export const SCREENSHOTS = process.env.BLOCKLAB_SCREENSHOTS ?? join(REPO_ROOT, 'test', '.tmp', 'screenshots');
+
+export interface Served {
+  url: string;
+  port: number;
+  token: string;
+  proc: ChildProcess;
+  /** everything the server wrote to stderr (for failure messages) */
+  log(): string;
+  stop(): Promise<void>;
+}
+
+/** Starts `blocklab serve --port 0` on its own store; resolves with the URL it prints. */
+export async function startServe(storePath: string): Promise<Served> {
+  if (!existsSync(join(REPO_ROOT, 'out', 'renderer', 'index.html'))) {
+    throw new Error('out/renderer is missing: the browser tests need the built UI (npm test builds it; or run npm run build)');
+  }
+  const proc = spawn(process.execPath, [join(REPO_ROOT, 'bin', 'blocklab.mjs'), '--store', storePath, 'serve', '--port', '0'], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, NO_COLOR: '1', BLOCKLAB_STORE: storePath },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let err = '';
+  proc.stderr!.setEncoding('utf8').on('data', (c: string) => (err += c));
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`blocklab serve printed no URL in 60 s: ${err}`)), 60_000);
+    proc.stdout!.setEncoding('utf8').on('data', (c: string) => {
+      out += c;
+      const m = /http:\/\/127\.0\.0\.1:\d+\/\?token=[0-9a-f]+/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[0]);
+      }
+    });
+    proc.once('exit', (code) => reject(new Error(`blocklab serve exited (${code}): ${err}`)));
+  });
+  const u = new URL(url);
+  return {
+    url,
+    port: Number(u.port),
+    token: u.searchParams.get('token')!,
+    proc,
+    log: () => err,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        if (proc.exitCode !== null) return resolve();
+        proc.once('exit', () => resolve());
+        proc.kill('SIGTERM');
+        setTimeout(() => proc.kill('SIGKILL'), 20_000).unref();
+      }),
+  };
+}
+
+export async function launchBrowser(): Promise<Browser> {
+  return chromium.launch({ executablePath: chromiumPath(), args: CHROMIUM_ARGS, headless: true });
+}
+
+export async function screenshot(page: Page, name: string): Promise<void> {
+  mkdirSync(SCREENSHOTS, { recursive: true });
+  await page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage: false });
+}
+
+/** Collects what the page logs as errors and what requests leave 127.0.0.1 (there must be none). */
+export function watchPage(page: Page, origin: string): { errors: string[]; foreignRequests: string[] } {
+  const errors: string[] = [];
+  const foreignRequests: string[] = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+  page.on('console', (m) => {
+    if (m.type() === 'error') errors.push(m.text());
+  });
+  page.on('request', (r) => {
+    const u = r.url();
+    if (!u.startsWith(origin) && !u.startsWith('ws://127.0.0.1') && !u.startsWith('data:') && !u.startsWith('blob:')) foreignRequests.push(u);
+  });
+  return { errors, foreignRequests };
+}

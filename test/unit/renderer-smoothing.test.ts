@@ -1,0 +1,56 @@
+import { describe, expect, it } from 'vitest';
+import { ema, smoothCurve } from '../../src/renderer/src/lib/smoothing';
+
+describe('ema (TensorBoard / W&B smoothing)', () => {
+  it('debiased: the first point is the value itself, then a corrected running average', () => {
+    // w = 0.5: s1 = 0.5 / 0.5 = 1; s2 = (0.25 + 1) / 0.75 = 5/3; s3 = (0.625 + 1.5) / 0.875 = 17/7
+    const s = ema([1, 2, 3], 0.5);
+    expect(s[0]).toBeCloseTo(1, 12);
+    expect(s[1]).toBeCloseTo(5 / 3, 12);
+    expect(s[2]).toBeCloseTo(17 / 7, 12);
+  });
+
+  it('without debias the average starts at the first value', () => {
+    expect(ema([1, 2, 3], 0.5, false)).toEqual([1, 1.5, 2.25]);
+    // w = 0.9: 10, 0.9·10 + 0.1·0 = 9, 0.9·9 + 0.1·0 = 8.1
+    const s = ema([10, 0, 0], 0.9, false);
+    expect(s[1]).toBeCloseTo(9, 12);
+    expect(s[2]).toBeCloseTo(8.1, 12);
+  });
+
+  it('debiased w = 0.9 on 4, 0: (0.4·0.9) / (1 − 0.81) = 0.36 / 0.19', () => {
+    const s = ema([4, 0], 0.9);
+    expect(s[0]).toBeCloseTo(4, 12);
+    expect(s[1]).toBeCloseTo(0.36 / 0.19, 12);
+  });
+
+  it('weight 0 is the identity; a constant series stays constant', () => {
+    expect(ema([3, 1, 2], 0)).toEqual([3, 1, 2]);
+    expect(ema([2, 2, 2], 0.99)).toEqual([2, 2, 2]);
+  });
+
+  it('non-finite values pass through and do not enter the average', () => {
+    const s = ema([1, Number.NaN, 3], 0.5);
+    expect(s[0]).toBeCloseTo(1, 12);
+    expect(Number.isNaN(s[1])).toBe(true);
+    // as if the series were [1, 3]: (0.25 + 1.5) / 0.75 = 7/3
+    expect(s[2]).toBeCloseTo(7 / 3, 12);
+  });
+
+  it('smoothCurve keeps the steps', () => {
+    const c = smoothCurve(
+      [
+        [10, 1],
+        [20, 2],
+        [30, 3],
+      ],
+      0.5,
+      false,
+    );
+    expect(c).toEqual([
+      [10, 1],
+      [20, 1.5],
+      [30, 2.25],
+    ]);
+  });
+});

@@ -40,6 +40,8 @@ export const ChatSettingsSchema = z.object({
   topP: z.number().gt(0).max(1).default(0.95),
   maxTokens: z.number().int().positive().max(8192).default(128),
   seed: z.number().int().optional(),
+  /** format the conversation with the tokenizer's chat template (when it has one); off: plain text turns, for base models */
+  useTemplate: z.boolean().default(true),
 });
 export type ChatSettings = z.output<typeof ChatSettingsSchema>;
 

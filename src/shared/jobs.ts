@@ -74,6 +74,7 @@ export const JobRequestSchema = z.discriminatedUnion('kind', [
     topP: z.number().gt(0).max(1),
     maxTokens: z.number().int().positive(),
     seed: z.number().int().optional(),
+    useTemplate: z.boolean(),
     backend: Backend,
   }),
   z.object({

@@ -135,7 +135,7 @@ describe('jobs through the app API', () => {
   });
 
   it('streams a chat answer token by token; the tokens add up to the answer', async () => {
-    const f = await runJob({ kind: 'chat', model: trained, messages: [{ role: 'user', content: 'def add(a, b):' }], settings: { system: '', temperature: 0, topP: 1, maxTokens: 16 } });
+    const f = await runJob({ kind: 'chat', model: trained, messages: [{ role: 'user', content: 'def add(a, b):' }], settings: { system: '', temperature: 0, topP: 1, maxTokens: 16, useTemplate: true } });
     const r = result(f, 'chat');
     const streamed = f.events.filter((e): e is Extract<JobEvent, { kind: 'token' }> => e.kind === 'token').map((e) => e.text).join('');
     expect(r.generatedTokens).toBeGreaterThan(0);
@@ -143,11 +143,15 @@ describe('jobs through the app API', () => {
     expect(r.decodeTokensPerSecond).toBeGreaterThan(0);
     // the demo tokenizer carries a Llama-3-style chat template
     expect(r.templated).toBe(true);
+    // without it, the same conversation is plain text to continue
+    const plain = result(await runJob({ kind: 'chat', model: trained, messages: [{ role: 'user', content: 'def add(a, b):' }], settings: { system: '', temperature: 0, topP: 1, maxTokens: 16, useTemplate: false } }), 'chat');
+    expect(plain.templated).toBe(false);
+    expect(plain.promptTokens).toBeLessThan(r.promptTokens);
   });
 
   it('stops a chat mid-answer and keeps what was generated', async () => {
     let stopped = false;
-    const f = await runJob({ kind: 'chat', model: base(), messages: [{ role: 'user', content: 'The' }], settings: { system: '', temperature: 0.7, topP: 0.95, maxTokens: 4000 } }, (e, jobId) => {
+    const f = await runJob({ kind: 'chat', model: base(), messages: [{ role: 'user', content: 'The' }], settings: { system: '', temperature: 0.7, topP: 0.95, maxTokens: 4000, useTemplate: true } }, (e, jobId) => {
       if (e.kind === 'token' && !stopped) {
         stopped = true;
         void api.handle('jobs.cancel', { jobId });
@@ -170,7 +174,7 @@ describe('jobs through the app API', () => {
   it('fails a job on a folder that is not a checkpoint with the folder in the message', async () => {
     await mkdir(join(dir, 'empty'), { recursive: true });
     await writeFile(join(dir, 'empty', 'README'), 'nothing');
-    const f = await runJob({ kind: 'chat', model: join(dir, 'empty'), messages: [{ role: 'user', content: 'hi' }], settings: { system: '', temperature: 0, topP: 1, maxTokens: 4 } });
+    const f = await runJob({ kind: 'chat', model: join(dir, 'empty'), messages: [{ role: 'user', content: 'hi' }], settings: { system: '', temperature: 0, topP: 1, maxTokens: 4, useTemplate: true } });
     expect(f.end.kind).toBe('error');
     expect(f.end.kind === 'error' && f.end.message).toContain(join(dir, 'empty'));
   });

@@ -213,6 +213,7 @@ export class JobManager {
           topP: spec.settings.topP,
           maxTokens: spec.settings.maxTokens,
           seed: spec.settings.seed,
+          useTemplate: spec.settings.useTemplate,
         };
         break;
       case 'export-checkpoint': {

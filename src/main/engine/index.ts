@@ -122,11 +122,17 @@ export interface GenerateTextOptions extends GenerateOptions {
   system?: string;
   /** a whole conversation instead of one prompt (chat: the template; without one, plain text turns) */
   messages?: ChatMessage[];
+  /** with `messages`: use the tokenizer's chat template when it has one (default true) */
+  useTemplate?: boolean;
 }
 
-/** How a conversation becomes the model's input text: the chat template, or plain turns without one. */
-export function conversationPrompt(tok: HfTokenizer, messages: ChatMessage[]): { prompt: string; templated: boolean } {
-  if (tok.chatTemplate) return { prompt: tok.applyChatTemplate(messages, { addGenerationPrompt: true }), templated: true };
+/**
+ * How a conversation becomes the model's input text: the tokenizer's chat template, or — when
+ * it has none, or `useTemplate` is false (a base model never trained on the template) — the
+ * turns as plain text for the model to continue.
+ */
+export function conversationPrompt(tok: HfTokenizer, messages: ChatMessage[], useTemplate = true): { prompt: string; templated: boolean } {
+  if (useTemplate && tok.chatTemplate) return { prompt: tok.applyChatTemplate(messages, { addGenerationPrompt: true }), templated: true };
   // No template (base models, the demo's): the turns as plain text, so the model continues it.
   const text = messages.map((m) => m.content).join('\n\n');
   return { prompt: text + (messages.at(-1)?.role === 'user' ? '\n' : ''), templated: false };
@@ -138,7 +144,7 @@ export async function generateText(loaded: LoadedModel, opts: GenerateTextOption
   let addSpecialTokens = true;
   if (opts.messages) {
     const messages = opts.system ? [{ role: 'system' as const, content: opts.system }, ...opts.messages] : opts.messages;
-    const c = conversationPrompt(tok, messages);
+    const c = conversationPrompt(tok, messages, opts.useTemplate ?? true);
     prompt = c.prompt;
     addSpecialTokens = !c.templated;
   } else if (opts.chat) {

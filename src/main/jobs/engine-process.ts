@@ -92,7 +92,7 @@ async function runGenerate(r: Extract<JobRequest, { kind: 'generate' }>): Promis
     const tok = loaded.tokenizer;
     if (!tok) throw new BlocklabError('has no tokenizer.json, which chat needs; add the tokenizer files to the folder', { file: r.model });
     const messages = r.system ? [{ role: 'system' as const, content: r.system }, ...r.messages] : r.messages;
-    const { templated } = conversationPrompt(tok, messages);
+    const { templated } = conversationPrompt(tok, messages, r.useTemplate);
     const result = await generateText(loaded, {
       prompt: '',
       messages: r.messages,
@@ -101,6 +101,7 @@ async function runGenerate(r: Extract<JobRequest, { kind: 'generate' }>): Promis
       topP: r.topP,
       maxTokens: r.maxTokens,
       seed: r.seed,
+      useTemplate: r.useTemplate,
       signal: controller.signal,
       onText: (text) => void send({ type: 'token', text }),
     });

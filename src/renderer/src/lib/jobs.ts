@@ -2,7 +2,10 @@
  * Long work from the renderer: start a job, follow its events, wait for its end. The backend
  * runs it in an engine process; this only listens.
  */
-import type { JobEvent, JobResult, JobSpec } from '../../../shared/api';
+import type { ApiParams, JobEvent, JobResult } from '../../../shared/api';
+
+/** A job as the renderer sends it (defaults not yet filled in). */
+type JobSpec = ApiParams<'jobs.start'>['job'];
 import { api, onPush } from './api';
 
 export interface RunningJob {

@@ -193,6 +193,9 @@ describe('the notebook in Chromium', () => {
     await expect.poll(async () => Number(await cell('train').locator('[data-testid="loss-chart"]').getAttribute('data-points')), { timeout: 30_000 }).toBe(40);
     await expect.poll(() => cell('eval').locator('[data-testid="eval-table"]').innerText(), { timeout: 30_000 }).toContain('code-ppl');
     expect(await cell('sql').locator('[data-testid="sql-source"]').inputValue()).toContain('SELECT id, kind, status');
+    // how each cell's last run ended is shown again
+    expect(await cell('expansion').getAttribute('data-status')).toBe('done');
+    expect(await cell('sql').getAttribute('data-status')).toBe('failed');
     await screenshot(page, '09-after-reload');
   }, 120_000);
 

@@ -82,6 +82,13 @@ describe('jobs through the app API', () => {
     expanded = r.out;
     const info = (await api.handle('checkpoints.inspect', { path: expanded })) as { lineage: { madeBy: string }[] };
     expect(info.lineage.map((l) => l.madeBy)).toEqual(['expand', 'import']);
+    // the expansion is a run in the store, pointing at what it made
+    const run = store.getRun(f.runId!)!;
+    expect(run).toMatchObject({ kind: 'expand', status: 'completed', resultCheckpointId: r.checkpointId });
+    // running it again into the same folder lists the folder once
+    await runJob({ kind: 'expand', model: base(), out: join(dir, 'expanded'), config: { blocks: 2, placement: 'interleave' } });
+    const list = (await api.handle('checkpoints.list', {})) as { path: string }[];
+    expect(list.filter((c) => c.path === expanded)).toHaveLength(1);
   });
 
   it('refuses an invalid expansion before starting anything', async () => {

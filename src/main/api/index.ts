@@ -206,7 +206,12 @@ export function createApi(ctx: ApiContext): Api {
       };
     },
 
-    'checkpoints.list': () => store.listCheckpoints().map(checkpointSummary),
+    // a folder written again (a re-run expansion) is one entry: its newest registration
+    'checkpoints.list': () => {
+      const newest = new Map<string, CheckpointRow>();
+      for (const c of store.listCheckpoints()) if (!newest.has(c.path) || newest.get(c.path)!.id < c.id) newest.set(c.path, c);
+      return [...newest.values()].sort((a, b) => a.id - b.id).map(checkpointSummary);
+    },
     async 'checkpoints.inspect'(p) {
       const { inspectCheckpoint } = await import('../engine/index.js');
       const path = resolve(p.path);

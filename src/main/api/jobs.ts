@@ -31,6 +31,7 @@ interface Active {
   cancel(): void;
   pause(): void;
   paused: boolean;
+  cancelled?: boolean;
 }
 
 /** A folder-name-safe stamp: 20261128-101500. */
@@ -180,7 +181,7 @@ export class JobManager {
 
   // ------------------------------------------------------------------- one-shot engine tasks
 
-  private startTask(spec: Exclude<JobSpec, { kind: 'train' | 'resume' | 'export-report' }>, entry: Active, emit: (e: JobEvent) => void, end: (e: JobEvent) => void): void {
+  private startTask(spec: Exclude<JobSpec, { kind: 'train' | 'resume' | 'export-report' }>, entry: Active, emit: (e: JobEvent) => void, end: (e: JobEvent) => void): number | null {
     const { workDir, storePath } = this.ctx;
     let request: Parameters<typeof runEngineTask>[0];
     let out = '';
@@ -228,18 +229,49 @@ export class JobManager {
       else if (m.type === 'token') emit({ kind: 'token', text: m.text });
       else if (m.type === 'log') emit({ kind: 'log', message: m.message });
     };
+    // expansions and exports are runs in the store too (eval records its own; a chat is not a run)
+    const runId =
+      request.kind === 'expand' || request.kind === 'export'
+        ? this.ctx.store.createRun({
+            kind: request.kind,
+            method: request.kind === 'expand' ? String((spec as { config: ExpansionRequest }).config.placement ?? 'interleave') : request.format,
+            config: request,
+            outDir: out,
+            name: request.kind === 'expand' ? `expand ${basename(request.model)}` : `export ${basename(request.model)} (${request.format})`,
+          })
+        : null;
+    entry.info.runId = runId;
+    if (runId !== null) this.ctx.push({ type: 'changed', what: 'runs' });
     const task = runEngineTask(request, { onMessage });
-    entry.cancel = () => task.cancel();
+    entry.cancel = () => {
+      entry.cancelled = true;
+      task.cancel();
+    };
+    const settle = (event: JobEvent) => {
+      if (runId !== null) {
+        const ok = event.kind === 'done';
+        const error = event.kind === 'error' ? event.message : null;
+        this.ctx.store.finishRun(runId, {
+          status: ok ? 'completed' : entry.cancelled ? 'cancelled' : 'failed',
+          error,
+          summary: ok ? event.result : undefined,
+          resultCheckpointId: ok && event.result.kind === 'expand' ? event.result.checkpointId : undefined,
+        });
+        this.ctx.push({ type: 'changed', what: 'runs' });
+      }
+      end(event);
+    };
     void task.done.then(
       async (o) => {
         try {
-          end(await this.finishTask(spec, request, o));
+          settle(await this.finishTask(spec, request, o));
         } catch (e) {
-          end({ kind: 'error', message: (e as Error).message });
+          settle({ kind: 'error', message: (e as Error).message });
         }
       },
-      (e) => end({ kind: 'error', message: String(e) }),
+      (e) => settle({ kind: 'error', message: String(e) }),
     );
+    return runId;
   }
 
   private async finishTask(spec: JobSpec, request: Parameters<typeof runEngineTask>[0], o: TaskOutcome): Promise<JobEvent> {

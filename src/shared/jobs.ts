@@ -4,6 +4,27 @@
  */
 import { z } from 'zod';
 
+/** The trainer's defaults (a Train cell or `blocklab train` overrides what it sets). */
+export const TRAIN_DEFAULTS = {
+  steps: 100,
+  lr: 2e-4,
+  batch: 4,
+  seq: 128,
+  gradAccum: 1,
+  warmup: 10,
+  minLrRatio: 0.1,
+  seed: 0,
+  clip: 1.0,
+  saveEvery: 0,
+  evalEvery: 0,
+  evalBatches: 8,
+  valFraction: 0.05,
+  keepCheckpoints: 2,
+} as const;
+
+/** AdamW as LLaMA-style pretraining sets it (torch's formula; see engine/optimizer.ts). */
+export const DEFAULT_ADAMW = { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0 } as const;
+
 const Projection = z.enum(['q', 'k', 'v', 'o', 'gate', 'up', 'down']);
 
 export const TrainMethodSchema = z.discriminatedUnion('kind', [

@@ -14,7 +14,7 @@ import { notebookToFile, parseNotebookFile, NOTEBOOK_FILE_SUFFIX, type Cell } fr
 import { BlocklabError } from '../engine/errors.js';
 import { demoDir } from '../engine/resources.js';
 import { runEngineTask } from '../jobs/supervisor.js';
-import { checkpointLabel } from '../report/index.js';
+import { checkpointLabel } from '../report/build.js';
 import { DEFAULT_QUERY_MAX_ROWS, type CheckpointRow, type ExperimentStore, type RunRow } from '../store/index.js';
 import { createNotebook, deleteNotebook, getNotebook, listNotebooks, saveNotebook } from '../store/notebooks.js';
 import { JobManager } from './jobs.js';

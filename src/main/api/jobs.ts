@@ -7,15 +7,12 @@
 import { randomUUID } from 'node:crypto';
 import { basename, join, resolve } from 'node:path';
 import type { ApiPush, JobEvent, JobInfo, JobResult, JobSpec, TrainSpec } from '../../shared/api.js';
-import { TrainJobSchema, type FromEngine, type TrainJob } from '../../shared/jobs.js';
+import { DEFAULT_ADAMW, TRAIN_DEFAULTS, TrainJobSchema, type FromEngine, type TrainJob } from '../../shared/jobs.js';
 import type { CompareReport, EvalReport } from '../../shared/benchmarks.js';
 import { ExpansionRequestError, planExpansion, type ExpansionRecord, type ExpansionRequest } from '../../shared/expansion.js';
 import { BlocklabError } from '../engine/errors.js';
-import { DEFAULT_ADAMW } from '../engine/optimizer.js';
-import { TRAIN_DEFAULTS } from '../engine/trainer.js';
 import { registerCheckpointDir, runEngineTask, startJob, type TaskOutcome } from '../jobs/supervisor.js';
 import { resumableTrainJob } from '../jobs/resume.js';
-import { buildRunReport, checkpointLabel, forgettingFromCompare, renderReport, writeReport } from '../report/index.js';
 import type { ExperimentStore } from '../store/index.js';
 
 export interface JobContext {
@@ -59,7 +56,7 @@ export function trainJobFromSpec(spec: TrainSpec, ctx: Pick<JobContext, 'workDir
     warmup: spec.warmup ?? Math.min(TRAIN_DEFAULTS.warmup, Math.floor(spec.steps / 10)),
     minLrRatio: TRAIN_DEFAULTS.minLrRatio,
     seed: spec.seed ?? TRAIN_DEFAULTS.seed,
-    adamw: DEFAULT_ADAMW,
+    adamw: { ...DEFAULT_ADAMW },
     clip: TRAIN_DEFAULTS.clip,
     saveEvery: spec.saveEvery ?? TRAIN_DEFAULTS.saveEvery,
     evalEvery: spec.evalEvery ?? TRAIN_DEFAULTS.evalEvery,
@@ -337,6 +334,7 @@ export class JobManager {
   // ------------------------------------------------------------------------------- reports
 
   private async exportReport(spec: Extract<JobSpec, { kind: 'export-report' }>): Promise<JobResult> {
+    const { buildRunReport, checkpointLabel, forgettingFromCompare, renderReport, writeReport } = await import('../report/index.js');
     if (spec.runIds.length === 0 && !spec.compare) throw new BlocklabError('a report needs training runs or a forgetting comparison; run an Eval cell with a base first');
     const forgetting = spec.compare ? forgettingFromCompare(spec.compare, checkpointLabel) : null;
     const data = buildRunReport(this.ctx.store, spec.runIds, { title: spec.title, forgetting });

@@ -30,7 +30,8 @@ export interface BackendReport {
   candidates: BackendCandidate[];
 }
 
-const require = createRequire(import.meta.url);
+// not named `require`: the Electron bundle declares its own module-level `require` shim
+const nodeRequire = createRequire(import.meta.url);
 let report: BackendReport | null = null;
 let initializing: Promise<BackendReport> | null = null;
 
@@ -41,12 +42,12 @@ function firstLine(e: unknown): string {
 
 function tryNative(pkg: string): { ok: boolean; note: string } {
   try {
-    require.resolve(pkg);
+    nodeRequire.resolve(pkg);
   } catch {
     return { ok: false, note: 'not installed (optional dependency; its install needs to download libtensorflow)' };
   }
   try {
-    require(pkg);
+    nodeRequire(pkg);
     return { ok: tf.findBackend('tensorflow') !== null, note: 'loaded' };
   } catch (e) {
     return { ok: false, note: `installed but failed to load: ${firstLine(e)}` };

@@ -7,6 +7,7 @@
  *   m ← β1·m + (1 − β1)·g          v ← β2·v + (1 − β2)·g²
  *   p ← p − (lr / (1 − β1ᵗ)) · m / (√v / √(1 − β2ᵗ) + ε)
  */
+import { DEFAULT_ADAMW as SHARED_DEFAULT_ADAMW } from '../../shared/jobs.js';
 import { tf } from './backend.js';
 import type { Param } from './trainable.js';
 
@@ -17,7 +18,7 @@ export interface AdamWOptions {
   weightDecay: number;
 }
 
-export const DEFAULT_ADAMW: AdamWOptions = { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0 };
+export const DEFAULT_ADAMW: AdamWOptions = SHARED_DEFAULT_ADAMW;
 
 export interface ScheduleOptions {
   lr: number;

@@ -61,22 +61,7 @@ export interface TrainOptions {
   stopAfter?: number;
 }
 
-export const TRAIN_DEFAULTS = {
-  steps: 100,
-  lr: 2e-4,
-  batch: 4,
-  seq: 128,
-  gradAccum: 1,
-  warmup: 10,
-  minLrRatio: 0.1,
-  seed: 0,
-  clip: 1.0,
-  saveEvery: 0,
-  evalEvery: 0,
-  evalBatches: 8,
-  valFraction: 0.05,
-  keepCheckpoints: 2,
-} as const;
+export { TRAIN_DEFAULTS } from '../../shared/jobs.js';
 
 export interface StepMetrics {
   step: number; // completed optimizer steps (1-based)

@@ -98,6 +98,15 @@ describe('the token guard', () => {
   });
 });
 
+describe('starting', () => {
+  it('says what to do when the port is taken or the UI is not built', async () => {
+    await expect(serve({ store, storePath: join(dir, 'store.sqlite'), userDataDir: dir, port: server.port, rendererDir: join(dir, 'ui') })).rejects.toThrow(
+      new RegExp(`port ${server.port} is in use.*--port 0`),
+    );
+    await expect(serve({ store, storePath: join(dir, 'store.sqlite'), userDataDir: dir, port: 0, rendererDir: join(dir, 'nothing') })).rejects.toThrow(/not built; run `npm run build`/);
+  });
+});
+
 describe('the API', () => {
   it('validates requests and says what was wrong', async () => {
     const { ws, call } = await connect();

@@ -143,7 +143,24 @@ app.on('window-all-closed', () => {
   if (process.platform !== 'darwin') app.quit();
 });
 
-app.on('before-quit', () => {
-  api?.close();
-  store?.close();
+// Quitting with jobs running: ask them to stop (training writes a checkpoint), wait up to 30 s
+// for them to record how they ended, then close the store and quit.
+let quitting = false;
+app.on('before-quit', (e) => {
+  if (!api || !store) return;
+  if (quitting) return;
+  quitting = true;
+  e.preventDefault();
+  const a = api;
+  const s = store;
+  a.close();
+  const deadline = Date.now() + 30_000;
+  const wait = () => {
+    if (a.jobs.list().length > 0 && Date.now() < deadline) return void setTimeout(wait, 200);
+    s.close();
+    api = null;
+    store = null;
+    app.quit();
+  };
+  wait();
 });

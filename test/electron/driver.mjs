@@ -86,6 +86,12 @@ const off = exposed.blocklab.onPush(() => {});
 off();
 out.preloadChannels = invoked.map((a) => a[0]);
 
-stub.appEvents.emit('before-quit');
+// quitting waits for running jobs, then closes the store and quits
+let quitCalled = false;
+stub.appEvents.on('quit', () => (quitCalled = true));
+let prevented2 = false;
+stub.appEvents.emit('before-quit', { preventDefault: () => (prevented2 = true) });
+await waitFor(() => quitCalled, 40_000);
+out.quit = { deferred: prevented2, quit: quitCalled };
 console.log(JSON.stringify(out));
 process.exit(0);

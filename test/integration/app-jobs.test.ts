@@ -128,6 +128,24 @@ describe('jobs through the app API', () => {
     expect(detail.curves.val_loss.map(([s]) => s)).toEqual(expect.arrayContaining([4, 8]));
   });
 
+  it('refuses a second training job writing to the folder of a running one', async () => {
+    const data = join(demoDir(), 'corpora', 'code', 'train.jsonl');
+    const train = { model: expanded, data: [data], method: { kind: 'blocks' as const }, steps: 500, lr: 1e-3, batch: 1, seq: 32, out: join(dir, 'busy') };
+    let second: Promise<unknown> | null = null; // settles to the refusal (caught at once: it comes before the await)
+    const first = runJob({ kind: 'train', train }, (e, jobId) => {
+      if (e.kind === 'step' && !second) {
+        second = api.handle('jobs.start', { job: { kind: 'train', train } }).then(
+          () => new Error('the second job was started'),
+          (err: Error) => err,
+        );
+        void api.handle('jobs.cancel', { jobId });
+      }
+    });
+    const f = await first;
+    expect(String(await second)).toMatch(/already writing to .*busy/);
+    expect(f.end.kind === 'done' && f.end.status).toBe('cancelled');
+  });
+
   it('measures forgetting and gain against the base, with progress', async () => {
     const f = await runJob({ kind: 'eval', base: base(), checkpoints: [expanded, trained], benchmarks: ['builtin:general-ppl', 'builtin:code-ppl'], limit: 3 });
     const r = result(f, 'eval');

@@ -73,6 +73,10 @@ describe('the Electron main process (built, against a stand-in electron module)'
     expect(existsSync(join(userData, 'expanded', 'config.json'))).toBe(true);
   });
 
+  it('quits only after its jobs have ended and the store is closed', () => {
+    expect(out.quit).toEqual({ deferred: true, quit: true });
+  });
+
   it('has a preload that exposes exactly window.blocklab = { call, onPush }', () => {
     expect(out.preloadExposed).toEqual({ blocklab: ['call', 'onPush'] });
     expect(out.preloadChannels).toEqual(['blocklab:api', 'on', 'off']);

@@ -29,6 +29,8 @@ interface Active {
   pause(): void;
   paused: boolean;
   cancelled?: boolean;
+  /** the folder a training job writes */
+  out?: string;
 }
 
 /** A folder-name-safe stamp: 20261128-101500. */
@@ -144,6 +146,9 @@ export class JobManager {
   private startTraining(spec: Extract<JobSpec, { kind: 'train' | 'resume' }>, entry: Active, emit: (e: JobEvent) => void, end: (e: JobEvent) => void): void {
     const { store } = this.ctx;
     const job = spec.kind === 'train' ? trainJobFromSpec(spec.train, this.ctx) : resumableTrainJob(store, spec.runId);
+    const clash = [...this.active.values()].find((a) => a !== entry && a.out === job.out);
+    if (clash) throw new BlocklabError(`a running job (${clash.info.kind}, run ${clash.info.runId ?? '?'}) is already writing to ${job.out}; stop it, or choose another output folder`);
+    entry.out = job.out;
     const handle = startJob(
       { kind: 'train', train: job },
       {

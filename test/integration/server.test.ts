@@ -107,6 +107,32 @@ describe('starting', () => {
   });
 });
 
+describe('blocklab serve (the command)', () => {
+  it('prints the URL (one JSON document with --json), serves it, and stops cleanly on SIGTERM', async () => {
+    const { spawn } = await import('node:child_process');
+    const { REPO_ROOT } = await import('../helpers/cli-runner.js');
+    const proc = spawn(process.execPath, [join(REPO_ROOT, 'bin', 'blocklab.mjs'), '--store', join(dir, 'cli.sqlite'), 'serve', '--port', '0', '--ui', join(dir, 'ui'), '--json'], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const line = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      proc.stdout!.setEncoding('utf8').on('data', (c: string) => {
+        out += c;
+        if (out.includes('\n')) resolve(out.split('\n')[0]);
+      });
+      proc.once('exit', (code) => reject(new Error(`serve exited ${code}`)));
+    });
+    const doc = JSON.parse(line) as { url: string; port: number; store: string };
+    expect(doc.url).toMatch(new RegExp(`^http://127\\.0\\.0\\.1:${doc.port}/\\?token=[0-9a-f]{48}$`));
+    expect(doc.store).toBe(join(dir, 'cli.sqlite'));
+    expect((await fetch(doc.url)).status).toBe(200);
+    expect((await fetch(`http://127.0.0.1:${doc.port}/`)).status).toBe(403);
+    const code = await new Promise<number | null>((resolve) => {
+      proc.once('exit', (c) => resolve(c));
+      proc.kill('SIGTERM');
+    });
+    expect(code).toBe(0);
+  }, 60_000);
+});
+
 describe('the API', () => {
   it('validates requests and says what was wrong', async () => {
     const { ws, call } = await connect();

@@ -753,6 +753,7 @@ program
   .description('the notebook app in a browser: serves the built UI and its API on 127.0.0.1, guarded by a token in the printed URL (for a GPU box over an SSH tunnel)')
   .option('--port <n>', 'port on 127.0.0.1 (0 picks a free one)', intOption('--port'), 7860)
   .option('--ui <dir>', 'the built renderer (default: out/renderer; build it with npm run build)')
+  .option('--json', 'print {"url", "port", "store"} instead of the bare URL')
   .action(async (o: { port: number; ui?: string }, cmd: Command) => {
     const { serve } = await import('../server/index.js');
     const storePath = resolvePath(globals(cmd).store ?? defaultStorePath());
@@ -764,7 +765,8 @@ program
       store.close();
       throw e;
     }
-    writeStdout(`${server.url}\n`);
+    // the URL alone on stdout (scripts read it); with --json, one document with it
+    writeStdout(globals(cmd).json ? `${JSON.stringify({ url: server.url, port: server.port, store: storePath })}\n` : `${server.url}\n`);
     process.stderr.write(`Blocklab is serving ${storePath}; open the URL above (through an SSH tunnel: ssh -L ${server.port}:127.0.0.1:${server.port} HOST). Ctrl-C stops it.\n`);
     await new Promise<void>((done) => {
       const stop = () => done();

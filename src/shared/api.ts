@@ -117,6 +117,8 @@ export interface ChatResultInfo {
   decodeTokensPerSecond: number;
   prefillTokensPerSecond: number;
   templated: boolean;
+  /** seconds spent loading the model for this answer: 0 when its chat engine already held it */
+  loadSeconds: number;
 }
 
 export type JobResult =

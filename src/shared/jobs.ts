@@ -112,7 +112,8 @@ export type JobRequest = z.infer<typeof JobRequestSchema>;
 
 /** caller → engine process */
 export const ToEngineSchema = z.discriminatedUnion('type', [
-  z.object({ type: z.literal('start'), request: JobRequestSchema }),
+  /** `keep`: stay alive after this job for the next one (a warm chat engine keeps its model loaded) */
+  z.object({ type: z.literal('start'), request: JobRequestSchema, keep: z.boolean().optional() }),
   z.object({ type: z.literal('cancel') }),
 ]);
 export type ToEngine = z.infer<typeof ToEngineSchema>;

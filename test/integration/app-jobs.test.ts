@@ -168,6 +168,16 @@ describe('jobs through the app API', () => {
     expect(r.decodeTokensPerSecond).toBeGreaterThan(0);
     // the demo tokenizer carries a Llama-3-style chat template
     expect(r.templated).toBe(true);
+    // the next turn finds the model already loaded in its chat engine
+    const again = result(await runJob({ kind: 'chat', model: trained, messages: [{ role: 'user', content: 'def add(a, b):' }], settings: { system: '', temperature: 0, topP: 1, maxTokens: 16, useTemplate: true } }), 'chat');
+    expect(r.loadSeconds).toBeGreaterThan(0);
+    expect(again.loadSeconds).toBe(0);
+    expect(again.text).toBe(r.text); // greedy: the same answer
+    // a folder rewritten since (touched here, retrained in life) is loaded afresh
+    const { utimes } = await import('node:fs/promises');
+    await utimes(join(trained, 'config.json'), new Date(), new Date(Date.now() + 5000));
+    const fresh = result(await runJob({ kind: 'chat', model: trained, messages: [{ role: 'user', content: 'x' }], settings: { system: '', temperature: 0, topP: 1, maxTokens: 2, useTemplate: true } }), 'chat');
+    expect(fresh.loadSeconds).toBeGreaterThan(0);
     // without it, the same conversation is plain text to continue
     const plain = result(await runJob({ kind: 'chat', model: trained, messages: [{ role: 'user', content: 'def add(a, b):' }], settings: { system: '', temperature: 0, topP: 1, maxTokens: 16, useTemplate: false } }), 'chat');
     expect(plain.templated).toBe(false);

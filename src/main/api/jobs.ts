@@ -11,7 +11,7 @@ import { DEFAULT_ADAMW, TRAIN_DEFAULTS, TrainJobSchema, type FromEngine, type Tr
 import type { CompareReport, EvalReport } from '../../shared/benchmarks.js';
 import { ExpansionRequestError, planExpansion, type ExpansionRecord, type ExpansionRequest } from '../../shared/expansion.js';
 import { BlocklabError } from '../engine/errors.js';
-import { registerCheckpointDir, runEngineTask, startJob, type TaskOutcome } from '../jobs/supervisor.js';
+import { EngineWorker, registerCheckpointDir, runEngineTask, startJob, type TaskHandle, type TaskOutcome } from '../jobs/supervisor.js';
 import { resumableTrainJob } from '../jobs/resume.js';
 import type { ExperimentStore } from '../store/index.js';
 
@@ -83,10 +83,38 @@ async function checkExpansion(model: string, config: ExpansionRequest): Promise<
   }
 }
 
+/** Chat engines kept warm (one model each, the two sides of a chat cell), and for how long. */
+const CHAT_ENGINES = 2;
+const CHAT_IDLE_MS = 10 * 60_000;
+
 export class JobManager {
   private readonly active = new Map<string, Active>();
+  /** model folder → its warm chat engine, least recently used first */
+  private readonly chatEngines = new Map<string, EngineWorker>();
 
   constructor(private readonly ctx: JobContext) {}
+
+  /**
+   * A chat turn runs in the model's warm engine, which keeps the model loaded between turns
+   * (loading a large checkpoint for every answer would dominate); when that engine is busy
+   * (the same model on both sides), in a one-shot engine process.
+   */
+  private chatEngine(model: string, request: Parameters<typeof runEngineTask>[0], onMessage: (m: FromEngine) => void): TaskHandle {
+    let worker = this.chatEngines.get(model);
+    if (worker?.busy) return runEngineTask(request, { onMessage });
+    if (!worker) {
+      worker = new EngineWorker({ idleMs: CHAT_IDLE_MS });
+      while (this.chatEngines.size >= CHAT_ENGINES) {
+        const [oldest, w] = [...this.chatEngines.entries()].find(([, w]) => !w.busy) ?? [];
+        if (!oldest || !w) break;
+        w.close();
+        this.chatEngines.delete(oldest);
+      }
+    }
+    this.chatEngines.delete(model);
+    this.chatEngines.set(model, worker);
+    return worker.run(request, { onMessage });
+  }
 
   list(): JobInfo[] {
     return [...this.active.values()].map((a) => a.info);
@@ -110,6 +138,9 @@ export class JobManager {
   /** Stops every job (the window or the server is closing): training writes its checkpoint. */
   stopAll(): void {
     for (const a of this.active.values()) a.cancel();
+    // a chat being answered ends with what it has (the engine stops; its job reports why)
+    for (const w of this.chatEngines.values()) w.close();
+    this.chatEngines.clear();
   }
 
   async start(spec: JobSpec): Promise<{ jobId: string; runId: number | null }> {
@@ -244,7 +275,7 @@ export class JobManager {
         : null;
     entry.info.runId = runId;
     if (runId !== null) this.ctx.push({ type: 'changed', what: 'runs' });
-    const task = runEngineTask(request, { onMessage });
+    const task = request.kind === 'generate' ? this.chatEngine(request.model, request, onMessage) : runEngineTask(request, { onMessage });
     entry.cancel = () => {
       entry.cancelled = true;
       task.cancel();
@@ -321,6 +352,7 @@ export class JobManager {
           decodeTokensPerSecond: Number(r.decodeTokensPerSecond ?? 0),
           prefillTokensPerSecond: Number(r.prefillTokensPerSecond ?? 0),
           templated: Boolean(r.templated),
+          loadSeconds: Number(r.loadSeconds ?? 0),
         };
         return { kind: 'done', status: r.finishReason === 'aborted' ? 'cancelled' : 'completed', result };
       case 'export-checkpoint': {

@@ -9,7 +9,8 @@ import { resolve } from 'node:path';
 import { FromEngineSchema, ToEngineSchema, type FromEngine, type JobRequest } from '../../shared/jobs.js';
 import { BlocklabError } from '../engine/errors.js';
 
-const controller = new AbortController();
+/** The current job's; a kept-alive process gets a fresh one for each job. */
+let controller = new AbortController();
 
 /** Electron's utility process has `process.parentPort`; a forked Node child has `process.send`. */
 interface ParentPort {
@@ -85,9 +86,35 @@ async function runEvalJob(r: Extract<JobRequest, { kind: 'eval' }>): Promise<Res
   }
 }
 
-async function runGenerate(r: Extract<JobRequest, { kind: 'generate' }>): Promise<Result> {
+/** The model a kept-alive process holds between chat turns, and what its folder looked like when loaded. */
+let warm: { dir: string; key: string; loaded: import('../engine/index.js').LoadedModel } | null = null;
+
+/** Changes when the folder's weights or config are rewritten (a re-run training into the same folder). */
+async function folderKey(dir: string): Promise<string> {
+  const { readdir, stat } = await import('node:fs/promises');
+  const { join } = await import('node:path');
+  const names = (await readdir(dir)).filter((n) => n === 'config.json' || n.endsWith('.safetensors') || n.startsWith('tokenizer')).sort();
+  const parts: string[] = [];
+  for (const n of names) {
+    const st = await stat(join(dir, n));
+    parts.push(`${n}:${st.size}:${st.mtimeMs}`);
+  }
+  return parts.join('|');
+}
+
+async function runGenerate(r: Extract<JobRequest, { kind: 'generate' }>, keep: boolean): Promise<Result> {
   const { loadModel, generateText, conversationPrompt } = await import('../engine/index.js');
-  const loaded = await loadModel(r.model, r.backend);
+  const key = await folderKey(r.model).catch(() => '');
+  let loadSeconds = 0;
+  if (!warm || warm.dir !== r.model || warm.key !== key) {
+    warm?.loaded.dispose();
+    warm = null;
+    const t0 = performance.now();
+    const loaded = await loadModel(r.model, r.backend);
+    loadSeconds = (performance.now() - t0) / 1000;
+    warm = { dir: r.model, key, loaded };
+  }
+  const loaded = warm.loaded;
   try {
     const tok = loaded.tokenizer;
     if (!tok) throw new BlocklabError('has no tokenizer.json, which chat needs; add the tokenizer files to the folder', { file: r.model });
@@ -105,9 +132,12 @@ async function runGenerate(r: Extract<JobRequest, { kind: 'generate' }>): Promis
       signal: controller.signal,
       onText: (text) => void send({ type: 'token', text }),
     });
-    return { ...result, ids: undefined, templated } as unknown as Result;
+    return { ...result, ids: undefined, templated, loadSeconds } as unknown as Result;
   } finally {
-    loaded.dispose();
+    if (!keep) {
+      warm?.loaded.dispose();
+      warm = null;
+    }
   }
 }
 
@@ -138,7 +168,11 @@ async function runSql(r: Extract<JobRequest, { kind: 'sql' }>): Promise<Result> 
   }
 }
 
-async function run(request: JobRequest): Promise<void> {
+let running = false;
+
+async function run(request: JobRequest, keep: boolean): Promise<void> {
+  controller = new AbortController();
+  running = true;
   try {
     let result: Result;
     switch (request.kind) {
@@ -152,7 +186,7 @@ async function run(request: JobRequest): Promise<void> {
         result = await runEvalJob(request);
         break;
       case 'generate':
-        result = await runGenerate(request);
+        result = await runGenerate(request, keep);
         break;
       case 'export':
         result = await runExport(request);
@@ -168,6 +202,8 @@ async function run(request: JobRequest): Promise<void> {
     if (aborted) await send({ type: 'done', result: { stopped: 'cancelled' } });
     else await send({ type: 'error', message: err?.message ?? String(e), userError: e instanceof BlocklabError, stack: err?.stack });
   }
+  running = false;
+  if (keep && (parentPort || process.connected)) return; // wait for the next job
   if (parentPort) process.exit(0);
   process.disconnect?.();
 }
@@ -180,14 +216,18 @@ function onMessage(raw: unknown): void {
   }
   const msg = parsed.data;
   if (msg.type === 'cancel') controller.abort();
-  else void run(msg.request);
+  else void run(msg.request, msg.keep === true);
 }
 
 if (parentPort) parentPort.on('message', (e) => onMessage(e.data));
 else {
   process.on('message', onMessage);
-  // The supervisor went away (killed, crashed): stop at the next step boundary, with a checkpoint.
-  process.on('disconnect', () => controller.abort());
+  // The supervisor went away (killed, crashed): stop at the next step boundary, with a checkpoint;
+  // a kept-alive process waiting for its next job just ends.
+  process.on('disconnect', () => {
+    controller.abort();
+    if (!running) process.exit(0);
+  });
 }
 
 void send({ type: 'ready' });

@@ -167,6 +167,98 @@ export function runEngineTask(request: JobRequest, opts: { onMessage?: (m: FromE
 }
 
 /**
+ * An engine process kept alive between jobs, one job at a time: the chat engine, which keeps
+ * its model loaded between turns. It starts on first use, restarts after a crash, and ends
+ * after `idleMs` without work (or on close()).
+ */
+export class EngineWorker {
+  private child: EngineChild | null = null;
+  private ready: Promise<void> | null = null;
+  private job: { onMessage?: (m: FromEngine) => void; finish(o: TaskOutcome): void } | null = null;
+  private idleTimer: NodeJS.Timeout | undefined;
+  private stderrTail: () => string = () => '';
+
+  constructor(private readonly opts: { idleMs: number; maxHeapMb?: number }) {}
+
+  get busy(): boolean {
+    return this.job !== null;
+  }
+
+  private start(): Promise<void> {
+    const child = spawnEngine({ maxHeapMb: this.opts.maxHeapMb });
+    this.child = child;
+    this.stderrTail = watchStderr(child, (line) => this.job?.onMessage?.({ type: 'log', message: line }));
+    return new Promise<void>((resolveReady) => {
+      child.onMessage((raw) => {
+        const parsed = FromEngineSchema.safeParse(raw);
+        if (!parsed.success) return;
+        const m = parsed.data;
+        if (m.type === 'ready') resolveReady();
+        else if (m.type === 'done') this.job?.finish({ ok: true, result: m.result });
+        else if (m.type === 'error') this.job?.finish({ ok: false, error: m.message, userError: m.userError, interrupted: false });
+        else this.job?.onMessage?.(m);
+      });
+      const gone = (message: string, interrupted: boolean) => {
+        if (this.child === child) {
+          this.child = null;
+          this.ready = null;
+        }
+        resolveReady(); // a job waiting for readiness fails below
+        this.job?.finish({ ok: false, error: message, userError: false, interrupted });
+      };
+      child.onError((e) => gone(`could not start the engine process: ${e.message}`, false));
+      child.onExit((code, signal) => {
+        const d = describeExit(code, signal, this.stderrTail());
+        gone(d.message, d.interrupted);
+      });
+    });
+  }
+
+  /** Runs one request; throws when a job is already running here. */
+  run(request: JobRequest, opts: { onMessage?: (m: FromEngine) => void } = {}): TaskHandle {
+    if (this.job) throw new Error('this engine worker is busy');
+    clearTimeout(this.idleTimer);
+    let cancelRequested = false;
+    const done = new Promise<TaskOutcome>((resolveDone) => {
+      this.job = {
+        onMessage: opts.onMessage,
+        finish: (o) => {
+          if (!this.job) return;
+          this.job = null;
+          this.idleTimer = setTimeout(() => this.close(), this.opts.idleMs);
+          this.idleTimer.unref?.();
+          resolveDone(o);
+        },
+      };
+    });
+    if (!this.child) this.ready = this.start();
+    const child = this.child!;
+    void this.ready!.then(() => {
+      if (!this.job || this.child !== child) return;
+      child.send({ type: 'start', request, keep: true });
+      if (cancelRequested) child.send({ type: 'cancel' });
+    });
+    return {
+      pid: child.pid,
+      cancel: () => {
+        cancelRequested = true;
+        child.send({ type: 'cancel' });
+      },
+      kill: (signal = 'SIGKILL') => child.kill(signal),
+      done,
+    };
+  }
+
+  close(): void {
+    clearTimeout(this.idleTimer);
+    const child = this.child;
+    this.child = null;
+    this.ready = null;
+    child?.kill('SIGTERM');
+  }
+}
+
+/**
  * Identity of a checkpoint folder: sha256 over config.json and each weight file's name, size
  * and safetensors header (cheap for multi-GB files; any change to a tensor's layout or a file's
  * length changes it). Null when the folder has no config.json.

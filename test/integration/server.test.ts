@@ -26,7 +26,7 @@ beforeAll(async () => {
   await writeFile(join(ui, 'assets', 'app.js'), 'console.log(1)');
   await writeFile(join(dir, 'secret.txt'), 'do not serve');
   store = ExperimentStore.open(join(dir, 'store.sqlite'));
-  server = await serve({ store, storePath: join(dir, 'store.sqlite'), userDataDir: dir, port: 0, rendererDir: ui });
+  server = await serve({ store, storePath: join(dir, 'store.sqlite'), userDataDir: dir, port: 0, rendererDir: ui, sqlTimeoutMs: 3000 });
 });
 
 afterAll(async () => {
@@ -209,6 +209,19 @@ describe('the API', () => {
     expect(names.result.rows[0][0]).toBeGreaterThan(0);
     ws.close();
   });
+
+  it('stops a runaway query, and the next one runs', async () => {
+    const { ws, call } = await connect();
+    const t0 = Date.now();
+    const forever = await call('sql.query', { sql: 'WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT COUNT(*) FROM c' });
+    expect(!forever.ok && forever.error).toMatch(/took longer than 3 s and was stopped/);
+    expect(Date.now() - t0).toBeLessThan(10_000);
+    // the killed engine is replaced on the next query
+    const next = (await call('sql.query', { sql: 'SELECT 42' })) as { ok: boolean; result: { rows: number[][] } };
+    expect(next.ok).toBe(true);
+    expect(next.result.rows).toEqual([[42]]);
+    ws.close();
+  }, 30_000);
 
   it('lists folders, marking checkpoints, and explains a missing one', async () => {
     const { ws, call } = await connect();

@@ -13,7 +13,7 @@ import { parseParams, type ApiMethod, type ApiPush, type ApiResults, type AppInf
 import { notebookToFile, parseNotebookFile, NOTEBOOK_FILE_SUFFIX, type Cell } from '../../shared/notebook.js';
 import { BlocklabError } from '../engine/errors.js';
 import { demoDir } from '../engine/resources.js';
-import { runEngineTask } from '../jobs/supervisor.js';
+import { EngineWorker, runEngineTask } from '../jobs/supervisor.js';
 import { checkpointLabel } from '../report/build.js';
 import { DEFAULT_QUERY_MAX_ROWS, type CheckpointRow, type ExperimentStore, type RunRow } from '../store/index.js';
 import { createNotebook, deleteNotebook, getNotebook, listNotebooks, saveNotebook } from '../store/notebooks.js';
@@ -27,6 +27,8 @@ export interface ApiContext {
   userDataDir: string;
   /** sends a push to every connected window */
   push(p: ApiPush): void;
+  /** how long a SQL cell's query may run (default 10 s) */
+  sqlTimeoutMs?: number;
 }
 
 export interface Api {
@@ -98,6 +100,7 @@ async function demoNotebookCells(work: string): Promise<{ name: string; cells: C
 export function createApi(ctx: ApiContext): Api {
   const { store } = ctx;
   const jobs = new JobManager({ store, storePath: ctx.storePath, workDir: ctx.userDataDir, push: ctx.push });
+  const sqlEngine = new EngineWorker({ idleMs: 5 * 60_000 });
   const version = packageVersion();
 
   const handlers: { [M in ApiMethod]: (p: ReturnType<typeof parseParams<M>>) => Promise<ApiResults[M]> | ApiResults[M] } = {
@@ -270,10 +273,20 @@ export function createApi(ctx: ApiContext): Api {
     },
 
     async 'sql.query'(p) {
-      // a second, read-only connection in an engine process: a runaway query is killed, never blocks the app
-      const task = runEngineTask({ kind: 'sql', storePath: ctx.storePath, sql: p.sql, maxRows: p.maxRows ?? DEFAULT_QUERY_MAX_ROWS }, { timeoutMs: SQL_TIMEOUT_MS });
-      const o = await task.done;
-      if (!o.ok) throw new BlocklabError(o.error.startsWith('took longer') ? `the query ${o.error}` : o.error);
+      // a second, read-only connection in an engine process (kept warm between queries): a
+      // runaway query is killed, never blocks the app
+      const request = { kind: 'sql' as const, storePath: ctx.storePath, sql: p.sql, maxRows: p.maxRows ?? DEFAULT_QUERY_MAX_ROWS };
+      const task = sqlEngine.busy ? runEngineTask(request) : sqlEngine.run(request);
+      let timer: NodeJS.Timeout | undefined;
+      const limitMs = ctx.sqlTimeoutMs ?? SQL_TIMEOUT_MS;
+      const timedOut = new Promise<null>((resolveTimeout) => (timer = setTimeout(() => resolveTimeout(null), limitMs)));
+      const o = await Promise.race([task.done, timedOut]);
+      clearTimeout(timer);
+      if (o === null) {
+        task.kill('SIGKILL');
+        throw new BlocklabError(`the query took longer than ${limitMs / 1000} s and was stopped; add a LIMIT or a WHERE`);
+      }
+      if (!o.ok) throw new BlocklabError(o.error);
       return o.result as unknown as ApiResults['sql.query'];
     },
 
@@ -292,6 +305,7 @@ export function createApi(ctx: ApiContext): Api {
     },
     close() {
       jobs.stopAll();
+      sqlEngine.close();
     },
   };
 }

@@ -50,8 +50,10 @@ export interface ServeOptions {
   /** 0 picks a free port */
   port: number;
   rendererDir?: string;
-  /** fixed token (tests); default: 32 random bytes */
+  /** fixed token (tests); default: 24 random bytes */
   token?: string;
+  /** how long a SQL cell's query may run (tests shorten it) */
+  sqlTimeoutMs?: number;
 }
 
 export interface RunningServer {
@@ -95,7 +97,7 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
     const text = JSON.stringify({ push: p });
     for (const ws of sockets) if (ws.readyState === ws.OPEN) ws.send(text);
   };
-  const api = createApi({ store: opts.store, storePath: opts.storePath, mode: 'server', userDataDir: opts.userDataDir, push });
+  const api = createApi({ store: opts.store, storePath: opts.storePath, mode: 'server', userDataDir: opts.userDataDir, push, sqlTimeoutMs: opts.sqlTimeoutMs });
   let port = 0;
 
   const hostAllowed = (req: IncomingMessage) => {

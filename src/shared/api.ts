@@ -209,6 +209,8 @@ export interface CheckpointSummary {
   runId: number | null;
   createdAt: string;
   exists: boolean;
+  /** a trainer's periodic checkpoint (…/checkpoint-000040), kept for resuming */
+  intermediate: boolean;
 }
 
 export interface RunSummary {

@@ -197,3 +197,11 @@ export function parseExpansionRecord(raw: unknown): ExpansionRecord {
   }
   return r.data;
 }
+
+/**
+ * The planner's messages name the CLI's flags (`--blocks`, `--placement top|bottom`); where the
+ * request is a JSON config (the notebook's Expansion cell) the same things are its keys.
+ */
+export function inConfigTerms(message: string): string {
+  return message.replace(/--(blocks|placement|positions)\b/g, '"$1"');
+}

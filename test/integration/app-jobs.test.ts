@@ -94,7 +94,7 @@ describe('jobs through the app API', () => {
   it('refuses an invalid expansion before starting anything', async () => {
     await expect(api.handle('jobs.start', { job: { kind: 'expand', model: base(), config: { blocks: 2, extra: 1 } } })).rejects.toThrow(/config/);
     await expect(api.handle('jobs.start', { job: { kind: 'expand', model: base(), config: { placement: 'interleave', positions: [{ position: 99 }] } } })).rejects.toThrow(/4-layer model.*99/);
-    await expect(api.handle('jobs.start', { job: { kind: 'expand', model: join(dir, 'nowhere'), config: { blocks: 1 } } })).rejects.toThrow(/nowhere/);
+    await expect(api.handle('jobs.start', { job: { kind: 'expand', model: join(dir, 'nowhere'), config: { blocks: 1 } } })).rejects.toThrow(/nowhere: no such folder/);
     expect(existsSync(join(dir, 'bad'))).toBe(false);
   });
 

@@ -7,7 +7,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { dirname, join, parse, resolve } from 'node:path';
+import { basename, dirname, join, parse, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseParams, type ApiMethod, type ApiPush, type ApiResults, type AppInfo, type BenchmarkChoice, type CheckpointSummary, type FileEntry, type RunDetail, type RunSummary } from '../../shared/api.js';
 import { notebookToFile, parseNotebookFile, NOTEBOOK_FILE_SUFFIX, type Cell } from '../../shared/notebook.js';
@@ -75,7 +75,19 @@ function runSummary(r: RunRow): RunSummary {
 }
 
 function checkpointSummary(c: CheckpointRow): CheckpointSummary {
-  return { id: c.id, path: c.path, label: checkpointLabel(c.path), madeBy: c.madeBy, parentId: c.parentId, runId: c.runId, createdAt: c.createdAt, exists: existsSync(join(c.path, 'config.json')) };
+  // a trainer's periodic save (run-folder/checkpoint-000040), as opposed to a model someone made
+  const intermediate = c.madeBy === 'train' && /^checkpoint-\d+$/.test(basename(c.path));
+  return {
+    id: c.id,
+    path: c.path,
+    label: intermediate ? `${basename(dirname(c.path))}/${basename(c.path)}` : checkpointLabel(c.path),
+    madeBy: c.madeBy,
+    parentId: c.parentId,
+    runId: c.runId,
+    createdAt: c.createdAt,
+    exists: existsSync(join(c.path, 'config.json')),
+    intermediate,
+  };
 }
 
 async function isCheckpointDir(dir: string): Promise<boolean> {

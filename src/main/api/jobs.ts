@@ -9,7 +9,7 @@ import { basename, join, resolve } from 'node:path';
 import type { ApiPush, JobEvent, JobInfo, JobResult, JobSpec, TrainSpec } from '../../shared/api.js';
 import { DEFAULT_ADAMW, TRAIN_DEFAULTS, TrainJobSchema, type FromEngine, type TrainJob } from '../../shared/jobs.js';
 import type { CompareReport, EvalReport } from '../../shared/benchmarks.js';
-import { ExpansionRequestError, planExpansion, type ExpansionRecord, type ExpansionRequest } from '../../shared/expansion.js';
+import { ExpansionRequestError, inConfigTerms, planExpansion, type ExpansionRecord, type ExpansionRequest } from '../../shared/expansion.js';
 import { BlocklabError } from '../engine/errors.js';
 import { EngineWorker, registerCheckpointDir, runEngineTask, startJob, type TaskHandle, type TaskOutcome } from '../jobs/supervisor.js';
 import { resumableTrainJob } from '../jobs/resume.js';
@@ -73,12 +73,13 @@ export function trainJobFromSpec(spec: TrainSpec, ctx: Pick<JobContext, 'workDir
 
 /** Fails fast, before an engine process starts, on an expansion the model cannot take. */
 async function checkExpansion(model: string, config: ExpansionRequest): Promise<void> {
-  const { readHfConfig } = await import('../engine/config.js');
-  const { config: c } = await readHfConfig(resolve(model));
+  // headers only: a missing or damaged checkpoint is refused here with the engine's own message
+  const { openCheckpoint } = await import('../engine/checkpoint.js');
+  const { config: c } = await openCheckpoint(resolve(model));
   try {
     planExpansion(c.numLayers, config);
   } catch (e) {
-    if (e instanceof ExpansionRequestError) throw new BlocklabError(`the expansion config does not fit this ${c.numLayers}-layer model: ${e.message}`);
+    if (e instanceof ExpansionRequestError) throw new BlocklabError(`the expansion config does not fit this ${c.numLayers}-layer model: ${inConfigTerms(e.message)}`);
     throw e;
   }
 }

@@ -12,6 +12,8 @@ export interface CellStatus {
   /** the error when failed; a short line while running or when done */
   message?: string;
   progress?: { done: number; total: number; unit: string; etaSeconds?: number | null };
+  /** what the badge says instead of the phase (a training run that ended 'paused' or 'stopped') */
+  badge?: string;
 }
 
 export interface CellProps {

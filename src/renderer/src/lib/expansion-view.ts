@@ -76,3 +76,23 @@ export function expandCommand(model: string | undefined, out: string | undefined
   }
   return parts.join(' ');
 }
+
+export { inConfigTerms } from '../../../shared/expansion';
+
+/** The config key an error is about, so the editor can underline it. */
+export function errorKey(text: string, error: string): string | undefined {
+  const where = /^([A-Za-z_]+)[.:]/.exec(error);
+  if (where && ['blocks', 'placement', 'positions'].includes(where[1]!)) return where[1];
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    return undefined; // the JSON itself is broken: the editor marks where already
+  }
+  const req = (raw ?? {}) as Record<string, unknown>;
+  if (/\bposition/.test(error) && 'positions' in req) return 'positions';
+  if ('blocks' in req) return 'blocks';
+  if ('placement' in req) return 'placement';
+  if ('positions' in req) return 'positions';
+  return undefined;
+}

@@ -81,12 +81,23 @@ export class NotebookStore {
     this.changed();
   }
 
-  deleteCell(id: string): void {
+  /** Removes a cell; returns it and where it was, so it can be put back. */
+  deleteCell(id: string): { cell: Cell; index: number } | null {
     const cells = this.notebook?.cells;
-    if (!cells) return;
+    if (!cells) return null;
     const i = cells.findIndex((c) => c.id === id);
-    if (i < 0) return;
+    if (i < 0) return null;
+    const cell = $state.snapshot(cells[i]!) as Cell;
     cells.splice(i, 1);
+    this.changed();
+    return { cell, index: i };
+  }
+
+  /** Puts a deleted cell back where it was (an undo). */
+  restoreCell(cell: Cell, index: number): void {
+    const cells = this.notebook?.cells;
+    if (!cells || cells.some((c) => c.id === cell.id)) return;
+    cells.splice(Math.max(0, Math.min(index, cells.length)), 0, cell);
     this.changed();
   }
 

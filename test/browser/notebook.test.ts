@@ -147,12 +147,13 @@ describe('the notebook in Chromium', () => {
     // count the chat cell's DOM updates: a streamed answer makes many, one that arrives whole makes a few
     await page.evaluate(`window.__updates = 0;
       new MutationObserver(() => window.__updates++).observe(document.querySelector('[data-testid="cell"][data-kind="chat"]'), { subtree: true, characterData: true, childList: true });`);
-    await ch.locator('[data-testid="chat-input"]').fill('def fib(n):');
+    await ch.locator('[data-testid="chat-input"]').fill('The meaning of');
     await ch.locator('[data-testid="chat-send"]').click();
     await expect.poll(() => ch.locator('[data-testid="chat-tps"]').count(), { timeout: 90_000 }).toBeGreaterThanOrEqual(1);
     const answers = await ch.locator('[data-testid="chat-answer"]').allInnerTexts();
     expect(answers.length).toBeGreaterThanOrEqual(1);
-    expect(answers.join('').length).toBeGreaterThan(0);
+    // the base model continues prose (the tuned one may answer with layout only: see the demo's note)
+    expect(answers[0].trim().length).toBeGreaterThan(0);
     expect(await page.evaluate('window.__updates')).toBeGreaterThan(5);
     expect(await ch.locator('[data-testid="chat-tps"]').first().innerText()).toMatch(/tok/);
     await screenshot(page, '06-chat');

@@ -133,9 +133,9 @@ export interface GenerateTextOptions extends GenerateOptions {
  */
 export function conversationPrompt(tok: HfTokenizer, messages: ChatMessage[], useTemplate = true): { prompt: string; templated: boolean } {
   if (useTemplate && tok.chatTemplate) return { prompt: tok.applyChatTemplate(messages, { addGenerationPrompt: true }), templated: true };
-  // No template (base models, the demo's): the turns as plain text, so the model continues it.
-  const text = messages.map((m) => m.content).join('\n\n');
-  return { prompt: text + (messages.at(-1)?.role === 'user' ? '\n' : ''), templated: false };
+  // No template (or a base model): the turns as plain text, continued as it stands, like a
+  // completion — no newline after the last turn (a model tuned on code answers one with indentation).
+  return { prompt: messages.map((m) => m.content).join('\n\n'), templated: false };
 }
 
 export async function generateText(loaded: LoadedModel, opts: GenerateTextOptions): Promise<GenerateResult & { prompt: string }> {

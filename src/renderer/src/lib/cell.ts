@@ -101,7 +101,7 @@ export interface EvalCellState {
 export interface ChatCellState {
   models?: string[];
   settings?: Partial<ChatSettings>;
-  transcripts?: (ChatTurn & { stats?: { tokensPerSecond: number; tokens: number; finishReason: string; templated?: boolean } })[][];
+  transcripts?: (ChatTurn & { stats?: { tokensPerSecond: number; tokens: number; finishReason: string; templated?: boolean; loadSeconds?: number } })[][];
 }
 
 /** compare */

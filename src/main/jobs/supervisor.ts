@@ -117,27 +117,19 @@ export interface TaskHandle {
 /**
  * Runs one non-training request (expand, eval, generate, export, sql) in an engine process.
  * `onMessage` sees every progress/token/log message; `done` settles once, with the result or
- * the reason it failed (an error, the process dying, or `timeoutMs` running out).
+ * the reason it failed (an error, or the process dying — e.g. killed by a caller's time limit).
  */
-export function runEngineTask(request: JobRequest, opts: { onMessage?: (m: FromEngine) => void; timeoutMs?: number; maxHeapMb?: number } = {}): TaskHandle {
+export function runEngineTask(request: JobRequest, opts: { onMessage?: (m: FromEngine) => void; maxHeapMb?: number } = {}): TaskHandle {
   const child = spawnEngine({ maxHeapMb: opts.maxHeapMb });
   const stderrTail = watchStderr(child, (line) => opts.onMessage?.({ type: 'log', message: line }));
   let cancelRequested = false;
   const done = new Promise<TaskOutcome>((resolveDone) => {
     let settled = false;
-    let timer: NodeJS.Timeout | undefined;
     const finish = (o: TaskOutcome) => {
       if (settled) return;
       settled = true;
-      clearTimeout(timer);
       resolveDone(o);
     };
-    if (opts.timeoutMs) {
-      timer = setTimeout(() => {
-        finish({ ok: false, error: `took longer than ${Math.round(opts.timeoutMs! / 1000)} s and was stopped`, userError: true, interrupted: false });
-        child.kill('SIGKILL');
-      }, opts.timeoutMs);
-    }
     child.onMessage((raw) => {
       const parsed = FromEngineSchema.safeParse(raw);
       if (!parsed.success) return;

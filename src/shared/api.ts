@@ -145,7 +145,8 @@ export const API_METHODS = {
   'notebooks.list': z.object({}),
   'notebooks.get': z.object({ id: Id }),
   'notebooks.create': z.object({ name: z.string().min(1).max(NOTEBOOK_LIMITS.nameChars), cells: CellsSchema.optional() }),
-  'notebooks.save': z.object({ id: Id, name: z.string().min(1).max(NOTEBOOK_LIMITS.nameChars), cells: CellsSchema }),
+  /** `baseUpdatedAt`: the version this window started from; a newer one saved elsewhere is not overwritten */
+  'notebooks.save': z.object({ id: Id, name: z.string().min(1).max(NOTEBOOK_LIMITS.nameChars), cells: CellsSchema, baseUpdatedAt: z.string().max(64).optional() }),
   'notebooks.delete': z.object({ id: Id }),
   'notebooks.import': z.object({ text: z.string().max(NOTEBOOK_LIMITS.fileBytes), fileName: z.string().max(500).optional() }),
   'notebooks.export': z.object({ id: Id }),

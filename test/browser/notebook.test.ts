@@ -221,6 +221,26 @@ describe('the notebook in Chromium', () => {
     await screenshot(page, '12-doctor');
   }, 60_000);
 
+  it('does not let a second tab silently overwrite the first', async () => {
+    // back from the Doctor page to the notebook, then the same notebook in a second tab
+    if (await page.locator('[data-testid="nav-notebook"]').isVisible()) await page.locator('[data-testid="nav-notebook"]').click();
+    await expect.poll(() => page.locator('[data-testid="cell"]').count(), { timeout: 30_000 }).toBeGreaterThan(0);
+    const other = await browser.newPage({ viewport: { width: 1280, height: 860 } });
+    await other.goto(page.url());
+    await expect.poll(() => other.locator('[data-testid="cell"]').count(), { timeout: 30_000 }).toBeGreaterThan(0);
+    await other.locator('[data-testid="notebook-name"]').fill('Renamed in tab 2');
+    await other.locator('[data-testid="notebook-name"]').press('Enter');
+    await expect.poll(() => other.locator('[data-testid="save-state"]').innerText(), { timeout: 10_000 }).toMatch(/saved/i);
+    // the first tab still holds the older version: its next save is refused, visibly
+    await page.locator('[data-testid="notebook-name"]').fill('Renamed in tab 1');
+    await page.locator('[data-testid="notebook-name"]').press('Enter');
+    await expect.poll(() => page.locator('[data-testid="notice"]').innerText(), { timeout: 10_000 }).toMatch(/Not saved: .*another window or tab/);
+    await screenshot(page, '13-save-conflict');
+    await page.reload();
+    await expect.poll(() => page.locator('[data-testid="notebook-name"]').inputValue(), { timeout: 30_000 }).toBe('Renamed in tab 2');
+    await other.close();
+  }, 90_000);
+
   it('made no request outside 127.0.0.1 and threw no page errors', () => {
     expect(watched.foreignRequests).toEqual([]);
     // the reload re-rendered the hostile Markdown cell: the CSP reports blocking its handler again

@@ -66,6 +66,21 @@ describe('notebooks in the store', () => {
     store.close();
   });
 
+  it('does not overwrite a version saved from another window', () => {
+    const store = ExperimentStore.open(':memory:');
+    const nb = createNotebook(store, 'Shared', cells);
+    // two windows open the same version; the first saves
+    const first = saveNotebook(store, nb.id, 'Shared', [cells[0]], nb.updatedAt);
+    expect(first).not.toBe(nb.updatedAt);
+    // the second, still on the old version, is refused and nothing is lost
+    expect(() => saveNotebook(store, nb.id, 'Shared', [cells[1]], nb.updatedAt)).toThrow(/saved from another window.*nothing was overwritten/);
+    expect(getNotebook(store, nb.id).cells).toEqual([cells[0]]);
+    // the first window goes on saving from its own version
+    saveNotebook(store, nb.id, 'Shared', [cells[0], cells[2]], first);
+    expect(getNotebook(store, nb.id).cells).toEqual([cells[0], cells[2]]);
+    store.close();
+  });
+
   it('leaves the previous version whole when a save is refused', () => {
     const store = ExperimentStore.open(':memory:');
     const nb = createNotebook(store, 'Two', cells);

@@ -158,7 +158,7 @@ export function createApi(ctx: ApiContext): Api {
       ctx.push({ type: 'changed', what: 'notebooks' });
       return nb;
     },
-    'notebooks.save': (p) => ({ updatedAt: saveNotebook(store, p.id, p.name, p.cells) }),
+    'notebooks.save': (p) => ({ updatedAt: saveNotebook(store, p.id, p.name, p.cells, p.baseUpdatedAt) }),
     'notebooks.delete': (p) => {
       const deleted = deleteNotebook(store, p.id);
       ctx.push({ type: 'changed', what: 'notebooks' });

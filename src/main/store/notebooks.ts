@@ -75,12 +75,26 @@ export function createNotebook(store: ExperimentStore, name: string, cells: Cell
   return getNotebook(store, id);
 }
 
-/** Replaces the name and cells of a notebook; returns the new updated_at. */
-export function saveNotebook(store: ExperimentStore, id: number, name: string, cells: Cell[]): string {
+/**
+ * Replaces the name and cells of a notebook; returns the new updated_at. With `baseUpdatedAt`
+ * (the version the editor started from), a notebook saved meanwhile by another window is not
+ * overwritten: the save is refused and says what to do.
+ */
+export function saveNotebook(store: ExperimentStore, id: number, name: string, cells: Cell[], baseUpdatedAt?: string): string {
   writable(store);
   const checked = checkCells(cells);
   return store.db.transaction(() => {
-    const now = new Date().toISOString();
+    if (baseUpdatedAt !== undefined) {
+      const current = store.db.prepare('SELECT updated_at FROM notebooks WHERE id = ?').pluck().get(id) as string | undefined;
+      if (current !== undefined && current !== baseUpdatedAt) {
+        throw new BlocklabError(
+          `“${name}” was saved from another window or tab since this one loaded it, so this version was not saved (nothing was overwritten); export this notebook to keep these edits, then reload to see the other version`,
+        );
+      }
+    }
+    let now = new Date().toISOString();
+    // a save in the same millisecond as the version it replaces still gets a new stamp
+    if (now === baseUpdatedAt) now = new Date(Date.parse(now) + 1).toISOString();
     const info = store.db.prepare('UPDATE notebooks SET name = ?, updated_at = ? WHERE id = ?').run(name, now, id);
     if (info.changes === 0) throw new BlocklabError(`there is no notebook ${id} in the store (it may have been deleted); export it to keep a copy`, { file: store.path });
     writeCells(store, id, checked);

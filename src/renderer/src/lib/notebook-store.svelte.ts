@@ -122,7 +122,7 @@ export class NotebookStore {
     const name = nb.name.trim() || 'Untitled notebook';
     this.dirty = false;
     this.saveState = 'saving';
-    this.saving = api('notebooks.save', { id: nb.id, name, cells: nb.cells })
+    this.saving = api('notebooks.save', { id: nb.id, name, cells: nb.cells, baseUpdatedAt: nb.updatedAt })
       .then((r) => {
         if (this.notebook?.id === nb.id) this.notebook.updatedAt = r.updatedAt;
         this.saveError = null;

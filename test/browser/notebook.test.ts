@@ -118,10 +118,17 @@ describe('the notebook in Chromium', () => {
     await screenshot(page, '04-training-done');
   }, 300_000);
 
-  it('evaluates against the base and draws the forgetting charts', async () => {
-    const ev = cell('eval');
+  it('evaluates against the base, follows the evaluation across a reload, and draws the forgetting charts', async () => {
+    let ev = cell('eval');
     await ev.scrollIntoViewIfNeeded();
     await ev.locator('[data-testid="cell-run"]').click();
+    // the job runs in the backend: reloading the page mid-evaluation must not lose it
+    await expect.poll(() => ev.locator('[data-testid="cell-progress"]').count(), { timeout: 60_000, interval: 100 }).toBe(1);
+    await page.reload();
+    await expect.poll(() => page.locator('[data-testid="cell"]').count(), { timeout: 30_000 }).toBeGreaterThanOrEqual(8);
+    ev = cell('eval');
+    await ev.scrollIntoViewIfNeeded();
+    await expect.poll(() => ev.getAttribute('data-status'), { timeout: 30_000 }).toBe('running');
     await waitForStatus(ev, ['done'], 240_000);
     await expect.poll(() => ev.locator('[data-testid="forgetting-chart"]').getAttribute('data-rendered'), { timeout: 30_000 }).toBe('true');
     await expect.poll(() => ev.locator('[data-testid="tradeoff-chart"]').getAttribute('data-rendered'), { timeout: 30_000 }).toBe('true');

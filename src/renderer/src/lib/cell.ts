@@ -92,6 +92,8 @@ export interface EvalCellState {
   checkpoints?: string[];
   benchmarks?: string[];
   limit?: number;
+  /** the evaluation job while it runs (a reloaded page follows it again) */
+  jobId?: string;
   evalRunId?: number;
   report?: EvalReport;
   compare?: CompareReport | null;

@@ -6,12 +6,9 @@
  * no images (nothing that could make the report fetch something or run a script).
  */
 
-const HTML_ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
+import { escapeHtml } from '../../shared/html.js';
 
-/** Escapes text for HTML element content and double- or single-quoted attribute values. */
-export function escapeHtml(value: unknown): string {
-  return String(value ?? '').replace(/[&<>"']/g, (c) => HTML_ESCAPES[c]);
-}
+export { escapeHtml };
 
 /** Inline Markdown (already-escaped text in, HTML out): `code`, **bold**, *italic* / _italic_. */
 function inlineHtml(text: string): string {

@@ -112,9 +112,7 @@ export function literal(text: string): () => string {
 }
 
 /** HTML-escapes untrusted text for tooltip formatters (ECharts puts their return value in the DOM). */
-export function escapeHtml(s: string): string {
-  return s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] as string);
-}
+export { escapeHtml } from '../../../shared/html';
 
 export interface ChartHandle {
   /** replaces the option (not merged), or clears the chart for null */

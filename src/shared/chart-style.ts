@@ -25,3 +25,31 @@ export function niceExtent(values: number[], ticks = 5): [number, number, number
   const round = (v: number) => Number(v.toPrecision(12));
   return [round(Math.floor(lo / step) * step), round(Math.ceil(hi / step) * step), step];
 }
+
+interface CustomSeriesApi {
+  value(i: number): number;
+  coord(v: number[]): number[];
+}
+
+/**
+ * An ECharts custom-series renderItem that draws a ±stderr whisker for data [x, value, stderr]
+ * (the lower end clipped at 0): the report's bar panels and the Eval cell's draw the same.
+ */
+export function errorBarRenderItem(color: string) {
+  return (_params: unknown, api: CustomSeriesApi) => {
+    const x = api.value(0);
+    const v = api.value(1);
+    const e = api.value(2);
+    const top = api.coord([x, v + e]);
+    const bottom = api.coord([x, Math.max(0, v - e)]);
+    const style = { stroke: color, lineWidth: 1 };
+    return {
+      type: 'group',
+      children: [
+        { type: 'line', shape: { x1: top[0], y1: top[1], x2: bottom[0], y2: bottom[1] }, style },
+        { type: 'line', shape: { x1: top[0] - 4, y1: top[1], x2: top[0] + 4, y2: top[1] }, style },
+        { type: 'line', shape: { x1: bottom[0] - 4, y1: bottom[1], x2: bottom[0] + 4, y2: bottom[1] }, style },
+      ],
+    };
+  };
+}

@@ -2,6 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { randomIds } from '../../src/main/engine/random.js';
 
 /**
  * A fresh temporary folder for this test file, under the run's root (test/helpers/global-setup.ts
@@ -13,13 +14,7 @@ export async function testDir(prefix: string): Promise<string> {
   return mkdtemp(join(root, `${prefix}-`));
 }
 
-/** Deterministic pseudo-random token ids in [0, vocab). */
+/** Deterministic pseudo-random token ids in [0, vocab): the bench's generator, seed 1 by default. */
 export function someIds(n: number, vocab: number, seed = 1): number[] {
-  const ids: number[] = [];
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    ids.push(s % vocab);
-  }
-  return ids;
+  return randomIds(n, vocab, seed);
 }

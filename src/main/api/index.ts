@@ -112,7 +112,7 @@ async function demoNotebookCells(work: string): Promise<{ name: string; cells: C
 export function createApi(ctx: ApiContext): Api {
   const { store } = ctx;
   const jobs = new JobManager({ store, storePath: ctx.storePath, workDir: ctx.userDataDir, push: ctx.push });
-  const sqlEngine = new EngineWorker({ idleMs: 5 * 60_000 });
+  const sqlEngine = new EngineWorker({ keepAlive: true, idleMs: 5 * 60_000 });
   const version = packageVersion();
 
   const handlers: { [M in ApiMethod]: (p: ReturnType<typeof parseParams<M>>) => Promise<ApiResults[M]> | ApiResults[M] } = {

@@ -104,7 +104,7 @@ export class JobManager {
     let worker = this.chatEngines.get(model);
     if (worker?.busy) return runEngineTask(request, { onMessage });
     if (!worker) {
-      worker = new EngineWorker({ idleMs: CHAT_IDLE_MS });
+      worker = new EngineWorker({ keepAlive: true, idleMs: CHAT_IDLE_MS });
       while (this.chatEngines.size >= CHAT_ENGINES) {
         const [oldest, w] = [...this.chatEngines.entries()].find(([, w]) => !w.busy) ?? [];
         if (!oldest || !w) break;

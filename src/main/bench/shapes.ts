@@ -12,6 +12,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { expandModel, makeTinyCheckpoint, type BackendName, type TinyOptions } from '../engine/index.js';
 import { BlocklabError } from '../engine/errors.js';
+import { randomIds } from '../engine/random.js';
 import { TRAIN_DEFAULTS } from '../engine/trainer.js';
 
 export const SHAPE_NAMES = ['demo', 'tinyllama'] as const;
@@ -100,16 +101,7 @@ export interface BenchModel {
   vocab: number;
 }
 
-/** Deterministic pseudo-random ids in [0, vocab) (an LCG: the same on every machine). */
-export function randomIds(n: number, vocab: number, seed: number): number[] {
-  const ids: number[] = [];
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    ids.push(s % vocab);
-  }
-  return ids;
-}
+export { randomIds };
 
 /** Writes the base model, expands it (with the identity check), and writes the token batches. */
 export async function makeBenchModel(spec: ShapeSpec, root: string, backend?: BackendName | 'auto'): Promise<BenchModel> {

@@ -138,20 +138,23 @@ export function conversationPrompt(tok: HfTokenizer, messages: ChatMessage[], us
   return { prompt: messages.map((m) => m.content).join('\n\n'), templated: false };
 }
 
-export async function generateText(loaded: LoadedModel, opts: GenerateTextOptions): Promise<GenerateResult & { prompt: string }> {
+export async function generateText(loaded: LoadedModel, opts: GenerateTextOptions): Promise<GenerateResult & { prompt: string; templated: boolean }> {
   const tok = loaded.tokenizer ?? (await requireTokenizer(loaded.checkpoint.dir, 'generating text needs'));
   let prompt = opts.prompt;
   let addSpecialTokens = true;
+  let templated = false;
   if (opts.messages) {
     const messages = opts.system ? [{ role: 'system' as const, content: opts.system }, ...opts.messages] : opts.messages;
     const c = conversationPrompt(tok, messages, opts.useTemplate ?? true);
     prompt = c.prompt;
+    templated = c.templated;
     addSpecialTokens = !c.templated;
   } else if (opts.chat) {
     const messages: ChatMessage[] = [];
     if (opts.system) messages.push({ role: 'system', content: opts.system });
     messages.push({ role: 'user', content: opts.prompt });
     prompt = tok.applyChatTemplate(messages, { addGenerationPrompt: true });
+    templated = true;
     addSpecialTokens = false; // the template writes BOS itself
   }
   const ids = tok.encode(prompt, { addSpecialTokens });
@@ -160,7 +163,7 @@ export async function generateText(loaded: LoadedModel, opts: GenerateTextOption
     ...opts,
     eosTokenIds: opts.eosTokenIds ?? [...eos],
   });
-  return { ...result, prompt };
+  return { ...result, prompt, templated };
 }
 
 const PROBE_TEXT =

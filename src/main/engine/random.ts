@@ -23,3 +23,14 @@ export function fillNormal(out: Float32Array, random: () => number, std: number,
   }
   return out;
 }
+
+/** Deterministic pseudo-random ids in [0, vocab) (an LCG: the same on every machine). */
+export function randomIds(n: number, vocab: number, seed: number): number[] {
+  const ids: number[] = [];
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    ids.push(s % vocab);
+  }
+  return ids;
+}

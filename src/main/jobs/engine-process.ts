@@ -103,7 +103,7 @@ async function folderKey(dir: string): Promise<string> {
 }
 
 async function runGenerate(r: Extract<JobRequest, { kind: 'generate' }>, keep: boolean): Promise<Result> {
-  const { loadModel, generateText, conversationPrompt } = await import('../engine/index.js');
+  const { loadModel, generateText } = await import('../engine/index.js');
   const key = await folderKey(r.model).catch(() => '');
   let loadSeconds = 0;
   if (!warm || warm.dir !== r.model || warm.key !== key) {
@@ -116,10 +116,8 @@ async function runGenerate(r: Extract<JobRequest, { kind: 'generate' }>, keep: b
   }
   const loaded = warm.loaded;
   try {
-    const tok = loaded.tokenizer;
-    if (!tok) throw new BlocklabError('has no tokenizer.json, which chat needs; add the tokenizer files to the folder', { file: r.model });
-    const messages = r.system ? [{ role: 'system' as const, content: r.system }, ...r.messages] : r.messages;
-    const { templated } = conversationPrompt(tok, messages, r.useTemplate);
+    // generateText's own refusal speaks of passing token ids, which a chat cannot do
+    if (!loaded.tokenizer) throw new BlocklabError('has no tokenizer.json, which chat needs; add the tokenizer files to the folder', { file: r.model });
     const result = await generateText(loaded, {
       prompt: '',
       messages: r.messages,
@@ -132,7 +130,7 @@ async function runGenerate(r: Extract<JobRequest, { kind: 'generate' }>, keep: b
       signal: controller.signal,
       onText: (text) => void send({ type: 'token', text }),
     });
-    return { ...result, ids: undefined, templated, loadSeconds } as unknown as Result;
+    return { ...result, ids: undefined, loadSeconds } as unknown as Result;
   } finally {
     if (!keep) {
       warm?.loaded.dispose();

@@ -120,48 +120,14 @@ export interface TaskHandle {
  * the reason it failed (an error, or the process dying — e.g. killed by a caller's time limit).
  */
 export function runEngineTask(request: JobRequest, opts: { onMessage?: (m: FromEngine) => void; maxHeapMb?: number } = {}): TaskHandle {
-  const child = spawnEngine({ maxHeapMb: opts.maxHeapMb });
-  const stderrTail = watchStderr(child, (line) => opts.onMessage?.({ type: 'log', message: line }));
-  let cancelRequested = false;
-  const done = new Promise<TaskOutcome>((resolveDone) => {
-    let settled = false;
-    const finish = (o: TaskOutcome) => {
-      if (settled) return;
-      settled = true;
-      resolveDone(o);
-    };
-    child.onMessage((raw) => {
-      const parsed = FromEngineSchema.safeParse(raw);
-      if (!parsed.success) return;
-      const m = parsed.data;
-      if (m.type === 'ready') {
-        child.send({ type: 'start', request });
-        if (cancelRequested) child.send({ type: 'cancel' });
-      } else if (m.type === 'done') finish({ ok: true, result: m.result });
-      else if (m.type === 'error') finish({ ok: false, error: m.message, userError: m.userError, interrupted: false });
-      else opts.onMessage?.(m);
-    });
-    child.onError((e) => finish({ ok: false, error: `could not start the engine process: ${e.message}`, userError: false, interrupted: false }));
-    child.onExit((code, signal) => {
-      const { message, interrupted } = describeExit(code, signal, stderrTail());
-      finish({ ok: false, error: message, userError: false, interrupted });
-    });
-  });
-  return {
-    pid: child.pid,
-    cancel() {
-      cancelRequested = true;
-      child.send({ type: 'cancel' });
-    },
-    kill: (signal = 'SIGKILL') => child.kill(signal),
-    done,
-  };
+  return new EngineWorker({ keepAlive: false, maxHeapMb: opts.maxHeapMb }).run(request, { onMessage: opts.onMessage });
 }
 
 /**
- * An engine process kept alive between jobs, one job at a time: the chat engine, which keeps
- * its model loaded between turns. It starts on first use, restarts after a crash, and ends
- * after `idleMs` without work (or on close()).
+ * An engine process that runs one job at a time. With `keepAlive` it stays between jobs — the
+ * chat engine keeps its model loaded between turns, the SQL engine its start-up — restarts
+ * after a crash, and ends after `idleMs` without work (or on close()); without, the process
+ * ends with its one job (runEngineTask).
  */
 export class EngineWorker {
   private child: EngineChild | null = null;
@@ -170,7 +136,7 @@ export class EngineWorker {
   private idleTimer: NodeJS.Timeout | undefined;
   private stderrTail: () => string = () => '';
 
-  constructor(private readonly opts: { idleMs: number; maxHeapMb?: number }) {}
+  constructor(private readonly opts: { keepAlive: true; idleMs: number; maxHeapMb?: number } | { keepAlive: false; maxHeapMb?: number }) {}
 
   get busy(): boolean {
     return this.job !== null;
@@ -217,8 +183,10 @@ export class EngineWorker {
         finish: (o) => {
           if (!this.job) return;
           this.job = null;
-          this.idleTimer = setTimeout(() => this.close(), this.opts.idleMs);
-          this.idleTimer.unref?.();
+          if (this.opts.keepAlive) {
+            this.idleTimer = setTimeout(() => this.close(), this.opts.idleMs);
+            this.idleTimer.unref?.();
+          }
           resolveDone(o);
         },
       };
@@ -227,7 +195,7 @@ export class EngineWorker {
     const child = this.child!;
     void this.ready!.then(() => {
       if (!this.job || this.child !== child) return;
-      child.send({ type: 'start', request, keep: true });
+      child.send({ type: 'start', request, keep: this.opts.keepAlive });
       if (cancelRequested) child.send({ type: 'cancel' });
     });
     return {

@@ -10,7 +10,7 @@ import { SVGRenderer } from 'echarts/renderers';
 import type { ReportForgetting, ReportRun } from '../../shared/report.js';
 import { escapeHtml } from './escape.js';
 import { fmtValue } from '../../shared/format.js';
-import { BASE_COLOR, colorAt, niceExtent } from '../../shared/chart-style.js';
+import { BASE_COLOR, colorAt, errorBarRenderItem, niceExtent } from '../../shared/chart-style.js';
 
 echarts.use([LineChart, BarChart, ScatterChart, CustomChart, GridComponent, MarkLineComponent, MarkAreaComponent, GraphicComponent, SVGRenderer]);
 
@@ -169,22 +169,7 @@ export function benchmarkPanel(f: ReportForgetting, benchmarkIndex: number, widt
       silent: true,
       data: whiskers,
       z: 10,
-      renderItem: (_params: unknown, api: { value(i: number): number; coord(v: number[]): number[] }) => {
-        const x = api.value(0);
-        const v = api.value(1);
-        const e = api.value(2);
-        const top = api.coord([x, v + e]);
-        const bottom = api.coord([x, Math.max(0, v - e)]);
-        const style = { stroke: '#30343a', lineWidth: 1 };
-        return {
-          type: 'group',
-          children: [
-            { type: 'line', shape: { x1: top[0], y1: top[1], x2: bottom[0], y2: bottom[1] }, style },
-            { type: 'line', shape: { x1: top[0] - 4, y1: top[1], x2: top[0] + 4, y2: top[1] }, style },
-            { type: 'line', shape: { x1: bottom[0] - 4, y1: bottom[1], x2: bottom[0] + 4, y2: bottom[1] }, style },
-          ],
-        };
-      },
+      renderItem: errorBarRenderItem('#30343a'),
     });
   }
   return renderSvg(

@@ -55,9 +55,6 @@ export interface EvalResultRow {
 
 type Row = Record<string, unknown>;
 
-function writable(store: ExperimentStore): void {
-  if (store.isReadonly) throw new BlocklabError('was opened read-only; recording evaluations needs a read-write store', { file: store.path });
-}
 
 function benchmarkFromRow(r: Row): BenchmarkRow {
   return {
@@ -96,7 +93,7 @@ function finiteOrNull(v: number | null | undefined): number | null {
  * (the key embeds the hash, so this means a hash-prefix collision or a hand-edited store).
  */
 export function registerBenchmark(store: ExperimentStore, b: NewBenchmark): number {
-  writable(store);
+  store.assertWritable('recording evaluations');
   const db = store.db;
   return db
     .transaction((): number => {
@@ -150,7 +147,7 @@ export function saveEvalResults(
   store: ExperimentStore,
   r: { runId: number | null; checkpointId: number; benchmarkId: number; metrics: readonly EvalMetricValue[] },
 ): void {
-  writable(store);
+  store.assertWritable('recording evaluations');
   const db = store.db;
   const upsert = db.prepare(
     `INSERT INTO eval_results (run_id, checkpoint_id, benchmark_id, metric, value, stderr, n_items, created_at)
@@ -181,6 +178,6 @@ export function getEvalResults(store: ExperimentStore, filter: { checkpointId?: 
 
 /** Removes the results of one (checkpoint, benchmark); returns how many rows went. */
 export function deleteEvalResults(store: ExperimentStore, checkpointId: number, benchmarkId: number): number {
-  writable(store);
+  store.assertWritable('recording evaluations');
   return store.db.prepare('DELETE FROM eval_results WHERE checkpoint_id = ? AND benchmark_id = ?').run(checkpointId, benchmarkId).changes;
 }

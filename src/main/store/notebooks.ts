@@ -14,9 +14,6 @@ export interface NotebookListRow {
   updatedAt: string;
 }
 
-function writable(store: ExperimentStore): void {
-  if (store.isReadonly) throw new BlocklabError('was opened read-only; saving notebooks needs a read-write store', { file: store.path });
-}
 
 function checkCells(cells: Cell[]): Cell[] {
   const parsed = CellsSchema.safeParse(cells);
@@ -64,7 +61,7 @@ function writeCells(store: ExperimentStore, id: number, cells: Cell[]): void {
 }
 
 export function createNotebook(store: ExperimentStore, name: string, cells: Cell[] = []): Notebook {
-  writable(store);
+  store.assertWritable('saving notebooks');
   const checked = checkCells(cells);
   const id = store.db.transaction(() => {
     const info = store.db.prepare('INSERT INTO notebooks (name) VALUES (?)').run(name);
@@ -81,7 +78,7 @@ export function createNotebook(store: ExperimentStore, name: string, cells: Cell
  * overwritten: the save is refused and says what to do.
  */
 export function saveNotebook(store: ExperimentStore, id: number, name: string, cells: Cell[], baseUpdatedAt?: string): string {
-  writable(store);
+  store.assertWritable('saving notebooks');
   const checked = checkCells(cells);
   return store.db.transaction(() => {
     if (baseUpdatedAt !== undefined) {
@@ -103,6 +100,6 @@ export function saveNotebook(store: ExperimentStore, id: number, name: string, c
 }
 
 export function deleteNotebook(store: ExperimentStore, id: number): boolean {
-  writable(store);
+  store.assertWritable('saving notebooks');
   return store.db.prepare('DELETE FROM notebooks WHERE id = ?').run(id).changes > 0;
 }

@@ -496,8 +496,9 @@ export class ExperimentStore {
     return s;
   }
 
-  private assertWritable(): void {
-    if (this.isReadonly) throw new BlocklabError('was opened read-only; this change needs a read-write store', { file: this.path });
+  /** Throws unless the store can be written; `what` names the change (for the store's own, "this change"). */
+  assertWritable(what = 'this change'): void {
+    if (this.isReadonly) throw new BlocklabError(`was opened read-only; ${what} needs a read-write store`, { file: this.path });
   }
 
   private noSuchRun(id: number): BlocklabError {

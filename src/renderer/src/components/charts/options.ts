@@ -4,6 +4,7 @@
  * smoothing: the raw line faint behind the EMA), the per-benchmark forgetting bars with ±1
  * standard-error whiskers, and the gain-vs-forgetting trade-off scatter.
  */
+import { errorBarRenderItem } from '../../../../shared/chart-style';
 import type { CompareReport } from '../../../../shared/benchmarks';
 import { axisStyle, BASE_COLOR, colorAt, escapeHtml, legendStyle, literal, niceExtent, tooltipStyle, type ChartOption, type ChartTheme } from '../../lib/charts';
 import { smoothCurve } from '../../lib/smoothing';
@@ -214,22 +215,7 @@ export function forgettingOption(t: ChartTheme, compare: CompareReport, cols: nu
         silent: true,
         z: 10,
         data: whiskers,
-        renderItem: (_p: unknown, api: { value(i: number): number; coord(v: number[]): number[] }) => {
-          const x = api.value(0);
-          const v = api.value(1);
-          const e = api.value(2);
-          const hiPt = api.coord([x, v + e]);
-          const loPt = api.coord([x, Math.max(0, v - e)]);
-          const style = { stroke: t.text, lineWidth: 1 };
-          return {
-            type: 'group',
-            children: [
-              { type: 'line', shape: { x1: hiPt[0], y1: hiPt[1], x2: loPt[0], y2: loPt[1] }, style },
-              { type: 'line', shape: { x1: hiPt[0] - 4, y1: hiPt[1], x2: hiPt[0] + 4, y2: hiPt[1] }, style },
-              { type: 'line', shape: { x1: loPt[0] - 4, y1: loPt[1], x2: loPt[0] + 4, y2: loPt[1] }, style },
-            ],
-          };
-        },
+        renderItem: errorBarRenderItem(t.text),
       });
     }
   });

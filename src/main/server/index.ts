@@ -11,7 +11,7 @@ import { readFile, stat } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { extname, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { WebSocketServer, type WebSocket } from 'ws';
+import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { ApiRequestSchema, type ApiPush, type ApiResponse } from '../../shared/api.js';
 import { RENDERER_CSP } from '../../shared/security.js';
 import { BlocklabError } from '../engine/errors.js';
@@ -36,7 +36,7 @@ const TYPES: Record<string, string> = {
 
 const COOKIE = 'blocklab_token';
 /** Largest API message accepted (a notebook import is the biggest). */
-const MAX_MESSAGE_BYTES = 24 * 1024 * 1024;
+const MAX_API_MESSAGE_BYTES = 24 * 1024 * 1024;
 
 /** The built renderer: $BLOCKLAB_UI, else out/renderer of this checkout (`npm run build`). */
 export function defaultRendererDir(): string {
@@ -79,6 +79,21 @@ function cookieToken(req: IncomingMessage): string | null {
   return null;
 }
 
+/** The request's URL, or null when it cannot be one (`//`, `http://[`): such a request is refused, never thrown on. */
+function requestUrl(req: IncomingMessage, port: number): URL | null {
+  try {
+    return new URL(req.url ?? '/', `http://127.0.0.1:${port}`);
+  } catch {
+    return null;
+  }
+}
+
+function rawText(data: RawData): string {
+  if (Buffer.isBuffer(data)) return data.toString('utf8');
+  if (Array.isArray(data)) return Buffer.concat(data).toString('utf8');
+  return Buffer.from(data).toString('utf8');
+}
+
 function refuse(res: ServerResponse, status: number, text: string): void {
   res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' });
   res.end(text + '\n');
@@ -109,11 +124,17 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
     try {
       if (!hostAllowed(req)) return refuse(res, 403, 'refused: this server answers only to 127.0.0.1');
       if (req.method !== 'GET' && req.method !== 'HEAD') return refuse(res, 405, 'only GET');
-      const url = new URL(req.url ?? '/', `http://127.0.0.1:${port}`);
+      const url = requestUrl(req, port);
+      if (!url) return refuse(res, 400, 'bad request: the address is not a URL');
       const queryToken = url.searchParams.get('token');
       const authorised = sameToken(queryToken, token) || sameToken(cookieToken(req), token);
       if (!authorised) return refuse(res, 403, 'refused: open the URL that `blocklab serve` printed (it carries the token)');
-      let path = decodeURIComponent(url.pathname);
+      let path: string;
+      try {
+        path = decodeURIComponent(url.pathname);
+      } catch {
+        return refuse(res, 400, 'bad request: the address has an invalid %-escape');
+      }
       if (path === '/' || path === '') path = '/index.html';
       const file = resolve(rendererDir, '.' + path);
       if (file !== rendererDir && !file.startsWith(rendererDir + sep)) return refuse(res, 404, 'not found');
@@ -141,34 +162,57 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
     }
   });
 
-  const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_MESSAGE_BYTES });
-  server.on('upgrade', (req, socket, head) => {
-    const url = new URL(req.url ?? '/', `http://127.0.0.1:${port}`);
-    const origin = req.headers.origin;
-    const originOk = origin === undefined || origin === `http://127.0.0.1:${port}` || origin === `http://localhost:${port}`;
-    if (!hostAllowed(req) || url.pathname !== '/api' || !originOk || !sameToken(url.searchParams.get('token'), token)) {
-      socket.write('HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Type: text/plain\r\n\r\nrefused: a valid token is required\n');
-      socket.destroy();
-      return;
+  const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_API_MESSAGE_BYTES });
+
+  /** One API message in, one response out; nothing a client sends can throw out of here. */
+  const answer = async (ws: WebSocket, data: RawData, isBinary: boolean): Promise<void> => {
+    let id = -1;
+    let response: ApiResponse;
+    try {
+      if (isBinary) throw new BlocklabError('invalid API message: send JSON text, not binary');
+      const raw = JSON.parse(rawText(data)) as unknown;
+      id = typeof (raw as { id?: unknown })?.id === 'number' ? (raw as { id: number }).id : -1;
+      const parsed = ApiRequestSchema.safeParse(raw);
+      if (!parsed.success) throw new BlocklabError(`invalid API message: ${parsed.error.issues[0]?.path.join('.')}: ${parsed.error.issues[0]?.message}`);
+      response = { id, ok: true, result: await api.handle(parsed.data.method, parsed.data.params) };
+    } catch (e) {
+      response = { id, ok: false, error: errorMessage(e) };
     }
-    wss.handleUpgrade(req, socket, head, (ws) => {
-      sockets.add(ws);
-      ws.on('close', () => sockets.delete(ws));
-      ws.on('message', async (data) => {
-        let id = -1;
-        let response: ApiResponse;
-        try {
-          const raw = JSON.parse(String(data)) as unknown;
-          id = typeof (raw as { id?: unknown })?.id === 'number' ? (raw as { id: number }).id : -1;
-          const parsed = ApiRequestSchema.safeParse(raw);
-          if (!parsed.success) throw new BlocklabError(`invalid API message: ${parsed.error.issues[0]?.path.join('.')}: ${parsed.error.issues[0]?.message}`);
-          response = { id, ok: true, result: await api.handle(parsed.data.method, parsed.data.params) };
-        } catch (e) {
-          response = { id, ok: false, error: errorMessage(e) };
-        }
-        if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(response));
+    let text: string;
+    try {
+      text = JSON.stringify(response);
+    } catch (e) {
+      text = JSON.stringify({ id, ok: false, error: `the answer could not be encoded: ${errorMessage(e)}` });
+    }
+    if (ws.readyState === ws.OPEN) ws.send(text);
+  };
+
+  server.on('upgrade', (req, socket, head) => {
+    // A socket error (a reset, a write after the peer left) ends this connection only.
+    socket.on('error', () => socket.destroy());
+    const deny = (status: string, text: string) => {
+      if (!socket.destroyed) socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Type: text/plain\r\n\r\n${text}\n`);
+      socket.destroy();
+    };
+    try {
+      const url = requestUrl(req, port);
+      if (!url) return deny('400 Bad Request', 'bad request: the address is not a URL');
+      const origin = req.headers.origin;
+      const originOk = origin === undefined || origin === `http://127.0.0.1:${port}` || origin === `http://localhost:${port}`;
+      if (!hostAllowed(req) || url.pathname !== '/api' || !originOk || !sameToken(url.searchParams.get('token'), token)) {
+        return deny('403 Forbidden', 'refused: a valid token is required');
+      }
+      wss.handleUpgrade(req, socket, head, (ws) => {
+        sockets.add(ws);
+        ws.on('close', () => sockets.delete(ws));
+        // A frame over the limit, invalid UTF-8, a protocol error: ws closes this socket with the
+        // matching close code (1009, 1007, 1002) and reports it here; the server carries on.
+        ws.on('error', () => sockets.delete(ws));
+        ws.on('message', (data, isBinary) => void answer(ws, data, isBinary).catch(() => undefined));
       });
-    });
+    } catch (e) {
+      deny('500 Internal Server Error', `error: ${errorMessage(e)}`);
+    }
   });
 
   await new Promise<void>((done, fail) => {

@@ -1,0 +1,105 @@
+/**
+ * Regression tests of the security review (issue 11), against a real `blocklab serve` process
+ * where the question is whether the process survives: every request here once crashed it,
+ * deleted a user's file, or froze it. Each test names the finding it guards.
+ */
+import { connect as netConnect } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
+import { MAX_API_MESSAGE_BYTES } from '../../src/shared/api.js';
+import { connectApi, startServe, type ServeProcess } from '../helpers/serve-process.js';
+import { testDir } from '../helpers/tmp.js';
+
+let dir: string;
+let server: ServeProcess;
+
+beforeAll(async () => {
+  dir = await testDir('security');
+  server = await startServe(dir);
+});
+
+afterAll(async () => {
+  await server?.stop();
+});
+
+/** Sends raw bytes on a fresh TCP connection and returns whatever comes back before it closes. */
+function rawRequest(port: number, text: string | Buffer, waitMs = 2000): Promise<string> {
+  return new Promise((resolve) => {
+    const s = netConnect(port, '127.0.0.1');
+    let got = '';
+    const done = () => {
+      s.destroy();
+      resolve(got);
+    };
+    s.on('data', (c) => (got += c.toString('latin1')));
+    s.on('error', done);
+    s.on('close', done);
+    s.on('connect', () => s.write(text));
+    setTimeout(done, waitMs);
+  });
+}
+
+async function stillServing(): Promise<void> {
+  expect(server.alive(), `the server died:\n${server.stderr()}`).toBe(true);
+  expect((await fetch(server.url)).status).toBe(200);
+  const s = await connectApi(server.port, server.token);
+  expect((await s.call('notebooks.list')).ok).toBe(true);
+  s.ws.close();
+}
+
+const upgrade = (path: string, port: number, extra = '') =>
+  `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n${extra}\r\n`;
+
+describe('1. the WebSocket upgrade handler', () => {
+  it('answers an upgrade to an address that is not a URL (GET //) with 400, and keeps serving', async () => {
+    for (const path of ['//', '//x:y@', '/\\\\', 'http://[']) {
+      const answer = await rawRequest(server.port, upgrade(path, server.port));
+      expect(answer, path).toMatch(/^HTTP\/1\.1 (400|403)/);
+    }
+    // the page's own way of doing it, from another origin
+    const ws = new WebSocket(`ws://127.0.0.1:${server.port}//`, { headers: { origin: 'http://evil.example' } });
+    await new Promise((resolve) => {
+      ws.once('error', resolve);
+      ws.once('unexpected-response', resolve);
+    });
+    await stillServing();
+  });
+
+  it('survives a client that resets the connection in the middle of the handshake', async () => {
+    for (let i = 0; i < 5; i++) {
+      const s = netConnect(server.port, '127.0.0.1');
+      s.on('error', () => undefined);
+      await new Promise((r) => s.once('connect', r));
+      s.write(upgrade('/api?token=x', server.port).slice(0, 60));
+      s.resetAndDestroy();
+    }
+    await stillServing();
+  });
+});
+
+describe('2. one bad frame', () => {
+  it('closes only the socket that sent invalid UTF-8, a binary frame or a frame over the limit', async () => {
+    const bystander = await connectApi(server.port, server.token);
+
+    const utf8 = await connectApi(server.port, server.token);
+    utf8.ws.send(Buffer.from([0xff, 0xfe, 0x7b]), { binary: false });
+    expect(await utf8.closed).toBe(1007);
+
+    const binary = await connectApi(server.port, server.token);
+    const r = await new Promise<{ ok: boolean; error?: string }>((resolve) => {
+      binary.ws.once('message', (d) => resolve(JSON.parse(String(d))));
+      binary.ws.send(Buffer.from(JSON.stringify({ id: 1, method: 'notebooks.list', params: {} })), { binary: true });
+    });
+    expect(r.ok).toBe(false);
+    expect(r.error).toMatch(/not binary/);
+    binary.ws.close();
+
+    const big = await connectApi(server.port, server.token);
+    big.ws.send('x'.repeat(MAX_API_MESSAGE_BYTES + 1));
+    expect(await big.closed).toBe(1009);
+
+    expect((await bystander.call('notebooks.list')).ok).toBe(true);
+    bystander.ws.close();
+    await stillServing();
+  }, 60_000);
+});

@@ -7,6 +7,7 @@ import { connect as netConnect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { MAX_API_MESSAGE_BYTES } from '../../src/shared/api.js';
+import { NOTEBOOK_LIMITS } from '../../src/shared/notebook.js';
 import { connectApi, startServe, type ServeProcess } from '../helpers/serve-process.js';
 import { testDir } from '../helpers/tmp.js';
 
@@ -100,6 +101,38 @@ describe('2. one bad frame', () => {
 
     expect((await bystander.call('notebooks.list')).ok).toBe(true);
     bystander.ws.close();
+    await stillServing();
+  }, 60_000);
+
+  it('refuses a notebook larger than the limit with a message, and every notebook the schema allows fits one frame', async () => {
+    const s = await connectApi(server.port, server.token);
+    const nb = (await s.call('notebooks.create', { name: 'big' })) as { ok: true; result: { id: number } };
+    // the review's case: 130 cells of 199,000 characters (25.9 MB) — now over the notebook limit,
+    // so it is refused by the schema before it could ever reach the transport's limit
+    const cells = Array.from({ length: 130 }, (_, i) => ({ id: `c${i}`, kind: 'markdown', source: 'x'.repeat(199_000), state: {} }));
+    const tooBig = JSON.stringify({ id: 9, method: 'notebooks.save', params: { id: nb.result.id, name: 'big', cells } });
+    expect(tooBig.length).toBeGreaterThan(MAX_API_MESSAGE_BYTES);
+    const { oversizeRequest } = await import('../../src/shared/api.js');
+    expect(oversizeRequest({ method: 'notebooks.save', params: { cells } })).toMatch(/notebooks\.save: the request is 24\.7 MiB, more than the 24\.0 MiB/);
+
+    // the largest notebook the schema accepts, made of the characters JSON escapes most ("),
+    // saves, exports and imports again over the socket
+    const per = Math.floor((NOTEBOOK_LIMITS.cellsBytes - 1000) / 2 / 50);
+    const heavy = Array.from({ length: 50 }, (_, i) => ({ id: `h${i}`, kind: 'markdown', source: '"'.repeat(Math.min(per - 40, NOTEBOOK_LIMITS.sourceChars)), state: {} }));
+    const saved = await s.call('notebooks.save', { id: nb.result.id, name: 'big', cells: heavy });
+    expect(saved.ok, JSON.stringify(saved).slice(0, 300)).toBe(true);
+    const exported = (await s.call('notebooks.export', { id: nb.result.id })) as { ok: true; result: { text: string } };
+    expect(exported.ok).toBe(true);
+    const imported = await s.call('notebooks.import', { text: exported.result.text });
+    expect(imported.ok, JSON.stringify(imported).slice(0, 300)).toBe(true);
+
+    // one byte over the cells limit is refused with the limit named, and the socket stays open
+    const over = [{ id: 'o', kind: 'sql', source: '', state: { blob: 'y'.repeat(NOTEBOOK_LIMITS.stateChars - 20) } }, ...Array.from({ length: 4 }, (_, i) => ({ id: `p${i}`, kind: 'sql', source: '', state: { blob: 'y'.repeat(NOTEBOOK_LIMITS.stateChars - 20) } }))];
+    const refused = await s.call('notebooks.save', { id: nb.result.id, name: 'big', cells: over });
+    expect(refused.ok).toBe(false);
+    expect(!refused.ok && refused.error).toMatch(/larger than 8\.0 MiB/);
+    expect((await s.call('notebooks.list')).ok).toBe(true);
+    s.ws.close();
     await stillServing();
   }, 60_000);
 });

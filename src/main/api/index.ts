@@ -10,7 +10,7 @@ import { homedir } from 'node:os';
 import { basename, dirname, join, parse, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseParams, type ApiMethod, type ApiPush, type ApiResults, type AppInfo, type BenchmarkChoice, type CheckpointSummary, type FileEntry, type RunDetail, type RunSummary } from '../../shared/api.js';
-import { notebookToFile, parseNotebookFile, NOTEBOOK_FILE_SUFFIX, type Cell } from '../../shared/notebook.js';
+import { notebookFileText, parseNotebookFile, NOTEBOOK_FILE_SUFFIX, type Cell } from '../../shared/notebook.js';
 import { BlocklabError } from '../engine/errors.js';
 import { demoDir } from '../engine/resources.js';
 import { EngineWorker, runEngineTask } from '../jobs/supervisor.js';
@@ -173,7 +173,7 @@ export function createApi(ctx: ApiContext): Api {
     'notebooks.export': (p) => {
       const nb = getNotebook(store, p.id);
       const fileName = `${nb.name.replace(/[^\w.-]+/g, '-').replace(/^-+|-+$/g, '') || 'notebook'}${NOTEBOOK_FILE_SUFFIX}`;
-      return { fileName, text: JSON.stringify(notebookToFile(nb), null, 2) + '\n' };
+      return { fileName, text: notebookFileText(nb) };
     },
     async 'notebooks.demo'(p) {
       if (!p.fresh) {

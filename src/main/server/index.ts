@@ -12,7 +12,7 @@ import type { AddressInfo } from 'node:net';
 import { extname, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
-import { ApiRequestSchema, type ApiPush, type ApiResponse } from '../../shared/api.js';
+import { ApiRequestSchema, MAX_API_MESSAGE_BYTES, type ApiPush, type ApiResponse } from '../../shared/api.js';
 import { RENDERER_CSP } from '../../shared/security.js';
 import { BlocklabError } from '../engine/errors.js';
 import { createApi, errorMessage, type Api } from '../api/index.js';
@@ -35,8 +35,6 @@ const TYPES: Record<string, string> = {
 };
 
 const COOKIE = 'blocklab_token';
-/** Largest API message accepted (a notebook import is the biggest). */
-const MAX_API_MESSAGE_BYTES = 24 * 1024 * 1024;
 
 /** The built renderer: $BLOCKLAB_UI, else out/renderer of this checkout (`npm run build`). */
 export function defaultRendererDir(): string {

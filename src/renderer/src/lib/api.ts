@@ -3,7 +3,8 @@
  * `window.blocklab` from the Electron preload, or the WebSocket of `blocklab serve` (token from
  * the page's URL). Typed by method; errors come back as thrown Errors with the backend's message.
  */
-import type { ApiMethod, ApiParams, ApiPush, ApiResponse, ApiResults, BlocklabBridge } from '../../../shared/api';
+import { oversizeRequest, type ApiMethod, type ApiParams, type ApiPush, type ApiResponse, type ApiResults, type BlocklabBridge } from '../../../shared/api';
+import { utf8Length } from '../../../shared/size';
 
 declare global {
   interface Window {
@@ -36,9 +37,10 @@ class WebSocketBridge implements BlocklabBridge {
         this.opening = null;
         reject(new Error('could not reach the Blocklab server (is `blocklab serve` still running, and is the token in the address right?)'));
       };
-      ws.onclose = () => {
+      ws.onclose = (e) => {
         this.ws = null;
-        for (const [id, done] of this.pending) done({ id, ok: false, error: 'the connection to the Blocklab server closed' });
+        const why = e.reason ? ` (${e.reason})` : e.code === 1009 ? ' (a message was too large)' : '';
+        for (const [id, done] of this.pending) done({ id, ok: false, error: `the connection to the Blocklab server closed${why}` });
         this.pending.clear();
       };
       ws.onmessage = (e) => {
@@ -61,11 +63,15 @@ class WebSocketBridge implements BlocklabBridge {
   }
 
   async call(request: { method: ApiMethod; params?: unknown }): Promise<ApiResponse> {
-    const ws = await this.open();
     const id = this.nextId++;
+    const text = JSON.stringify({ id, method: request.method, params: request.params ?? {} });
+    // the server closes a socket that sends more than its frame limit: say why instead
+    const tooBig = oversizeRequest(request, utf8Length(text));
+    if (tooBig) return { id, ok: false, error: tooBig };
+    const ws = await this.open();
     return new Promise((resolve) => {
       this.pending.set(id, resolve);
-      ws.send(JSON.stringify({ id, method: request.method, params: request.params ?? {} }));
+      ws.send(text);
     });
   }
 

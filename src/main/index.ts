@@ -10,7 +10,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { ApiRequestSchema, type ApiPush, type ApiResponse } from '../shared/api.js';
 import { RENDERER_CSP } from '../shared/security.js';
-import { createApi, errorMessage, type Api } from './api/index.js';
+import { createApi, errorMessage, errorResponse, type Api } from './api/index.js';
 import { setEngineSpawner, type EngineChild } from './jobs/supervisor.js';
 import { defaultStorePath, ExperimentStore } from './store/index.js';
 
@@ -129,7 +129,7 @@ void app.whenReady().then(() => {
     try {
       return { id, ok: true, result: await api!.handle(parsed.data.method, parsed.data.params) };
     } catch (err) {
-      return { id, ok: false, error: errorMessage(err) };
+      return errorResponse(id, err);
     }
   });
 

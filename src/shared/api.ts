@@ -59,6 +59,7 @@ export const ChatMessageSchema = z.object({ role: z.enum(['system', 'user', 'ass
 export type ChatTurn = z.infer<typeof ChatMessageSchema>;
 
 export const JobSpecSchema = z.discriminatedUnion('kind', [
+  /** `overwrite`: replace the Blocklab output already at `out`; the app sends it only after the user confirmed, naming the folder */
   z.object({ kind: z.literal('expand'), model: Path, out: Path.optional(), config: ExpansionRequestSchema, overwrite: z.boolean().optional() }),
   z.object({ kind: z.literal('train'), train: TrainSpecSchema }),
   /** resumes an interrupted, stopped or paused training run from its last checkpoint */
@@ -82,7 +83,7 @@ export const JobSpecSchema = z.discriminatedUnion('kind', [
       .refine((m) => jsonBytes(m) <= MAX_CHAT_BYTES, `the conversation is longer than ${mib(MAX_CHAT_BYTES)}; start a new chat`),
     settings: ChatSettingsSchema,
   }),
-  z.object({ kind: z.literal('export-checkpoint'), model: Path, format: z.enum(['hf', 'gguf']), out: Path.optional(), dtype: z.enum(['float32', 'float16', 'bfloat16']).optional() }),
+  z.object({ kind: z.literal('export-checkpoint'), model: Path, format: z.enum(['hf', 'gguf']), out: Path.optional(), dtype: z.enum(['float32', 'float16', 'bfloat16']).optional(), overwrite: z.boolean().optional() }),
   z.object({
     kind: z.literal('export-report'),
     runIds: z.array(Id).max(64),
@@ -91,6 +92,7 @@ export const JobSpecSchema = z.discriminatedUnion('kind', [
     title: z.string().max(200).optional(),
     formats: z.array(z.enum(['html', 'md', 'pdf'])).min(1),
     out: Path.optional(),
+    overwrite: z.boolean().optional(),
   }),
 ]);
 export type JobSpec = z.infer<typeof JobSpecSchema>;
@@ -304,7 +306,11 @@ export const ApiRequestSchema = z.object({
 });
 export type ApiRequest = z.infer<typeof ApiRequestSchema>;
 
-export type ApiResponse = { id: number; ok: true; result: unknown } | { id: number; ok: false; error: string };
+/**
+ * `code` "confirm-overwrite": the request would replace an output Blocklab wrote earlier at
+ * `path`; the app asks the user (naming it) and sends the request again with `overwrite`.
+ */
+export type ApiResponse = { id: number; ok: true; result: unknown } | { id: number; ok: false; error: string; code?: 'confirm-overwrite'; path?: string };
 
 /** Pushed by the backend: job events, and "something in the store changed" hints. */
 export type ApiPush = { type: 'job'; jobId: string; event: JobEvent } | { type: 'changed'; what: 'runs' | 'checkpoints' | 'notebooks' };

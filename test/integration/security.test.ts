@@ -3,12 +3,17 @@
  * where the question is whether the process survives: every request here once crashed it,
  * deleted a user's file, or froze it. Each test names the finding it guards.
  */
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { connect as netConnect } from 'node:net';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { MAX_API_MESSAGE_BYTES } from '../../src/shared/api.js';
 import { NOTEBOOK_LIMITS } from '../../src/shared/notebook.js';
-import { connectApi, startServe, type ServeProcess } from '../helpers/serve-process.js';
+import type { ApiResponse, JobEvent } from '../../src/shared/api.js';
+import { demoDir } from '../../src/main/engine/resources.js';
+import { connectApi, startServe, type ApiSession, type ServeProcess } from '../helpers/serve-process.js';
 import { testDir } from '../helpers/tmp.js';
 
 let dir: string;
@@ -39,6 +44,21 @@ function rawRequest(port: number, text: string | Buffer, waitMs = 2000): Promise
     setTimeout(done, waitMs);
   });
 }
+
+/** Starts a job over the socket and waits for its end (done or error). */
+async function runJob(s: ApiSession, job: unknown): Promise<{ start: ApiResponse; end?: Extract<JobEvent, { kind: 'done' | 'error' }> }> {
+  const start = await s.call('jobs.start', { job });
+  if (!start.ok) return { start };
+  const { jobId } = start.result as { jobId: string };
+  for (let i = 0; i < 1200; i++) {
+    const end = s.pushes.find((p) => p.type === 'job' && p.jobId === jobId && (p.event.kind === 'done' || p.event.kind === 'error'));
+    if (end && end.type === 'job') return { start, end: end.event as Extract<JobEvent, { kind: 'done' | 'error' }> };
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`job ${jobId} did not end`);
+}
+
+const BASE = join(demoDir(), 'base-model');
 
 async function stillServing(): Promise<void> {
   expect(server.alive(), `the server died:\n${server.stderr()}`).toBe(true);
@@ -135,4 +155,51 @@ describe('2. one bad frame', () => {
     s.ws.close();
     await stillServing();
   }, 60_000);
+});
+
+describe('3. expansion never deletes a folder it did not write', () => {
+  it('refuses a chosen folder that holds files of the user, even with overwrite, and leaves every file where it was', async () => {
+    const s = await connectApi(server.port, server.token);
+    const mine = join(dir, 'my-folder');
+    await mkdir(join(mine, 'sub'), { recursive: true });
+    await writeFile(join(mine, 'thesis.tex'), 'two years of work');
+    await writeFile(join(mine, 'sub', 'data.csv'), '1,2,3');
+    for (const overwrite of [undefined, true]) {
+      const r = await runJob(s, { kind: 'expand', model: BASE, out: mine, config: { blocks: 2, placement: 'interleave' }, ...(overwrite ? { overwrite } : {}) });
+      expect(r.start.ok).toBe(false);
+      expect(!r.start.ok && r.start.error).toMatch(/my-folder: is not empty and is not a folder Blocklab wrote/);
+    }
+    expect(readFileSync(join(mine, 'thesis.tex'), 'utf8')).toBe('two years of work');
+    expect(readFileSync(join(mine, 'sub', 'data.csv'), 'utf8')).toBe('1,2,3');
+    expect((await readdir(mine)).sort()).toEqual(['sub', 'thesis.tex']);
+    s.ws.close();
+  }, 60_000);
+
+  it('writes into an empty chosen folder; writing there again needs an explicit overwrite (never inferred from out)', async () => {
+    const s = await connectApi(server.port, server.token);
+    const out = join(dir, 'empty-choice');
+    await mkdir(out);
+    const first = await runJob(s, { kind: 'expand', model: BASE, out, config: { blocks: 2, placement: 'interleave' } });
+    expect(first.end?.kind, JSON.stringify(first.end)).toBe('done');
+    expect(existsSync(join(out, 'config.json'))).toBe(true);
+    expect(existsSync(join(out, '.blocklab-output.json'))).toBe(true);
+
+    const again = await runJob(s, { kind: 'expand', model: BASE, out, config: { blocks: 2, placement: 'interleave' } });
+    expect(again.start.ok).toBe(false);
+    expect(!again.start.ok && again.start).toMatchObject({ code: 'confirm-overwrite', path: out });
+    expect(!again.start.ok && again.start.error).toMatch(/already exists and holds a checkpoint that Blocklab wrote/);
+
+    // a Blocklab checkpoint the user has put a file of their own into is not replaced either
+    await writeFile(join(out, 'notes.md'), 'mine');
+    const mixed = await runJob(s, { kind: 'expand', model: BASE, out, config: { blocks: 2, placement: 'top' }, overwrite: true });
+    expect(!mixed.start.ok && mixed.start.error).toMatch(/also files it did not write \(notes\.md\)/);
+    expect(readFileSync(join(out, 'notes.md'), 'utf8')).toBe('mine');
+    const { rm } = await import('node:fs/promises');
+    await rm(join(out, 'notes.md'));
+
+    const confirmed = await runJob(s, { kind: 'expand', model: BASE, out, config: { blocks: 2, placement: 'top' }, overwrite: true });
+    expect(confirmed.end?.kind, JSON.stringify(confirmed.end)).toBe('done');
+    expect(JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')).blocklab_expansion.placement).toBe('top');
+    s.ws.close();
+  }, 120_000);
 });

@@ -9,7 +9,7 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { basename, dirname, join, parse, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseParams, type ApiMethod, type ApiPush, type ApiResults, type AppInfo, type BenchmarkChoice, type CheckpointSummary, type FileEntry, type RunDetail, type RunSummary } from '../../shared/api.js';
+import { parseParams, type ApiMethod, type ApiPush, type ApiResponse, type ApiResults, type AppInfo, type BenchmarkChoice, type CheckpointSummary, type FileEntry, type RunDetail, type RunSummary } from '../../shared/api.js';
 import { notebookFileText, parseNotebookFile, NOTEBOOK_FILE_SUFFIX, type Cell } from '../../shared/notebook.js';
 import { BlocklabError } from '../engine/errors.js';
 import { demoDir } from '../engine/resources.js';
@@ -329,4 +329,10 @@ export function errorMessage(e: unknown): string {
   if (e instanceof BlocklabError) return e.message;
   if (e instanceof Error) return e.message;
   return String(e);
+}
+
+/** The failed response for a thrown value, with what a program may act on (a confirmation to ask for). */
+export function errorResponse(id: number, e: unknown): ApiResponse {
+  if (e instanceof BlocklabError && e.code) return { id, ok: false, error: e.message, code: e.code, ...(e.file ? { path: e.file } : {}) };
+  return { id, ok: false, error: errorMessage(e) };
 }

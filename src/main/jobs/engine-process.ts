@@ -145,12 +145,13 @@ async function runExport(r: Extract<JobRequest, { kind: 'export' }>): Promise<Re
   if (r.format === 'gguf') {
     const g = await exportGguf(r.model, {
       out: r.out,
+      overwrite: r.overwrite,
       dtype: dtype === 'F16' ? 'F16' : dtype === 'F32' ? 'F32' : undefined,
       onTensor: (i, total, name) => void send({ type: 'progress', progress: { done: i + 1, total, unit: 'tensors', message: name, etaSeconds: null } }),
     });
     return { out: r.out, format: 'gguf', bytes: g.bytes };
   }
-  const w = await exportModel(r.model, { out: r.out, dtype });
+  const w = await exportModel(r.model, { out: r.out, dtype, overwrite: r.overwrite });
   return { out: w.dir, format: 'hf', bytes: w.bytes };
 }
 

@@ -15,7 +15,7 @@ import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { ApiRequestSchema, MAX_API_MESSAGE_BYTES, type ApiPush, type ApiResponse } from '../../shared/api.js';
 import { RENDERER_CSP } from '../../shared/security.js';
 import { BlocklabError } from '../engine/errors.js';
-import { createApi, errorMessage, type Api } from '../api/index.js';
+import { createApi, errorMessage, errorResponse, type Api } from '../api/index.js';
 import type { ExperimentStore } from '../store/index.js';
 
 const TYPES: Record<string, string> = {
@@ -174,7 +174,7 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
       if (!parsed.success) throw new BlocklabError(`invalid API message: ${parsed.error.issues[0]?.path.join('.')}: ${parsed.error.issues[0]?.message}`);
       response = { id, ok: true, result: await api.handle(parsed.data.method, parsed.data.params) };
     } catch (e) {
-      response = { id, ok: false, error: errorMessage(e) };
+      response = errorResponse(id, e);
     }
     let text: string;
     try {

@@ -91,10 +91,21 @@ function makeBridge(): BlocklabBridge {
 
 const bridge = makeBridge();
 
-/** Calls one API method; resolves with its result or throws its error message. */
+/** A failed API call: the backend's message, and what the app may do about it (ask to confirm an overwrite). */
+export class ApiError extends Error {
+  constructor(
+    message: string,
+    readonly code?: 'confirm-overwrite',
+    readonly path?: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Calls one API method; resolves with its result or throws its error message (an ApiError). */
 export async function api<M extends ApiMethod>(method: M, params?: ApiParams<M>): Promise<ApiResults[M]> {
   const r = await bridge.call({ method, params });
-  if (!r.ok) throw new Error(r.error);
+  if (!r.ok) throw new ApiError(r.error, r.code, r.path);
   return r.result as ApiResults[M];
 }
 

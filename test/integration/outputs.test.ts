@@ -13,6 +13,7 @@ import { expandModel, exportGguf, exportModel, initBackend, makeTinyCheckpoint }
 import { DEFAULT_ADAMW } from '../../src/main/engine/optimizer.js';
 import { parseMethod } from '../../src/main/engine/trainable.js';
 import { train, TRAIN_DEFAULTS, type TrainOptions } from '../../src/main/engine/trainer.js';
+import { writeReport } from '../../src/main/report/index.js';
 import { runDemo } from '../../src/main/demo/run-demo.js';
 import { ExperimentStore } from '../../src/main/store/index.js';
 import { testDir } from '../helpers/tmp.js';
@@ -47,12 +48,14 @@ async function untouched(dir: string): Promise<void> {
 }
 
 describe('every writer refuses a folder of the user, even with overwrite', () => {
-  it('expand, HF export and make-tiny', async () => {
+  it('expand, HF export, make-tiny and reports', async () => {
     const dir = await usersFolder('users');
     const refusal = /is not empty and is not a folder Blocklab wrote/;
     await expect(expandModel(base, { blocks: 1 }, { out: dir, overwrite: true })).rejects.toThrow(refusal);
     await expect(exportModel(base, { out: dir, overwrite: true })).rejects.toThrow(refusal);
     await expect(makeTinyCheckpoint(dir, { layers: 1, hidden: 8, heads: 2, kvHeads: 1, intermediate: 16, overwrite: true })).rejects.toThrow(refusal);
+    const data = { title: 't', generatedAt: '', runs: [], forgetting: null, notes: [] } as unknown as Parameters<typeof writeReport>[0];
+    await expect(writeReport(data, dir, { pdf: false, overwrite: true })).rejects.toThrow(refusal);
     await untouched(dir);
     // nothing left beside it either
     expect((await readdir(root)).filter((n) => n.startsWith('.users'))).toEqual([]);
@@ -65,6 +68,14 @@ describe('every writer refuses a folder of the user, even with overwrite', () =>
     expect(readFileSync(file, 'utf8')).toMatch(/^a file of the user/);
   });
 
+  it('a report folder: HTML only into a folder holding a report.pdf of the user deletes nothing', async () => {
+    const dir = join(root, 'papers');
+    await mkdir(dir);
+    await writeFile(join(dir, 'report.pdf'), '%PDF my own report');
+    const data = { title: 't', generatedAt: '', runs: [], forgetting: null, notes: [] } as unknown as Parameters<typeof writeReport>[0];
+    await expect(writeReport(data, dir, { pdf: false })).rejects.toThrow(/is not empty and is not a folder Blocklab wrote/);
+    expect(readFileSync(join(dir, 'report.pdf'), 'utf8')).toBe('%PDF my own report');
+  });
 });
 
 describe('an empty folder is used; a marked one is replaced only when asked', () => {

@@ -203,3 +203,27 @@ describe('3. expansion never deletes a folder it did not write', () => {
     s.ws.close();
   }, 120_000);
 });
+
+describe('4. report export', () => {
+  it('refuses system and hidden folders, and never deletes a report.pdf it did not write', async () => {
+    const s = await connectApi(server.port, server.token);
+    for (const [out, why] of [
+      ['/etc/blocklab-report', /is inside \/etc, a folder of the operating system/],
+      [join(dir, '.ssh', 'report'), /is inside the hidden folder \.ssh/],
+    ] as const) {
+      const r = await runJob(s, { kind: 'export-report', runIds: [1], formats: ['html'], out });
+      expect(r.start.ok, out).toBe(false);
+      expect(!r.start.ok && r.start.error).toMatch(why);
+      expect(existsSync(out)).toBe(false);
+    }
+    const papers = join(dir, 'papers');
+    await mkdir(papers);
+    await writeFile(join(papers, 'report.pdf'), '%PDF my own');
+    for (const overwrite of [false, true]) {
+      const r = await runJob(s, { kind: 'export-report', runIds: [1], formats: ['html'], out: papers, overwrite });
+      expect(!r.start.ok && r.start.error).toMatch(/papers: is not empty and is not a folder Blocklab wrote/);
+    }
+    expect(readFileSync(join(papers, 'report.pdf'), 'utf8')).toBe('%PDF my own');
+    s.ws.close();
+  });
+});

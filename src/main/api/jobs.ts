@@ -12,6 +12,7 @@ import type { CompareReport, EvalReport } from '../../shared/benchmarks.js';
 import { ExpansionRequestError, inConfigTerms, planExpansion, type ExpansionRecord, type ExpansionRequest } from '../../shared/expansion.js';
 import { checkWritableFile, checkWritableTarget, type OutputKind } from '../engine/atomic.js';
 import { BlocklabError } from '../engine/errors.js';
+import { checkOutputLocation } from './paths.js';
 import { EngineWorker, registerCheckpointDir, runEngineTask, startJob, type TaskHandle, type TaskOutcome } from '../jobs/supervisor.js';
 import { resumableTrainJob } from '../jobs/resume.js';
 import type { ExperimentStore } from '../store/index.js';
@@ -174,10 +175,12 @@ export class JobManager {
   }
 
   /**
-   * Refuses, before a job starts, an output the app may not write: a folder of the user's, or — unless the request says `overwrite`, which the app sends only
+   * Refuses, before a job starts, an output the app may not write: a system or hidden folder,
+   * a folder of the user's, or — unless the request says `overwrite`, which the app sends only
    * after the user confirmed it naming the folder — one of Blocklab's own outputs.
    */
   private async checkOutput(o: { path: string; kind: OutputKind | 'gguf'; overwrite: boolean }): Promise<void> {
+    checkOutputLocation(o.path, { userDataDir: this.ctx.workDir });
     if (o.kind === 'gguf') await checkWritableFile(o.path, o.overwrite, { bytes: new TextEncoder().encode('GGUF'), format: 'GGUF' });
     else await checkWritableTarget(o.path, o.overwrite, o.kind);
   }
@@ -409,7 +412,7 @@ export class JobManager {
     if (spec.runIds.length === 0 && !spec.compare) throw new BlocklabError('a report needs training runs or a forgetting comparison; run an Eval cell with a base first');
     const forgetting = spec.compare ? forgettingFromCompare(spec.compare, checkpointLabel) : null;
     const data = buildRunReport(this.ctx.store, spec.runIds, { title: spec.title, forgetting });
-    const w = await writeReport(data, out, { pdf: spec.formats.includes('pdf') });
+    const w = await writeReport(data, out, { pdf: spec.formats.includes('pdf'), overwrite: spec.overwrite === true });
     const { statSync } = await import('node:fs');
     const files = [
       { format: 'html', path: w.html },

@@ -858,8 +858,9 @@ program
   .option('--out <dir>', 'folder for report.html, report.md, report.pdf', 'blocklab-report')
   .option('--title <text>', 'report title')
   .option('--no-pdf', 'skip the PDF')
+  .option('--overwrite', 'replace a report Blocklab wrote earlier in --out')
   .option('--json', 'print JSON')
-  .action(async (runIdsText: string[], o: { base?: string; checkpoints?: string[]; bench?: string[]; out: string; title?: string; pdf: boolean }, cmd: Command) => {
+  .action(async (runIdsText: string[], o: { base?: string; checkpoints?: string[]; bench?: string[]; out: string; title?: string; pdf: boolean; overwrite?: boolean }, cmd: Command) => {
     const runIds = runIdsText.map((x) => {
       const n = Number(x);
       if (!Number.isInteger(n) || n <= 0) throw new BlocklabError(`"${x}" is not a run id; list runs with blocklab runs`);
@@ -877,7 +878,7 @@ program
         forgetting = forgettingFromCompare(c, checkpointLabel);
       }
       const data = buildRunReport(store, runIds, { title: o.title, forgetting });
-      const r = await writeReport(data, o.out, { pdf: o.pdf });
+      const r = await writeReport(data, o.out, { pdf: o.pdf, overwrite: o.overwrite });
       emit(cmd, { html: r.html, markdown: r.markdown, pdf: r.pdf, pdf_error: r.pdfError ?? null }, () =>
         [`wrote ${r.html}`, `      ${r.markdown}`, r.pdf ? `      ${r.pdf}` : `      (no PDF: ${r.pdfError ?? 'skipped'})`].join('\n'),
       );

@@ -106,6 +106,8 @@ export const JobRequestSchema = z.discriminatedUnion('kind', [
     dtype: z.enum(['float32', 'float16', 'bfloat16']).optional(),
     overwrite: z.boolean().optional(),
   }),
+  /** what `blocklab inspect` shows about a checkpoint folder (headers only), away from the caller's event loop */
+  z.object({ kind: z.literal('inspect'), model: z.string().min(1) }),
   /** a read-only query of the store, on its own connection, in a process that can be killed */
   z.object({ kind: z.literal('sql'), storePath: z.string().min(1), sql: z.string().min(1), maxRows: z.number().int().positive() }),
 ]);

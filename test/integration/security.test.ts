@@ -227,3 +227,30 @@ describe('4. report export', () => {
     s.ws.close();
   });
 });
+
+describe('5. a config.json that states impossible sizes', () => {
+  it('is refused at once, naming the field, by inspection (which runs in an engine process)', async () => {
+    const { cp } = await import('node:fs/promises');
+    const s = await connectApi(server.port, server.token);
+    const cases: [Record<string, unknown>, RegExp][] = [
+      [{ num_hidden_layers: 2_000_000_000 }, /"num_hidden_layers" is 2000000000, more than any model/],
+      [{ num_hidden_layers: 900 }, /says num_hidden_layers is 900, but the safetensors files hold weights for 4 layer/],
+      [{ vocab_size: 1e12 }, /"vocab_size" is 1000000000000, more than any model/],
+      [{ vocab_size: 50_000 }, /says vocab_size 50000 and hidden_size 128, but model\.embed_tokens\.weight has shape \[1024, 128\]/],
+      [{ hidden_size: 1 << 30 }, /"hidden_size" is 1073741824/],
+      [{ max_position_embeddings: 1e15 }, /"max_position_embeddings" is 1000000000000000/],
+    ];
+    for (const [i, [change, message]] of cases.entries()) {
+      const model = join(dir, `huge-config-${i}`);
+      await cp(BASE, model, { recursive: true });
+      const config = JSON.parse(readFileSync(join(model, 'config.json'), 'utf8'));
+      await writeFile(join(model, 'config.json'), JSON.stringify({ ...config, ...change }));
+      const r = await s.call('checkpoints.inspect', { path: model });
+      expect(r.ok, JSON.stringify(change)).toBe(false);
+      expect(!r.ok && r.error).toMatch(message);
+      expect(!r.ok && r.error).toContain(join(model, 'config.json'));
+    }
+    s.ws.close();
+    await stillServing();
+  }, 60_000);
+});

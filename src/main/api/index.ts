@@ -13,7 +13,7 @@ import { parseParams, type ApiMethod, type ApiPush, type ApiResponse, type ApiRe
 import { notebookFileText, parseNotebookFile, NOTEBOOK_FILE_SUFFIX, type Cell } from '../../shared/notebook.js';
 import { BlocklabError } from '../engine/errors.js';
 import { demoDir } from '../engine/resources.js';
-import { EngineWorker, runEngineTask } from '../jobs/supervisor.js';
+import { EngineQueue, EngineWorker, runEngineTask } from '../jobs/supervisor.js';
 import { checkpointLabel } from '../report/build.js';
 import { DEFAULT_QUERY_MAX_ROWS, type CheckpointRow, type ExperimentStore, type RunRow } from '../store/index.js';
 import { createNotebook, deleteNotebook, getNotebook, listNotebooks, saveNotebook } from '../store/notebooks.js';
@@ -38,6 +38,7 @@ export interface Api {
 }
 
 const SQL_TIMEOUT_MS = 10_000;
+const INSPECT_TIMEOUT_MS = 60_000;
 const MAX_DIR_ENTRIES = 2000;
 
 /** The app's version from package.json: three folders up from these sources, two from the bundle in out/main. */
@@ -111,7 +112,12 @@ async function demoNotebookCells(work: string): Promise<{ name: string; cells: C
 
 export function createApi(ctx: ApiContext): Api {
   const { store } = ctx;
-  const jobs = new JobManager({ store, storePath: ctx.storePath, workDir: ctx.userDataDir, push: ctx.push });
+  // Reading a checkpoint's headers trusts nothing in them, but a hostile file can still make that
+  // slow (a 100 MB header): it runs in an engine process, never on this event loop.
+  const inspectQueue = new EngineQueue({ idleMs: 5 * 60_000, maxWaiting: 32, what: 'checkpoint inspections' });
+  const inspect = (path: string) =>
+    inspectQueue.run({ kind: 'inspect', model: path }, INSPECT_TIMEOUT_MS, (ms) => `${path}: reading this checkpoint's headers took longer than ${ms / 1000} s and was stopped; are its files on a slow or stuck disk?`);
+  const jobs = new JobManager({ store, storePath: ctx.storePath, workDir: ctx.userDataDir, push: ctx.push, inspect });
   const sqlEngine = new EngineWorker({ keepAlive: true, idleMs: 5 * 60_000 });
   const version = packageVersion();
 
@@ -228,9 +234,8 @@ export function createApi(ctx: ApiContext): Api {
       return [...newest.values()].sort((a, b) => a.id - b.id).map(checkpointSummary);
     },
     async 'checkpoints.inspect'(p) {
-      const { inspectCheckpoint } = await import('../engine/index.js');
       const path = resolve(p.path);
-      const info = (await inspectCheckpoint(path)) as unknown as Record<string, unknown>;
+      const info = await inspect(path);
       const lineage: CheckpointSummary[] = [];
       let row = store.findCheckpoint(path);
       const seen = new Set<number>();
@@ -318,6 +323,7 @@ export function createApi(ctx: ApiContext): Api {
     close() {
       jobs.stopAll();
       sqlEngine.close();
+      inspectQueue.close();
     },
   };
 }

@@ -23,6 +23,8 @@ export interface JobContext {
   /** where jobs put what they make when the request names no folder */
   workDir: string;
   push(p: ApiPush): void;
+  /** what `blocklab inspect` shows about a checkpoint, read in an engine process */
+  inspect(path: string): Promise<Record<string, unknown>>;
 }
 
 interface Active {
@@ -73,15 +75,14 @@ export function trainJobFromSpec(spec: TrainSpec, ctx: Pick<JobContext, 'workDir
   return TrainJobSchema.parse(job);
 }
 
-/** Fails fast, before an engine process starts, on an expansion the model cannot take. */
-async function checkExpansion(model: string, config: ExpansionRequest): Promise<void> {
+/** Fails fast, before the expansion starts, on one the model cannot take. */
+async function checkExpansion(inspect: JobContext['inspect'], model: string, config: ExpansionRequest): Promise<void> {
   // headers only: a missing or damaged checkpoint is refused here with the engine's own message
-  const { openCheckpoint } = await import('../engine/checkpoint.js');
-  const { config: c } = await openCheckpoint(resolve(model));
+  const layers = Number((await inspect(resolve(model))).layers);
   try {
-    planExpansion(c.numLayers, config);
+    planExpansion(layers, config);
   } catch (e) {
-    if (e instanceof ExpansionRequestError) throw new BlocklabError(`the expansion config does not fit this ${c.numLayers}-layer model: ${inConfigTerms(e.message)}`);
+    if (e instanceof ExpansionRequestError) throw new BlocklabError(`the expansion config does not fit this ${layers}-layer model: ${inConfigTerms(e.message)}`);
     throw e;
   }
 }
@@ -188,7 +189,7 @@ export class JobManager {
   async start(spec: JobSpec): Promise<{ jobId: string; runId: number | null }> {
     const output = this.outputOf(spec);
     if (output) await this.checkOutput(output);
-    if (spec.kind === 'expand') await checkExpansion(spec.model, spec.config);
+    if (spec.kind === 'expand') await checkExpansion(this.ctx.inspect, spec.model, spec.config);
     const jobId = randomUUID().slice(0, 8);
     const info: JobInfo = { jobId, kind: spec.kind, runId: null, startedAt: new Date().toISOString(), last: null };
     const emit = (event: JobEvent) => {

@@ -193,6 +193,11 @@ async function run(request: JobRequest, keep: boolean): Promise<void> {
       case 'sql':
         result = await runSql(request);
         break;
+      case 'inspect': {
+        const { inspectCheckpoint } = await import('../engine/index.js');
+        result = (await inspectCheckpoint(request.model)) as unknown as Result;
+        break;
+      }
     }
     await send({ type: 'done', result });
   } catch (e) {

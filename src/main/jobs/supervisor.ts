@@ -219,6 +219,52 @@ export class EngineWorker {
 }
 
 /**
+ * A warm engine process that runs short requests (SQL queries, checkpoint inspection) one after
+ * another: however many arrive at once, one process does the work and the rest wait their turn
+ * (at most `maxWaiting`; more are refused with a message). Each request has a time limit from
+ * the start of its turn; one that overruns has its process killed, and the next gets a fresh one.
+ */
+export class EngineQueue {
+  private readonly worker: EngineWorker;
+  private tail: Promise<unknown> = Promise.resolve();
+  private waiting = 0;
+
+  constructor(private readonly opts: { idleMs: number; maxWaiting: number; what: string }) {
+    this.worker = new EngineWorker({ keepAlive: true, idleMs: opts.idleMs });
+  }
+
+  /** Resolves with the request's result; rejects with its error, a refusal, or `overran(limitMs)`. */
+  run(request: JobRequest, limitMs: number, overran: (limitMs: number) => string): Promise<Record<string, unknown>> {
+    if (this.waiting >= this.opts.maxWaiting) {
+      return Promise.reject(new BlocklabError(`${this.waiting} ${this.opts.what} are already waiting; try again when they have finished`));
+    }
+    this.waiting++;
+    const turn = this.tail.then(() => this.runNow(request, limitMs, overran));
+    this.tail = turn.catch(() => undefined);
+    return turn.finally(() => this.waiting--);
+  }
+
+  private async runNow(request: JobRequest, limitMs: number, overran: (limitMs: number) => string): Promise<Record<string, unknown>> {
+    const task = this.worker.run(request);
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<null>((resolveTimeout) => (timer = setTimeout(() => resolveTimeout(null), limitMs)));
+    const o = await Promise.race([task.done, timedOut]);
+    clearTimeout(timer);
+    if (o === null) {
+      task.kill('SIGKILL');
+      await task.done; // the worker is free (and will start a fresh process) once its process is gone
+      throw new BlocklabError(overran(limitMs));
+    }
+    if (!o.ok) throw o.userError ? new BlocklabError(o.error) : new Error(o.error);
+    return o.result;
+  }
+
+  close(): void {
+    this.worker.close();
+  }
+}
+
+/**
  * Identity of a checkpoint folder: sha256 over config.json and each weight file's name, size
  * and safetensors header (cheap for multi-GB files; any change to a tensor's layout or a file's
  * length changes it). Null when the folder has no config.json.

@@ -254,3 +254,41 @@ describe('5. a config.json that states impossible sizes', () => {
     await stillServing();
   }, 60_000);
 });
+
+describe('12. parallel SQL queries', () => {
+  it('take turns in one engine process instead of starting one each', async () => {
+    const { createApi } = await import('../../src/main/api/index.js');
+    const { forkEngine, setEngineSpawner } = await import('../../src/main/jobs/supervisor.js');
+    const { ExperimentStore } = await import('../../src/main/store/index.js');
+    let spawned = 0;
+    let alive = 0;
+    let mostAlive = 0;
+    setEngineSpawner((o) => {
+      spawned++;
+      const child = forkEngine(o);
+      alive++;
+      mostAlive = Math.max(mostAlive, alive);
+      child.onExit(() => alive--);
+      return child;
+    });
+    const storePath = join(dir, 'sql-queue.sqlite');
+    const store = ExperimentStore.open(storePath);
+    const api = createApi({ store, storePath, mode: 'server', userDataDir: dir, push: () => undefined });
+    try {
+      const slow = 'WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 300000) SELECT COUNT(*) FROM c';
+      const answers = await Promise.all(Array.from({ length: 8 }, () => api.handle('sql.query', { sql: slow })));
+      expect(answers.map((a) => (a as { rows: number[][] }).rows[0][0])).toEqual(Array(8).fill(300000));
+      expect(spawned).toBe(1);
+      expect(mostAlive).toBe(1);
+      // beyond what may wait, a query is refused with a message, not queued without end
+      const flood = await Promise.allSettled(Array.from({ length: 40 }, () => api.handle('sql.query', { sql: 'SELECT 1' })));
+      const refused = flood.filter((r) => r.status === 'rejected') as PromiseRejectedResult[];
+      expect(refused.length).toBe(8);
+      expect(String(refused[0].reason.message)).toMatch(/32 queries are already waiting; try again/);
+      expect(mostAlive).toBe(1);
+    } finally {
+      api.close();
+      store.close();
+    }
+  }, 60_000);
+});

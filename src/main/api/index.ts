@@ -13,7 +13,7 @@ import { parseParams, type ApiMethod, type ApiPush, type ApiResponse, type ApiRe
 import { notebookFileText, parseNotebookFile, NOTEBOOK_FILE_SUFFIX, type Cell } from '../../shared/notebook.js';
 import { BlocklabError } from '../engine/errors.js';
 import { demoDir } from '../engine/resources.js';
-import { EngineQueue, EngineWorker, runEngineTask } from '../jobs/supervisor.js';
+import { EngineQueue } from '../jobs/supervisor.js';
 import { checkpointLabel } from '../report/build.js';
 import { DEFAULT_QUERY_MAX_ROWS, type CheckpointRow, type ExperimentStore, type RunRow } from '../store/index.js';
 import { createNotebook, deleteNotebook, getNotebook, listNotebooks, saveNotebook } from '../store/notebooks.js';
@@ -118,7 +118,7 @@ export function createApi(ctx: ApiContext): Api {
   const inspect = (path: string) =>
     inspectQueue.run({ kind: 'inspect', model: path }, INSPECT_TIMEOUT_MS, (ms) => `${path}: reading this checkpoint's headers took longer than ${ms / 1000} s and was stopped; are its files on a slow or stuck disk?`);
   const jobs = new JobManager({ store, storePath: ctx.storePath, workDir: ctx.userDataDir, push: ctx.push, inspect });
-  const sqlEngine = new EngineWorker({ keepAlive: true, idleMs: 5 * 60_000 });
+  const sqlQueue = new EngineQueue({ idleMs: 5 * 60_000, maxWaiting: 32, what: 'queries' });
   const version = packageVersion();
 
   const handlers: { [M in ApiMethod]: (p: ReturnType<typeof parseParams<M>>) => Promise<ApiResults[M]> | ApiResults[M] } = {
@@ -290,21 +290,11 @@ export function createApi(ctx: ApiContext): Api {
     },
 
     async 'sql.query'(p) {
-      // a second, read-only connection in an engine process (kept warm between queries): a
-      // runaway query is killed, never blocks the app
+      // a second, read-only connection in an engine process kept warm between queries; queries
+      // take turns there (never one process each), and a runaway one is killed, never blocks the app
       const request = { kind: 'sql' as const, storePath: ctx.storePath, sql: p.sql, maxRows: p.maxRows ?? DEFAULT_QUERY_MAX_ROWS };
-      const task = sqlEngine.busy ? runEngineTask(request) : sqlEngine.run(request);
-      let timer: NodeJS.Timeout | undefined;
       const limitMs = ctx.sqlTimeoutMs ?? SQL_TIMEOUT_MS;
-      const timedOut = new Promise<null>((resolveTimeout) => (timer = setTimeout(() => resolveTimeout(null), limitMs)));
-      const o = await Promise.race([task.done, timedOut]);
-      clearTimeout(timer);
-      if (o === null) {
-        task.kill('SIGKILL');
-        throw new BlocklabError(`the query took longer than ${limitMs / 1000} s and was stopped; add a LIMIT or a WHERE`);
-      }
-      if (!o.ok) throw new BlocklabError(o.error);
-      return o.result as unknown as ApiResults['sql.query'];
+      return (await sqlQueue.run(request, limitMs, (ms) => `the query took longer than ${ms / 1000} s and was stopped; add a LIMIT or a WHERE`)) as unknown as ApiResults['sql.query'];
     },
 
     'jobs.start': (p) => jobs.start(p.job),
@@ -322,7 +312,7 @@ export function createApi(ctx: ApiContext): Api {
     },
     close() {
       jobs.stopAll();
-      sqlEngine.close();
+      sqlQueue.close();
       inspectQueue.close();
     },
   };

@@ -136,6 +136,8 @@ export type StepEvent = z.infer<typeof StepSchema>;
 /** engine process → caller */
 export const FromEngineSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('ready') }),
+  /** the engine received a cancel and is stopping (training: after this step, with a checkpoint) */
+  z.object({ type: z.literal('cancelling') }),
   z.object({ type: z.literal('log'), message: z.string() }),
   z.object({ type: z.literal('started'), info: z.record(z.string(), z.unknown()) }),
   z.object({ type: z.literal('step'), metrics: StepSchema }),

@@ -292,3 +292,83 @@ describe('12. parallel SQL queries', () => {
     }
   }, 60_000);
 });
+
+describe('6. a chat template that never ends, and a cancel the engine does not answer', () => {
+  it('a looping chat_template is stopped at the time limit with a message naming the file', async () => {
+    const { cp } = await import('node:fs/promises');
+    const { HfTokenizer } = await import('../../src/main/engine/tokenizer.js');
+    const { TEMPLATE_TIME_LIMIT_MS } = await import('../../src/main/engine/template-sandbox.js');
+    const model = join(dir, 'looping-template');
+    await cp(BASE, model, { recursive: true });
+    const cfgFile = join(model, 'tokenizer_config.json');
+    const cfg = JSON.parse(readFileSync(cfgFile, 'utf8'));
+    cfg.chat_template = '{% for i in range(100000) %}{% for j in range(100000) %}{{ i }}{% endfor %}{% endfor %}';
+    await writeFile(cfgFile, JSON.stringify(cfg));
+    const tok = await HfTokenizer.fromFolder(model);
+    const t0 = Date.now();
+    expect(() => tok.applyChatTemplate([{ role: 'user', content: 'hi' }])).toThrow(/tokenizer_config\.json: the chat_template failed to render \(did not finish within 5 s/);
+    expect(Date.now() - t0).toBeLessThan(TEMPLATE_TIME_LIMIT_MS + 20_000); // bounded: it was unbounded (hours) before
+    // a template that builds an enormous string is stopped too (by its size)
+    cfg.chat_template = '{% set s = "xxxxxxxxxxxxxxxx" %}{% for i in range(30) %}{% set s = s + s %}{% endfor %}{{ s }}';
+    await writeFile(cfgFile, JSON.stringify(cfg));
+    const tok2 = await HfTokenizer.fromFolder(model);
+    expect(() => tok2.applyChatTemplate([{ role: 'user', content: 'hi' }])).toThrow(/the chat_template failed to render/);
+    // and an ordinary template renders as before, in the same process
+    const demo = await HfTokenizer.fromFolder(BASE);
+    expect(demo.applyChatTemplate([{ role: 'user', content: 'hello' }], { addGenerationPrompt: true })).toContain('hello');
+  }, 90_000);
+
+  it('an engine that stops answering (SIGSTOP) is killed a few seconds after Cancel; the job ends cancelled and writes nothing', async () => {
+    const { createApi } = await import('../../src/main/api/index.js');
+    const { forkEngine, setEngineSpawner, CANCEL_GRACE_MS } = await import('../../src/main/jobs/supervisor.js');
+    const { ExperimentStore } = await import('../../src/main/store/index.js');
+    const pids: number[] = [];
+    setEngineSpawner((o) => {
+      const child = forkEngine(o);
+      if (child.pid) pids.push(child.pid);
+      return child;
+    });
+    const storePath = join(dir, 'cancel.sqlite');
+    const store = ExperimentStore.open(storePath);
+    const events: { jobId: string; event: JobEvent }[] = [];
+    const api = createApi({ store, storePath, mode: 'server', userDataDir: dir, push: (p) => p.type === 'job' && events.push({ jobId: p.jobId, event: p.event }) });
+    try {
+      for (const kind of ['expand', 'train'] as const) {
+        const out = join(dir, `stuck-${kind}`);
+        const job =
+          kind === 'expand'
+            ? { kind, model: BASE, out, config: { blocks: 2, placement: 'interleave' } }
+            : { kind, train: { model: BASE, data: [join(demoDir(), 'corpora', 'code', 'train.jsonl')], out, method: { kind: 'full' }, steps: 1000, lr: 1e-3, batch: 2, seq: 32, saveEvery: 1000 } };
+        const { jobId, runId } = (await api.handle('jobs.start', { job })) as { jobId: string; runId: number };
+        const before = pids.length;
+        // wait until the engine is working (a progress or step event), then freeze it
+        for (let i = 0; i < 600 && !events.some((e) => e.jobId === jobId && (e.event.kind === 'progress' || e.event.kind === 'step')); i++) await new Promise((r) => setTimeout(r, 50));
+        const pid = pids.at(-1)!;
+        expect(pids.length).toBeGreaterThanOrEqual(before);
+        process.kill(pid, 'SIGSTOP');
+        const t0 = Date.now();
+        expect(await api.handle('jobs.cancel', { jobId })).toEqual({ cancelled: true });
+        let end: JobEvent | undefined;
+        for (let i = 0; i < 600 && !end; i++) {
+          end = events.find((e) => e.jobId === jobId && (e.event.kind === 'done' || e.event.kind === 'error'))?.event;
+          await new Promise((r) => setTimeout(r, 50));
+        }
+        expect(end, `${kind} did not end after Cancel`).toBeDefined();
+        expect(Date.now() - t0).toBeLessThan(CANCEL_GRACE_MS + 15_000);
+        expect(() => process.kill(pid, 0), 'the stuck engine was not ended').toThrow();
+        const run = runId === null ? undefined : store.getRun(runId);
+        if (kind === 'expand') {
+          expect(end!.kind).toBe('error');
+          expect(existsSync(out)).toBe(false);
+          expect(store.listRuns({ kind: 'expand' }).find((r) => r.outDir === out)?.status).toBe('cancelled');
+        } else {
+          expect(end).toMatchObject({ kind: 'done', status: 'cancelled' });
+          expect(run?.status).toBe('cancelled');
+        }
+      }
+    } finally {
+      api.close();
+      store.close();
+    }
+  }, 120_000);
+});

@@ -18,8 +18,8 @@
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
-import { Template } from '@huggingface/jinja';
 import { BlocklabError } from './errors.js';
+import { renderTemplateSandboxed } from './template-sandbox.js';
 
 export interface ChatMessage {
   role: 'system' | 'user' | 'assistant';
@@ -65,7 +65,6 @@ export class HfTokenizer {
   private readonly cleanUpSpaces: boolean;
   private readonly tokenizerFile: string;
   private readonly templateFile: string;
-  private compiledTemplate: Template | null = null;
 
   private constructor(tokenizerJson: Json, tokenizerConfig: Json, dir: string | undefined, files: ModelFiles) {
     this.tokenizerFile = dir ? join(dir, 'tokenizer.json') : 'tokenizer.json';
@@ -290,8 +289,8 @@ export class HfTokenizer {
       );
     }
     try {
-      this.compiledTemplate ??= new Template(this.chatTemplate);
-      return this.compiledTemplate.render({
+      // in a worker with a time and memory limit: the template is code from a downloaded file
+      return renderTemplateSandboxed(this.chatTemplate, {
         ...this.specialTokenStrings,
         messages: messages.map((m) => ({ role: m.role, content: m.content })),
         add_generation_prompt: opts.addGenerationPrompt ?? false,

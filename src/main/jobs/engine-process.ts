@@ -219,7 +219,11 @@ function onMessage(raw: unknown): void {
     return;
   }
   const msg = parsed.data;
-  if (msg.type === 'cancel') controller.abort();
+  if (msg.type === 'cancel') {
+    controller.abort();
+    // the acknowledgement tells the supervisor this process is alive and stopping, not stuck
+    if (running) void send({ type: 'cancelling' });
+  }
   else void run(msg.request, msg.keep === true);
 }
 

@@ -26,11 +26,22 @@ export type JobOutcome =
   | { status: 'completed' | 'cancelled' | 'paused'; runId: number | null; result: Record<string, unknown> }
   | { status: 'failed' | 'interrupted'; runId: number | null; error: string; userError: boolean };
 
+/**
+ * How long an engine process has to acknowledge a cancel (a training job) or to end (any other
+ * job) before it is killed: it is stuck — a runaway computation that never returns to its event
+ * loop — and would otherwise run on after the user asked it to stop.
+ */
+export const CANCEL_GRACE_MS = 5000;
+
 export interface JobHandle {
   runId: number | null;
   pid: number | undefined;
-  /** asks the engine to stop after the current step (it writes a checkpoint first) */
-  cancel(): void;
+  /**
+   * Asks the engine to stop after the current step (it writes a checkpoint first). An engine
+   * that does not acknowledge within `graceMs` is killed; the run then ends as cancelled and
+   * resumes from its last checkpoint.
+   */
+  cancel(graceMs?: number): void;
   /** kills the engine process at once */
   kill(signal?: NodeJS.Signals): void;
   done: Promise<JobOutcome>;
@@ -177,12 +188,15 @@ export class EngineWorker {
     if (this.job) throw new Error('this engine worker is busy');
     clearTimeout(this.idleTimer);
     let cancelRequested = false;
+    let killTimer: NodeJS.Timeout | undefined;
+    let job: NonNullable<EngineWorker['job']>;
     const done = new Promise<TaskOutcome>((resolveDone) => {
-      this.job = {
+      job = this.job = {
         onMessage: opts.onMessage,
         finish: (o) => {
           if (!this.job) return;
           this.job = null;
+          clearTimeout(killTimer);
           if (this.opts.keepAlive) {
             this.idleTimer = setTimeout(() => this.close(), this.opts.idleMs);
             this.idleTimer.unref?.();
@@ -203,6 +217,13 @@ export class EngineWorker {
       cancel: () => {
         cancelRequested = true;
         child.send({ type: 'cancel' });
+        // a one-shot job keeps nothing when stopped: one still running after the grace is killed
+        if (killTimer === undefined) {
+          killTimer = setTimeout(() => {
+            if (this.job === job && this.child === child) child.kill('SIGKILL');
+          }, CANCEL_GRACE_MS);
+          killTimer.unref?.();
+        }
       },
       kill: (signal = 'SIGKILL') => child.kill(signal),
       done,
@@ -348,6 +369,8 @@ export function startJob(
   const stderrTail = watchStderr(child, events.onLog);
 
   let cancelRequested = false;
+  let cancelAcknowledged = false;
+  let killTimer: NodeJS.Timeout | undefined;
   const sendToEngine = (m: ToEngine) => child.send(m);
 
   const done = new Promise<JobOutcome>((resolveDone) => {
@@ -359,6 +382,7 @@ export function startJob(
     const finish = async (outcome: JobOutcome) => {
       if (settled) return;
       settled = true;
+      clearTimeout(killTimer);
       await Promise.allSettled(pending);
       metrics?.close();
       if (store && runId !== null) {
@@ -393,6 +417,10 @@ export function startJob(
           break;
         case 'log':
           events.onLog?.(m.message);
+          break;
+        case 'cancelling':
+          cancelAcknowledged = true;
+          clearTimeout(killTimer);
           break;
         case 'started':
           if (store && runId !== null) {
@@ -439,6 +467,12 @@ export function startJob(
     child.onError((e) => void finish({ status: 'failed', runId, error: `could not start the engine process: ${e.message}`, userError: false }));
     child.onExit((code, signal) => {
       if (settled) return;
+      if (cancelRequested && !cancelAcknowledged && signal === 'SIGKILL') {
+        // killed by cancel() for not answering: what the user asked for, minus the last checkpoint
+        events.onLog?.(`the engine process did not answer the stop request within ${CANCEL_GRACE_MS / 1000} s and was ended; the run resumes from its last checkpoint`);
+        void finish({ status: 'cancelled', runId, result: { stopped: 'cancelled', killed: true, steps: lastStep, model: null } });
+        return;
+      }
       const { message, interrupted } = describeExit(code, signal, stderrTail());
       const latest = lastStep > 0 ? ` after step ${lastStep}; resume from its last checkpoint with --resume` : '';
       void finish({ status: interrupted ? 'interrupted' : 'failed', runId, error: message + latest, userError: false });
@@ -448,9 +482,13 @@ export function startJob(
   return {
     runId,
     pid: child.pid,
-    cancel() {
+    cancel(graceMs = CANCEL_GRACE_MS) {
       cancelRequested = true;
       sendToEngine({ type: 'cancel' });
+      if (!cancelAcknowledged && killTimer === undefined) {
+        killTimer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+        killTimer.unref?.();
+      }
     },
     kill(signal = 'SIGKILL') {
       child.kill(signal);

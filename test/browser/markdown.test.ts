@@ -54,11 +54,16 @@ interface Rendered {
 /** Renders each source in the page and reports what the result contains. */
 async function render(sources: string[]): Promise<Rendered[]> {
   return page.evaluate((list) => {
-    const w = window as unknown as { BL: { renderMarkdown(s: string): string }; __pwned?: unknown };
+    interface El {
+      tagName: string;
+      attributes: ArrayLike<{ name: string }>;
+      getAttribute(name: string): string | null;
+    }
+    const g = globalThis as unknown as { BL: { renderMarkdown(s: string): string }; document: { getElementById(id: string): { innerHTML: string; querySelectorAll(q: string): ArrayLike<El> } } };
     return list.map((source) => {
       try {
-        const html = w.BL.renderMarkdown(source);
-        const host = document.getElementById('host')!;
+        const html = g.BL.renderMarkdown(source);
+        const host = g.document.getElementById('host');
         host.innerHTML = html;
         const els = Array.from(host.querySelectorAll('*'));
         const out = {
@@ -111,7 +116,7 @@ describe.skipIf(skip)('Markdown sanitising (allow-list)', () => {
     expect(results[6].hrefs).toEqual(['https://example.com/a']);
     expect(results[8].html).toContain('target="_blank"');
     expect(results[8].attrs).not.toContain('ping');
-    expect(await page.evaluate(() => (window as unknown as { __pwned?: unknown }).__pwned)).toBeUndefined();
+    expect(await page.evaluate(() => (globalThis as unknown as { __pwned?: unknown }).__pwned)).toBeUndefined();
     expect(page.url()).toBe('about:blank');
     // ordinary Markdown keeps its shape
     const [plain] = await render(['# Title\n\n**bold** *em* `code`\n\n| a | b |\n|---|--:|\n| 1 | 2 |\n\n1. one\n2. two\n\n```py\nx = 1\n```']);
@@ -130,7 +135,7 @@ describe.skipIf(skip)('Markdown sanitising (allow-list)', () => {
     const sources = fc.sample(doc, { numRuns: 400, seed: 11 });
     const results = await render(sources);
     results.forEach((r, i) => expectSafe(r, sources[i]));
-    expect(await page.evaluate(() => (window as unknown as { __pwned?: unknown }).__pwned)).toBeUndefined();
+    expect(await page.evaluate(() => (globalThis as unknown as { __pwned?: unknown }).__pwned)).toBeUndefined();
     expect(page.url()).toBe('about:blank');
   });
 });

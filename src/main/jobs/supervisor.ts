@@ -183,8 +183,8 @@ export class EngineWorker {
     });
   }
 
-  /** Runs one request; throws when a job is already running here. */
-  run(request: JobRequest, opts: { onMessage?: (m: FromEngine) => void } = {}): TaskHandle {
+  /** Runs one request; throws when a job is already running here. `onSent`: the (started) engine has the request. */
+  run(request: JobRequest, opts: { onMessage?: (m: FromEngine) => void; onSent?: () => void } = {}): TaskHandle {
     if (this.job) throw new Error('this engine worker is busy');
     clearTimeout(this.idleTimer);
     let cancelRequested = false;
@@ -210,6 +210,7 @@ export class EngineWorker {
     void this.ready!.then(() => {
       if (!this.job || this.child !== child) return;
       child.send({ type: 'start', request, keep: this.opts.keepAlive });
+      opts.onSent?.();
       if (cancelRequested) child.send({ type: 'cancel' });
     });
     return {
@@ -245,10 +246,14 @@ export class EngineWorker {
  * (at most `maxWaiting`; more are refused with a message). Each request has a time limit from
  * the start of its turn; one that overruns has its process killed, and the next gets a fresh one.
  */
+/** How long a fresh engine process may take to start (loading the TypeScript sources, tfjs). */
+const ENGINE_START_LIMIT_MS = 60_000;
+
 export class EngineQueue {
   private readonly worker: EngineWorker;
   private tail: Promise<unknown> = Promise.resolve();
   private waiting = 0;
+  private pendingSent: (() => void) | null = null;
 
   constructor(private readonly opts: { idleMs: number; maxWaiting: number; what: string }) {
     this.worker = new EngineWorker({ keepAlive: true, idleMs: opts.idleMs });
@@ -266,15 +271,26 @@ export class EngineQueue {
   }
 
   private async runNow(request: JobRequest, limitMs: number, overran: (limitMs: number) => string): Promise<Record<string, unknown>> {
-    const task = this.worker.run(request);
+    // the limit counts from when the engine has the request, not the engine's own start-up
+    // (which has a limit of its own: a process that never becomes ready is not waited for)
     let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<null>((resolveTimeout) => (timer = setTimeout(() => resolveTimeout(null), limitMs)));
+    let limit = ENGINE_START_LIMIT_MS;
+    const timedOut = new Promise<null>((resolveTimeout) => {
+      timer = setTimeout(() => resolveTimeout(null), ENGINE_START_LIMIT_MS);
+      this.pendingSent = () => {
+        clearTimeout(timer);
+        limit = limitMs;
+        timer = setTimeout(() => resolveTimeout(null), limitMs);
+      };
+    });
+    const task = this.worker.run(request, { onSent: () => this.pendingSent?.() });
     const o = await Promise.race([task.done, timedOut]);
     clearTimeout(timer);
+    this.pendingSent = null;
     if (o === null) {
       task.kill('SIGKILL');
       await task.done; // the worker is free (and will start a fresh process) once its process is gone
-      throw new BlocklabError(overran(limitMs));
+      throw new BlocklabError(limit === limitMs ? overran(limitMs) : `the engine process did not start within ${ENGINE_START_LIMIT_MS / 1000} s; the machine may be overloaded or out of memory`);
     }
     if (!o.ok) throw o.userError ? new BlocklabError(o.error) : new Error(o.error);
     return o.result;

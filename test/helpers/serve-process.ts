@@ -80,7 +80,7 @@ export interface ApiSession {
 
 /** One WebSocket API session against a running server. */
 export async function connectApi(port: number, token: string, headers: Record<string, string> = {}): Promise<ApiSession> {
-  const ws = new WebSocket(`ws://127.0.0.1:${port}/api?token=${token}`, { headers, maxPayload: 256 * 1024 * 1024 });
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/api`, ['blocklab', `blocklab-token.${token}`], { headers, maxPayload: 256 * 1024 * 1024 });
   await new Promise<void>((resolve, reject) => {
     ws.once('open', () => resolve());
     ws.once('error', reject);

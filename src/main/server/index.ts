@@ -1,12 +1,16 @@
 /**
  * Headless mode (`blocklab serve`): the built renderer and the app's API over a WebSocket, for a
- * GPU box reached through an SSH tunnel. Bound to 127.0.0.1 only; every request — the page, its
- * assets, the WebSocket — must carry the random token printed in the URL (the page gets a
- * same-site cookie so its assets load), and the Host header must name the loopback address, so
- * another web page in the same browser (CSRF, DNS rebinding) cannot reach it.
+ * GPU box reached through an SSH tunnel. Bound to 127.0.0.1 only, and the Host header must name
+ * the loopback address, so another web page in the same browser (CSRF, DNS rebinding) cannot
+ * reach it. The API's WebSocket must carry the random token printed in the URL, as a
+ * subprotocol (`blocklab-token.TOKEN`: never in a URL, a log or the history); the page opens
+ * with `?token=`, keeps it in its tab's sessionStorage and removes it from the address bar. The
+ * page and its assets then load with a cookie — and since a browser sends 127.0.0.1's cookies
+ * to every port on it, that cookie is not the token: it is named for this port and holds a
+ * value derived from the token that opens the page and nothing else, never the API.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { extname, join, resolve, sep } from 'node:path';
@@ -34,7 +38,9 @@ const TYPES: Record<string, string> = {
   '.map': 'application/json; charset=utf-8',
 };
 
-const COOKIE = 'blocklab_token';
+/** The subprotocol the app speaks, and the prefix of the one that carries the token. */
+export const API_PROTOCOL = 'blocklab';
+export const TOKEN_PROTOCOL_PREFIX = 'blocklab-token.';
 
 /** The built renderer: $BLOCKLAB_UI, else out/renderer of this checkout (`npm run build`). */
 export function defaultRendererDir(): string {
@@ -69,10 +75,19 @@ function sameToken(given: string | null | undefined, token: string): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
-function cookieToken(req: IncomingMessage): string | null {
+function cookieValue(req: IncomingMessage, name: string): string | null {
   for (const part of (req.headers.cookie ?? '').split(';')) {
     const [k, ...v] = part.trim().split('=');
-    if (k === COOKIE) return decodeURIComponent(v.join('='));
+    if (k === name) return v.join('=');
+  }
+  return null;
+}
+
+/** The token, when a WebSocket upgrade carries it as a subprotocol. */
+function protocolToken(req: IncomingMessage): string | null {
+  for (const p of String(req.headers['sec-websocket-protocol'] ?? '').split(',')) {
+    const name = p.trim();
+    if (name.startsWith(TOKEN_PROTOCOL_PREFIX)) return name.slice(TOKEN_PROTOCOL_PREFIX.length);
   }
   return null;
 }
@@ -112,6 +127,9 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
   };
   const api = createApi({ store: opts.store, storePath: opts.storePath, mode: 'server', userDataDir: opts.userDataDir, push, sqlTimeoutMs: opts.sqlTimeoutMs });
   let port = 0;
+  // the page cookie: per port, and a value that opens only the page (see the header comment)
+  const pageCookie = () => `blocklab_page_${port}`;
+  const pageKey = () => createHmac('sha256', token).update(`page:${port}`).digest('hex');
 
   const hostAllowed = (req: IncomingMessage) => {
     const host = req.headers.host ?? '';
@@ -125,7 +143,7 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
       const url = requestUrl(req, port);
       if (!url) return refuse(res, 400, 'bad request: the address is not a URL');
       const queryToken = url.searchParams.get('token');
-      const authorised = sameToken(queryToken, token) || sameToken(cookieToken(req), token);
+      const authorised = sameToken(queryToken, token) || sameToken(cookieValue(req, pageCookie()), pageKey());
       if (!authorised) return refuse(res, 403, 'refused: open the URL that `blocklab serve` printed (it carries the token)');
       let path: string;
       try {
@@ -151,7 +169,7 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
       if (extname(file) === '.html') {
         headers['content-security-policy'] = `${RENDERER_CSP}; frame-ancestors 'none'`;
         headers['x-frame-options'] = 'DENY';
-        if (sameToken(queryToken, token)) headers['set-cookie'] = `${COOKIE}=${token}; HttpOnly; SameSite=Strict; Path=/`;
+        if (sameToken(queryToken, token)) headers['set-cookie'] = `${pageCookie()}=${pageKey()}; HttpOnly; SameSite=Strict; Path=/`;
       }
       res.writeHead(200, headers);
       res.end(req.method === 'HEAD' ? undefined : body);
@@ -160,7 +178,12 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
     }
   });
 
-  const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_API_MESSAGE_BYTES });
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: MAX_API_MESSAGE_BYTES,
+    // answer with the app's protocol, never echo the one that carries the token
+    handleProtocols: (protocols) => (protocols.has(API_PROTOCOL) ? API_PROTOCOL : false),
+  });
 
   /** One API message in, one response out; nothing a client sends can throw out of here. */
   const answer = async (ws: WebSocket, data: RawData, isBinary: boolean): Promise<void> => {
@@ -197,7 +220,7 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
       if (!url) return deny('400 Bad Request', 'bad request: the address is not a URL');
       const origin = req.headers.origin;
       const originOk = origin === undefined || origin === `http://127.0.0.1:${port}` || origin === `http://localhost:${port}`;
-      if (!hostAllowed(req) || url.pathname !== '/api' || !originOk || !sameToken(url.searchParams.get('token'), token)) {
+      if (!hostAllowed(req) || url.pathname !== '/api' || !originOk || !sameToken(protocolToken(req), token)) {
         return deny('403 Forbidden', 'refused: a valid token is required');
       }
       wss.handleUpgrade(req, socket, head, (ws) => {

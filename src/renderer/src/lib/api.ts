@@ -1,7 +1,7 @@
 /**
  * The renderer's only way out: the API of src/shared/api.ts over whichever transport exists —
  * `window.blocklab` from the Electron preload, or the WebSocket of `blocklab serve` (token from
- * the page's URL). Typed by method; errors come back as thrown Errors with the backend's message.
+ * the page's first URL, then from this tab's sessionStorage). Typed by method; errors come back as thrown Errors with the backend's message.
  */
 import { oversizeRequest, type ApiMethod, type ApiParams, type ApiPush, type ApiResponse, type ApiResults, type BlocklabBridge } from '../../../shared/api';
 import { utf8Length } from '../../../shared/size';
@@ -21,13 +21,16 @@ class WebSocketBridge implements BlocklabBridge {
   private pending = new Map<number, (r: ApiResponse) => void>();
   private listeners = new Set<Listener>();
 
-  constructor(private readonly url: string) {}
+  constructor(
+    private readonly url: string,
+    private readonly protocols: string[],
+  ) {}
 
   private open(): Promise<WebSocket> {
     if (this.ws && this.ws.readyState === WebSocket.OPEN) return Promise.resolve(this.ws);
     if (this.opening) return this.opening;
     this.opening = new Promise<WebSocket>((resolve, reject) => {
-      const ws = new WebSocket(this.url);
+      const ws = new WebSocket(this.url, this.protocols);
       ws.onopen = () => {
         this.ws = ws;
         this.opening = null;
@@ -82,11 +85,31 @@ class WebSocketBridge implements BlocklabBridge {
   }
 }
 
+const TOKEN_KEY = 'blocklab-token';
+
+/**
+ * The server's token: from the address the server printed (?token=), which is then removed from
+ * the address bar and the history; kept for this tab (and its reloads) in sessionStorage, which
+ * is per origin, so per port.
+ */
+function serverToken(): string {
+  const params = new URLSearchParams(location.search);
+  const fromUrl = params.get('token');
+  if (fromUrl !== null) {
+    sessionStorage.setItem(TOKEN_KEY, fromUrl);
+    params.delete('token');
+    const query = params.toString();
+    history.replaceState(history.state, '', `${location.pathname}${query ? `?${query}` : ''}${location.hash}`);
+    return fromUrl;
+  }
+  return sessionStorage.getItem(TOKEN_KEY) ?? '';
+}
+
 function makeBridge(): BlocklabBridge {
   if (window.blocklab) return window.blocklab;
-  const token = new URLSearchParams(location.search).get('token') ?? '';
   const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
-  return new WebSocketBridge(`${scheme}//${location.host}/api?token=${encodeURIComponent(token)}`);
+  // the token travels as a subprotocol, never in the URL (src/main/server/index.ts)
+  return new WebSocketBridge(`${scheme}//${location.host}/api`, ['blocklab', `blocklab-token.${serverToken()}`]);
 }
 
 const bridge = makeBridge();

@@ -30,6 +30,9 @@ export const NOTEBOOK_LIMITS = {
   fileBytes: 8 * 1024 * 1024 + 64 * 1024,
 } as const;
 
+/** Keys of a cell's state that the store uses itself; a state may not carry them. */
+export const RESERVED_STATE_KEYS = ['__id'] as const;
+
 /** Whether a JSON value nests deeper than `max` (iterative: a hostile value cannot overflow the stack). */
 export function nestsDeeperThan(value: unknown, max: number): boolean {
   const stack: [unknown, number][] = [[value, 0]];
@@ -53,6 +56,7 @@ export const CellSchema = z.object({
   source: z.string().max(NOTEBOOK_LIMITS.sourceChars),
   state: z
     .record(z.string(), z.unknown())
+    .refine((s) => !RESERVED_STATE_KEYS.some((k) => Object.hasOwn(s, k)), `a cell's state may not have the key ${RESERVED_STATE_KEYS.join(', ')} (the store keeps the cell id there)`)
     .refine((s) => !nestsDeeperThan(s, NOTEBOOK_LIMITS.stateDepth), `a cell's state nests deeper than ${NOTEBOOK_LIMITS.stateDepth} levels`)
     .refine((s) => JSON.stringify(s).length <= NOTEBOOK_LIMITS.stateChars, `a cell's state is larger than ${NOTEBOOK_LIMITS.stateChars} characters`),
 });

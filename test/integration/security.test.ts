@@ -372,3 +372,46 @@ describe('6. a chat template that never ends, and a cancel the engine does not a
     }
   }, 120_000);
 });
+
+describe('10. an imported notebook that would never open', () => {
+  it('is refused before anything is stored: a reserved __id in a cell state, or two cells that would share one', async () => {
+    const s = await connectApi(server.port, server.token);
+    const before = ((await s.call('notebooks.list')) as { result: unknown[] }).result.length;
+    const file = (cells: unknown[]) => JSON.stringify({ format: 'blocklab-notebook', version: 1, name: 'evil', cells });
+    const cases: [string, RegExp][] = [
+      [file([{ id: 'a', kind: 'sql', source: '', state: { __id: '../../evil' } }]), /cells\.0\.state: a cell's state may not have the key __id/],
+      [file([{ id: 'a', kind: 'sql', source: '', state: { __id: 'b' } }, { id: 'b', kind: 'sql', source: '', state: {} }]), /may not have the key __id/],
+    ];
+    for (const [text, why] of cases) {
+      const r = await s.call('notebooks.import', { text, fileName: 'evil.blocklab.json' });
+      expect(r.ok).toBe(false);
+      expect(!r.ok && r.error).toMatch(why);
+    }
+    const after = (await s.call('notebooks.list')) as { result: { id: number }[] };
+    expect(after.result.length).toBe(before);
+    // every stored notebook opens
+    for (const nb of after.result) expect((await s.call('notebooks.get', { id: nb.id })).ok).toBe(true);
+    s.ws.close();
+  });
+
+  it('a notebook an earlier version stored with bad or duplicate ids still opens, with fresh ids', async () => {
+    const { ExperimentStore } = await import('../../src/main/store/index.js');
+    const { createNotebook, getNotebook } = await import('../../src/main/store/notebooks.js');
+    const store = ExperimentStore.open(join(dir, 'damaged.sqlite'));
+    try {
+      const nb = createNotebook(store, 'old', [
+        { id: 'a', kind: 'sql', source: 'SELECT 1', state: {} },
+        { id: 'b', kind: 'markdown', source: '# b', state: { x: 1 } },
+        { id: 'c', kind: 'markdown', source: '# c', state: {} },
+      ]);
+      store.db.prepare(`UPDATE cells SET state = '{"__id":"../../evil"}' WHERE position = 0 AND notebook_id = ?`).run(nb.id);
+      store.db.prepare(`UPDATE cells SET state = '{"__id":"c","x":1}' WHERE position = 1 AND notebook_id = ?`).run(nb.id);
+      const opened = getNotebook(store, nb.id);
+      expect(opened.cells.map((c) => c.source)).toEqual(['SELECT 1', '# b', '# c']);
+      expect(new Set(opened.cells.map((c) => c.id)).size).toBe(3);
+      expect(opened.cells[1].state).toEqual({ x: 1 });
+    } finally {
+      store.close();
+    }
+  });
+});

@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { jsonBytes, mib, utf8Length } from './size.js';
+import { jsonSyntaxProblem } from './json-error.js';
 
 export const CELL_KINDS = ['markdown', 'model', 'expansion', 'train', 'eval', 'chat', 'compare', 'sql'] as const;
 export const CellKindSchema = z.enum(CELL_KINDS);
@@ -111,7 +112,7 @@ export function parseNotebookFile(text: string, fileName = 'the notebook file'):
   try {
     raw = JSON.parse(text);
   } catch (e) {
-    throw new Error(`${fileName} is not valid JSON (${(e as Error).message})`);
+    throw new Error(`${fileName} is not valid JSON (${jsonSyntaxProblem(e)})`);
   }
   const parsed = NotebookFileSchema.safeParse(raw);
   if (!parsed.success) {

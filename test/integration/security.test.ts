@@ -415,3 +415,59 @@ describe('10. an imported notebook that would never open', () => {
     }
   });
 });
+
+describe('11. errors never quote an unknown file', () => {
+  const SECRET = 'root:x:0:0:hunter2-s3cr3t:/root:/bin/bash';
+  /** No run of 6 characters of the secret appears in the message. */
+  const expectNoQuote = (message: string) => {
+    for (let i = 0; i + 6 <= SECRET.length; i++) expect(message, message).not.toContain(SECRET.slice(i, i + 6));
+  };
+
+  it('eval with a benchmark that is /etc/passwd-like says what is wrong, without its contents', async () => {
+    const secretFile = join(dir, 'passwd');
+    await writeFile(secretFile, `${SECRET}\ndaemon:x:1:1::/usr/sbin:/usr/sbin/nologin\n`);
+    const s = await connectApi(server.port, server.token);
+    const r = await runJob(s, { kind: 'eval', checkpoints: [BASE], benchmarks: [secretFile], limit: 1 });
+    const message = r.start.ok ? (r.end?.kind === 'error' ? r.end.message : JSON.stringify(r.end)) : r.start.error;
+    expect(message).toMatch(/passwd:1: is not valid JSON \(it does not start as JSON does\)/);
+    expectNoQuote(message);
+    s.ws.close();
+  }, 60_000);
+
+  it('every reader of a JSON file (config, tokenizer, safetensors header, notebook, benchmark) answers without quoting it', async () => {
+    const { cp } = await import('node:fs/promises');
+    const { readHfConfig } = await import('../../src/main/engine/config.js');
+    const { HfTokenizer } = await import('../../src/main/engine/tokenizer.js');
+    const { readSafetensorsHeader } = await import('../../src/main/engine/safetensors.js');
+    const { parseNotebookFile } = await import('../../src/shared/notebook.js');
+    const { loadBenchmark } = await import('../../src/main/engine/benchmarks.js');
+    const model = join(dir, 'secret-model');
+    await cp(BASE, model, { recursive: true });
+    const messages: string[] = [];
+    const fails = async (f: () => unknown) => {
+      try {
+        await f();
+      } catch (e) {
+        messages.push((e as Error).message);
+        return;
+      }
+      throw new Error('expected a refusal');
+    };
+    for (const text of [SECRET, `{"a": ${SECRET}}`, `{"${SECRET}`]) {
+      await writeFile(join(model, 'config.json'), text);
+      await fails(() => readHfConfig(model));
+      await writeFile(join(model, 'tokenizer.json'), text);
+      await fails(() => HfTokenizer.fromFolder(model));
+      const header = Buffer.from(text);
+      const st = Buffer.alloc(8);
+      st.writeBigUInt64LE(BigInt(header.length));
+      await writeFile(join(model, 'x.safetensors'), Buffer.concat([st, header]));
+      await fails(() => readSafetensorsHeader(join(model, 'x.safetensors')));
+      await fails(() => parseNotebookFile(text, 'n.blocklab.json'));
+      await writeFile(join(dir, 'bench.jsonl'), `${text}\n`);
+      await fails(() => loadBenchmark(join(dir, 'bench.jsonl')));
+    }
+    expect(messages.length).toBe(15);
+    for (const m of messages) expectNoQuote(m);
+  });
+});

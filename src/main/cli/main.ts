@@ -37,6 +37,7 @@ import { resumableTrainJob } from '../jobs/resume.js';
 import { DEFAULT_ADAMW } from '../engine/optimizer.js';
 import { TrainJobSchema, type TrainJob } from '../../shared/jobs.js';
 import { dirname, join, resolve as resolvePath } from 'node:path';
+import { jsonSyntaxProblem } from '../../shared/json-error.js';
 
 // Anything a library prints with console.log must not corrupt the one JSON document on stdout.
 const writeStdout = (text: string) => process.stdout.write(text);
@@ -947,7 +948,7 @@ async function readIdsFile(file: string): Promise<number[]> {
   try {
     ids = JSON.parse(text);
   } catch (e) {
-    throw new BlocklabError(`is not valid JSON (${(e as Error).message}); expected an array of token ids like [1, 2, 3]`, { file });
+    throw new BlocklabError(`is not valid JSON (${jsonSyntaxProblem(e)}); expected an array of token ids like [1, 2, 3]`, { file });
   }
   if (!Array.isArray(ids) || !ids.every((x) => Number.isInteger(x) && x >= 0)) {
     throw new BlocklabError('must be a JSON array of non-negative integer token ids, like [1, 2, 3]', { file });

@@ -8,6 +8,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BlocklabError } from './errors.js';
+import { jsonSyntaxProblem } from '../../shared/json-error.js';
 
 export const SUPPORTED_ARCHITECTURES = ['LlamaForCausalLM', 'MistralForCausalLM', 'Qwen2ForCausalLM'] as const;
 export type Architecture = (typeof SUPPORTED_ARCHITECTURES)[number];
@@ -217,7 +218,7 @@ export async function readHfConfig(dir: string): Promise<{ config: ModelConfig; 
   try {
     raw = JSON.parse(text);
   } catch (e) {
-    throw new BlocklabError(`is not valid JSON (${(e as Error).message.split('\n')[0]}); fix the file or re-download the checkpoint`, { file });
+    throw new BlocklabError(`is not valid JSON (${jsonSyntaxProblem(e)}); fix the file or re-download the checkpoint`, { file });
   }
   return { config: parseHfConfig(raw, file), raw: raw as Record<string, unknown> };
 }

@@ -20,6 +20,7 @@ import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { BlocklabError } from './errors.js';
 import { renderTemplateSandboxed } from './template-sandbox.js';
+import { jsonSyntaxProblem } from '../../shared/json-error.js';
 
 export interface ChatMessage {
   role: 'system' | 'user' | 'assistant';
@@ -386,7 +387,7 @@ async function readJsonObject(path: string, required: boolean): Promise<Json | n
   try {
     value = JSON.parse(text);
   } catch (err) {
-    throw new BlocklabError(`is not valid JSON (${oneLine(err)}); download or save it again`, { file: path, cause: err });
+    throw new BlocklabError(`is not valid JSON (${jsonSyntaxProblem(err)}); download or save it again`, { file: path });
   }
   if (!isPlainObject(value)) {
     throw new BlocklabError('is not a JSON object; download or save it again', { file: path });

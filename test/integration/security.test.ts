@@ -471,3 +471,29 @@ describe('11. errors never quote an unknown file', () => {
     for (const m of messages) expectNoQuote(m);
   });
 });
+
+describe('generation on a padded vocabulary', () => {
+  it('never samples an id the tokenizer cannot decode: generate (sampled and greedy) and generation benchmarks', async () => {
+    const { initBackend, loadModel, generateText, makeTinyCheckpoint } = await import('../../src/main/engine/index.js');
+    const { modelGenerator } = await import('../../src/main/engine/eval.js');
+    await initBackend('auto');
+    const model = join(dir, 'padded');
+    // 32,000 output rows, a byte-level tokenizer of a few hundred tokens (the review's case)
+    await makeTinyCheckpoint(model, { layers: 1, hidden: 32, heads: 2, kvHeads: 1, intermediate: 64, tie: false, padVocabTo: 32_000, seed: 5 });
+    const loaded = await loadModel(model);
+    try {
+      const V = loaded.tokenizer!.vocabSize;
+      expect(V).toBeLessThan(400);
+      for (const temperature of [1.5, 0]) {
+        const r = await generateText(loaded, { prompt: 'hello', maxTokens: 48, temperature, topP: 1, seed: 3 });
+        expect(r.ids.length).toBeGreaterThan(0);
+        for (const id of r.ids) expect(id).toBeLessThan(V);
+      }
+      const gen = modelGenerator(loaded.model, loaded.tokenizer!, []);
+      const text = await gen({ context: loaded.tokenizer!.encode('abc'), until: [], maxTokens: 24 });
+      expect(typeof text).toBe('string');
+    } finally {
+      loaded.dispose();
+    }
+  }, 60_000);
+});

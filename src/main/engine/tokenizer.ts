@@ -271,6 +271,29 @@ export class HfTokenizer {
     });
   }
 
+  private readonly neverMasks = new Map<number, Uint8Array | undefined>();
+
+  /**
+   * For a model of `modelVocab` output rows: a mask of the ids this tokenizer cannot decode
+   * (generate's `never`), or undefined when there are none. A checkpoint whose vocab_size
+   * exceeds its tokenizer's (Qwen2.5 pads 151,665 tokens to 152,064) has output rows no text
+   * belongs to; sampling one would end generation in an error.
+   */
+  undecodableIds(modelVocab: number): Uint8Array | undefined {
+    if (!this.neverMasks.has(modelVocab)) {
+      const mask = new Uint8Array(modelVocab);
+      let any = false;
+      for (let id = 0; id < modelVocab; id++) {
+        if (id >= this.vocabSize || this.tok.id_to_token(id) === undefined) {
+          mask[id] = 1;
+          any = true;
+        }
+      }
+      this.neverMasks.set(modelVocab, any ? mask : undefined);
+    }
+    return this.neverMasks.get(modelVocab);
+  }
+
   /** The vocabulary string of a token (byte-level alphabet for byte-level BPE), or null. */
   tokenToString(id: number): string | null {
     return this.tok.id_to_token(id) ?? null;

@@ -497,3 +497,41 @@ describe('generation on a padded vocabulary', () => {
     }
   }, 60_000);
 });
+
+describe('the store file and the folder browser', () => {
+  it('the store is readable by its owner only (0600), its folder 0700 when created', async () => {
+    const { statSync } = await import('node:fs');
+    const { ExperimentStore } = await import('../../src/main/store/index.js');
+    const file = join(dir, 'private', 'new.sqlite');
+    const store = ExperimentStore.open(file);
+    store.createRun({ kind: 'train', config: {} });
+    try {
+      expect(statSync(file).mode & 0o777).toBe(0o600);
+      expect(statSync(file + '-wal').mode & 0o777).toBe(0o600);
+      expect(statSync(join(dir, 'private')).mode & 0o777).toBe(0o700);
+    } finally {
+      store.close();
+    }
+    // a store an earlier version made 0644 is tightened when it is opened
+    const { chmodSync } = await import('node:fs');
+    chmodSync(file, 0o644);
+    ExperimentStore.open(file).close();
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+  });
+
+  it('files.list opens neither hidden folders nor the system’s, and does not show them', async () => {
+    const s = await connectApi(server.port, server.token);
+    await mkdir(join(dir, '.ssh'), { recursive: true });
+    await writeFile(join(dir, '.ssh', 'id_ed25519'), 'PRIVATE KEY');
+    const hidden = await s.call('files.list', { dir: join(dir, '.ssh') });
+    expect(!hidden.ok && hidden.error).toMatch(/\.ssh: is inside the hidden folder \.ssh/);
+    const etc = await s.call('files.list', { dir: '/etc' });
+    expect(!etc.ok && etc.error).toMatch(/is inside \/etc, a folder of the operating system/);
+    const here = (await s.call('files.list', { dir })) as { ok: true; result: { entries: { name: string }[] } };
+    expect(here.result.entries.map((e) => e.name)).not.toContain('.ssh');
+    const root = (await s.call('files.list', { dir: '/' })) as { ok: true; result: { entries: { name: string }[] } };
+    const names = root.result.entries.map((e) => e.name);
+    for (const sys of ['etc', 'proc', 'sys', 'dev', 'boot', 'usr']) expect(names).not.toContain(sys);
+    s.ws.close();
+  });
+});

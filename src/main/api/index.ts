@@ -18,6 +18,7 @@ import { checkpointLabel } from '../report/build.js';
 import { DEFAULT_QUERY_MAX_ROWS, type CheckpointRow, type ExperimentStore, type RunRow } from '../store/index.js';
 import { createNotebook, deleteNotebook, getNotebook, listNotebooks, saveNotebook } from '../store/notebooks.js';
 import { JobManager } from './jobs.js';
+import { checkBrowsable } from './paths.js';
 
 export interface ApiContext {
   store: ExperimentStore;
@@ -120,6 +121,15 @@ export function createApi(ctx: ApiContext): Api {
   const jobs = new JobManager({ store, storePath: ctx.storePath, workDir: ctx.userDataDir, push: ctx.push, inspect });
   const sqlQueue = new EngineQueue({ idleMs: 5 * 60_000, maxWaiting: 32, what: 'queries' });
   const version = packageVersion();
+  const policy = { userDataDir: ctx.userDataDir };
+  const browsable = (path: string) => {
+    try {
+      checkBrowsable(path, policy);
+      return true;
+    } catch {
+      return false;
+    }
+  };
 
   const handlers: { [M in ApiMethod]: (p: ReturnType<typeof parseParams<M>>) => Promise<ApiResults[M]> | ApiResults[M] } = {
     async 'app.info'() {
@@ -194,6 +204,8 @@ export function createApi(ctx: ApiContext): Api {
 
     async 'files.list'(p) {
       const dir = resolve(p.dir ?? homedir());
+      // the folders a user picks models and data from: not the system's, not hidden ones (~/.ssh)
+      checkBrowsable(dir, policy);
       let names: string[];
       try {
         names = await readdir(dir);
@@ -204,6 +216,7 @@ export function createApi(ctx: ApiContext): Api {
       const entries: FileEntry[] = [];
       for (const name of names.filter((n) => !n.startsWith('.')).sort((a, b) => a.localeCompare(b)).slice(0, MAX_DIR_ENTRIES)) {
         const path = join(dir, name);
+        if (!browsable(path)) continue;
         let isDir = false;
         try {
           isDir = (await stat(path)).isDirectory();

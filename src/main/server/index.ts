@@ -11,32 +11,17 @@
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { readFile, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
-import { extname, join, resolve, sep } from 'node:path';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { ApiRequestSchema, MAX_API_MESSAGE_BYTES, type ApiPush, type ApiResponse } from '../../shared/api.js';
-import { RENDERER_CSP } from '../../shared/security.js';
 import { BlocklabError } from '../engine/errors.js';
 import { createApi, errorMessage, errorResponse, type Api } from '../api/index.js';
+import { rendererFile } from './static.js';
 import type { ExperimentStore } from '../store/index.js';
 
-const TYPES: Record<string, string> = {
-  '.html': 'text/html; charset=utf-8',
-  '.js': 'text/javascript; charset=utf-8',
-  '.mjs': 'text/javascript; charset=utf-8',
-  '.css': 'text/css; charset=utf-8',
-  '.json': 'application/json; charset=utf-8',
-  '.svg': 'image/svg+xml',
-  '.png': 'image/png',
-  '.ico': 'image/x-icon',
-  '.ttf': 'font/ttf',
-  '.woff': 'font/woff',
-  '.woff2': 'font/woff2',
-  '.wasm': 'application/wasm',
-  '.map': 'application/json; charset=utf-8',
-};
 
 /** The subprotocol the app speaks, and the prefix of the one that carries the token. */
 export const API_PROTOCOL = 'blocklab';
@@ -145,34 +130,12 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
       const queryToken = url.searchParams.get('token');
       const authorised = sameToken(queryToken, token) || sameToken(cookieValue(req, pageCookie()), pageKey());
       if (!authorised) return refuse(res, 403, 'refused: open the URL that `blocklab serve` printed (it carries the token)');
-      let path: string;
-      try {
-        path = decodeURIComponent(url.pathname);
-      } catch {
-        return refuse(res, 400, 'bad request: the address has an invalid %-escape');
-      }
-      if (path === '/' || path === '') path = '/index.html';
-      const file = resolve(rendererDir, '.' + path);
-      if (file !== rendererDir && !file.startsWith(rendererDir + sep)) return refuse(res, 404, 'not found');
-      let body: Buffer;
-      try {
-        body = await readFile(file);
-      } catch {
-        return refuse(res, 404, 'not found');
-      }
-      const headers: Record<string, string> = {
-        'content-type': TYPES[extname(file)] ?? 'application/octet-stream',
-        'x-content-type-options': 'nosniff',
-        'referrer-policy': 'no-referrer',
-        'cache-control': path === '/index.html' ? 'no-store' : 'private, max-age=3600',
-      };
-      if (extname(file) === '.html') {
-        headers['content-security-policy'] = `${RENDERER_CSP}; frame-ancestors 'none'`;
-        headers['x-frame-options'] = 'DENY';
-        if (sameToken(queryToken, token)) headers['set-cookie'] = `${pageCookie()}=${pageKey()}; HttpOnly; SameSite=Strict; Path=/`;
-      }
+      const found = await rendererFile(rendererDir, url.pathname);
+      if (found.status !== 200) return refuse(res, found.status, found.text);
+      const headers = { ...found.headers };
+      if (found.html && sameToken(queryToken, token)) headers['set-cookie'] = `${pageCookie()}=${pageKey()}; HttpOnly; SameSite=Strict; Path=/`;
       res.writeHead(200, headers);
-      res.end(req.method === 'HEAD' ? undefined : body);
+      res.end(req.method === 'HEAD' ? undefined : found.body);
     } catch (e) {
       refuse(res, 500, `error: ${errorMessage(e)}`);
     }

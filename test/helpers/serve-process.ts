@@ -31,11 +31,11 @@ export async function tinyUi(dir: string): Promise<string> {
   return ui;
 }
 
-export async function startServe(dir: string, opts: { env?: Record<string, string>; ui?: string } = {}): Promise<ServeProcess> {
+export async function startServe(dir: string, opts: { env?: Record<string, string>; ui?: string; store?: string; cwd?: string } = {}): Promise<ServeProcess> {
   const ui = opts.ui ?? (await tinyUi(dir));
-  const store = join(dir, 'serve.sqlite');
+  const store = opts.store ?? join(dir, 'serve.sqlite');
   const proc = spawn(process.execPath, [join(REPO_ROOT, 'bin', 'blocklab.mjs'), '--store', store, 'serve', '--port', '0', '--ui', ui, '--json'], {
-    cwd: REPO_ROOT,
+    cwd: opts.cwd ?? REPO_ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...opts.env },
   });

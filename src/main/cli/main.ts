@@ -766,6 +766,9 @@ program
       store.close();
       throw e;
     }
+    // A promise nobody awaited that failed is a bug; it must not take the server and every
+    // running job down with it. It is reported (and the fuzz tests look for this line).
+    process.on('unhandledRejection', (e) => process.stderr.write(`blocklab serve: internal error (please report it): ${(e as Error)?.stack ?? String(e)}\n`));
     // the URL alone on stdout (scripts read it); with --json, one document with it
     writeStdout(globals(cmd).json ? `${JSON.stringify({ url: server.url, port: server.port, store: storePath })}\n` : `${server.url}\n`);
     process.stderr.write(`Blocklab is serving ${storePath}; open the URL above (through an SSH tunnel: ssh -L ${server.port}:127.0.0.1:${server.port} HOST). Ctrl-C stops it.\n`);

@@ -78,9 +78,9 @@ export interface ApiSession {
   closed: Promise<number>;
 }
 
-/** One WebSocket API session against a running server. */
-export async function connectApi(port: number, token: string, headers: Record<string, string> = {}): Promise<ApiSession> {
-  const ws = new WebSocket(`ws://127.0.0.1:${port}/api`, ['blocklab', `blocklab-token.${token}`], { headers, maxPayload: 256 * 1024 * 1024 });
+/** One WebSocket API session against a running server (a null token: none offered; `url`: another address to try). */
+export async function connectApi(port: number, token: string | null, headers: Record<string, string> = {}, url = `ws://127.0.0.1:${port}/api`): Promise<ApiSession> {
+  const ws = new WebSocket(url, token === null ? [] : ['blocklab', `blocklab-token.${token}`], { headers, maxPayload: 256 * 1024 * 1024 });
   await new Promise<void>((resolve, reject) => {
     ws.once('open', () => resolve());
     ws.once('error', reject);

@@ -8,12 +8,11 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WebSocket } from 'ws';
-import type { ApiPush, ApiResponse } from '../../src/shared/api.js';
 import { RENDERER_CSP } from '../../src/shared/security.js';
 import { serve, type RunningServer } from '../../src/main/server/index.js';
 import { ExperimentStore } from '../../src/main/store/index.js';
 import { testDir } from '../helpers/tmp.js';
+import { connectApi } from '../helpers/serve-process.js';
 
 let dir: string;
 let store: ExperimentStore;
@@ -37,30 +36,8 @@ afterAll(async () => {
 
 const base = () => `http://127.0.0.1:${server.port}`;
 
-/** One WebSocket API session. */
-async function connect(url = `ws://127.0.0.1:${server.port}/api`, headers: Record<string, string> = {}, token: string | null = server.token) {
-  const ws = new WebSocket(url, token === null ? [] : ['blocklab', `blocklab-token.${token}`], { headers });
-  await new Promise<void>((resolve, reject) => {
-    ws.once('open', () => resolve());
-    ws.once('error', reject);
-    ws.once('unexpected-response', (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
-  });
-  let next = 1;
-  const waiting = new Map<number, (r: ApiResponse) => void>();
-  const pushes: ApiPush[] = [];
-  ws.on('message', (data) => {
-    const m = JSON.parse(String(data));
-    if (m.push) pushes.push(m.push);
-    else waiting.get(m.id)?.(m);
-  });
-  const call = (method: string, params: unknown = {}) =>
-    new Promise<ApiResponse>((resolve) => {
-      const id = next++;
-      waiting.set(id, resolve);
-      ws.send(JSON.stringify({ id, method, params }));
-    });
-  return { ws, call, pushes };
-}
+/** One WebSocket API session (a null token: none offered). */
+const connect = (url = `ws://127.0.0.1:${server.port}/api`, headers: Record<string, string> = {}, token: string | null = server.token) => connectApi(server.port, token, headers, url);
 
 describe('the token guard', () => {
   it('refuses the page, its assets and files outside the UI folder without the token', async () => {

@@ -329,6 +329,8 @@ describe('6. a chat template that never ends, and a cancel the engine does not a
       return child;
     });
     const storePath = join(dir, 'cancel.sqlite');
+    const smallCorpus = join(dir, 'small-corpus.txt');
+    await writeFile(smallCorpus, readFileSync(join(demoDir(), 'corpora', 'code', 'train.jsonl'), 'utf8').slice(0, 12_000));
     const store = ExperimentStore.open(storePath);
     const events: { jobId: string; event: JobEvent }[] = [];
     const api = createApi({ store, storePath, mode: 'server', userDataDir: dir, push: (p) => p.type === 'job' && events.push({ jobId: p.jobId, event: p.event }) });
@@ -338,7 +340,7 @@ describe('6. a chat template that never ends, and a cancel the engine does not a
         const job =
           kind === 'expand'
             ? { kind, model: BASE, out, config: { blocks: 2, placement: 'interleave' } }
-            : { kind, train: { model: BASE, data: [join(demoDir(), 'corpora', 'code', 'train.jsonl')], out, method: { kind: 'full' }, steps: 1000, lr: 1e-3, batch: 2, seq: 32, saveEvery: 1000 } };
+            : { kind, train: { model: BASE, data: [smallCorpus], out, method: { kind: 'full' }, steps: 1000, lr: 1e-3, batch: 2, seq: 32, saveEvery: 1000 } };
         const { jobId, runId } = (await api.handle('jobs.start', { job })) as { jobId: string; runId: number };
         const before = pids.length;
         // wait until the engine is working (a progress or step event), then freeze it

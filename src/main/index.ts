@@ -1,21 +1,31 @@
 /**
- * The Electron main process: one window on the built renderer, locked down (context isolation,
- * sandbox, no Node in the page, a strict CSP, no navigation, no new windows, no remote
- * content), the API of src/shared/api.ts over IPC with every payload and sender checked, and
- * engine jobs in Electron `utilityProcess`es. The engine, store and API code are the same the
- * CLI and `blocklab serve` run under plain Node.
+ * The Electron main process: one window on the built renderer, locked down per Electron's
+ * security checklist — context isolation, sandbox, no Node in the page, a strict CSP, the page
+ * served from the app's own `blocklab://app/` protocol rather than `file:` (no `file:` request
+ * is allowed at all), no navigation, no new windows, no remote content, every permission
+ * request and check denied — the API of src/shared/api.ts over IPC with every payload and
+ * sender checked, and engine jobs in Electron `utilityProcess`es. The engine, store and API
+ * code are the same the CLI and `blocklab serve` run under plain Node. The packaged binary's
+ * fuses are set by scripts/electron-fuses.mjs.
  */
-import { app, BrowserWindow, dialog, ipcMain, session, shell, utilityProcess, type IpcMainInvokeEvent, type WebContents } from 'electron';
+import { app, BrowserWindow, dialog, ipcMain, protocol, session, shell, utilityProcess, type IpcMainInvokeEvent, type WebContents } from 'electron';
 import { dirname, join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import { ApiRequestSchema, type ApiPush, type ApiResponse } from '../shared/api.js';
 import { RENDERER_CSP } from '../shared/security.js';
-import { createApi, errorMessage, type Api } from './api/index.js';
+import { createApi, errorMessage, errorResponse, type Api } from './api/index.js';
+import { rendererFile } from './server/static.js';
 import { setEngineSpawner, type EngineChild } from './jobs/supervisor.js';
 import { defaultStorePath, ExperimentStore } from './store/index.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const rendererIndex = join(here, '../renderer/index.html');
+const rendererDir = join(here, '../renderer');
+/** The app's own origin: the built renderer, and nothing else, is served there. */
+export const APP_SCHEME = 'blocklab';
+const APP_ORIGIN = `${APP_SCHEME}://app`;
+const APP_URL = `${APP_ORIGIN}/index.html`;
+// a standard, secure scheme: its own origin for the CSP's 'self', fetch and workers
+protocol.registerSchemesAsPrivileged([{ scheme: APP_SCHEME, privileges: { standard: true, secure: true, supportFetchAPI: true } }]);
 const preloadFile = join(here, '../preload/index.cjs');
 // The bundled files sit in resources/ next to out/ (development) or in the app's resources (packaged).
 process.env.BLOCKLAB_RESOURCES ??= app.isPackaged ? join(process.resourcesPath, 'resources') : join(app.getAppPath(), 'resources');
@@ -59,7 +69,7 @@ function push(p: ApiPush): void {
 /** Only our own page, in its top frame, may call the API. */
 function trustedSender(e: IpcMainInvokeEvent): boolean {
   const frame = e.senderFrame;
-  return windows.has(e.sender) && frame !== null && frame === e.sender.mainFrame && frame.url.startsWith(pathToFileURL(rendererIndex).href);
+  return windows.has(e.sender) && frame !== null && frame === e.sender.mainFrame && frame.url.startsWith(`${APP_ORIGIN}/`);
 }
 
 function createWindow(): void {
@@ -89,7 +99,7 @@ function createWindow(): void {
     if (/^https?:\/\//.test(url)) void shell.openExternal(url);
     return { action: 'deny' };
   });
-  void win.loadFile(rendererIndex);
+  void win.loadURL(APP_URL);
 }
 
 app.on('web-contents-created', (_e, contents) => {
@@ -101,10 +111,20 @@ void app.whenReady().then(() => {
   session.defaultSession.webRequest.onHeadersReceived((details, done) => {
     done({ responseHeaders: { ...details.responseHeaders, 'Content-Security-Policy': [RENDERER_CSP] } });
   });
+  // the app's files only: no file: URL (not even the renderer's own folder), no network
   session.defaultSession.webRequest.onBeforeRequest((details, done) => {
-    done({ cancel: !/^(file|devtools|blob|data):/.test(details.url) });
+    done({ cancel: !(details.url.startsWith(`${APP_ORIGIN}/`) || /^(devtools|blob|data):/.test(details.url)) });
   });
+  // every permission denied, whether requested (a prompt) or checked (a query)
   session.defaultSession.setPermissionRequestHandler((_wc, _permission, done) => done(false));
+  session.defaultSession.setPermissionCheckHandler(() => false);
+  protocol.handle(APP_SCHEME, async (request) => {
+    const url = new URL(request.url);
+    if (url.host !== 'app' || request.method !== 'GET') return new Response('not found', { status: 404 });
+    const found = await rendererFile(rendererDir, url.pathname);
+    if (found.status !== 200) return new Response(found.text, { status: found.status });
+    return new Response(new Uint8Array(found.body), { status: 200, headers: found.headers });
+  });
 
   const storePath = process.env.BLOCKLAB_STORE ? defaultStorePath() : join(app.getPath('userData'), 'blocklab.sqlite');
   try {
@@ -129,7 +149,7 @@ void app.whenReady().then(() => {
     try {
       return { id, ok: true, result: await api!.handle(parsed.data.method, parsed.data.params) };
     } catch (err) {
-      return { id, ok: false, error: errorMessage(err) };
+      return errorResponse(id, err);
     }
   });
 

@@ -9,6 +9,16 @@ import { ExpansionRequestSchema } from './expansion.js';
 import { TrainMethodSchema, type StepEvent } from './jobs.js';
 import { CellsSchema, NOTEBOOK_LIMITS, type Notebook } from './notebook.js';
 import type { CompareReport, EvalReport } from './benchmarks.js';
+import { jsonBytes, mib } from './size.js';
+
+/**
+ * The largest API message either transport carries, in UTF-8 bytes of its JSON (what a
+ * WebSocket frame holds). The server's frame limit; the client refuses to send more, with this
+ * message. Every notebook the schemas accept fits (see NOTEBOOK_LIMITS).
+ */
+export const MAX_API_MESSAGE_BYTES = 24 * 1024 * 1024;
+/** All the text of one chat request (system prompt and every turn). */
+export const MAX_CHAT_BYTES = 4 * 1024 * 1024;
 
 const Path = z.string().min(1).max(4096);
 const Id = z.number().int().nonnegative();
@@ -49,6 +59,7 @@ export const ChatMessageSchema = z.object({ role: z.enum(['system', 'user', 'ass
 export type ChatTurn = z.infer<typeof ChatMessageSchema>;
 
 export const JobSpecSchema = z.discriminatedUnion('kind', [
+  /** `overwrite`: replace the Blocklab output already at `out`; the app sends it only after the user confirmed, naming the folder */
   z.object({ kind: z.literal('expand'), model: Path, out: Path.optional(), config: ExpansionRequestSchema, overwrite: z.boolean().optional() }),
   z.object({ kind: z.literal('train'), train: TrainSpecSchema }),
   /** resumes an interrupted, stopped or paused training run from its last checkpoint */
@@ -62,8 +73,17 @@ export const JobSpecSchema = z.discriminatedUnion('kind', [
     limit: z.number().int().positive().optional(),
     shots: z.number().int().nonnegative().max(32).optional(),
   }),
-  z.object({ kind: z.literal('chat'), model: Path, messages: z.array(ChatMessageSchema).min(1).max(500), settings: ChatSettingsSchema }),
-  z.object({ kind: z.literal('export-checkpoint'), model: Path, format: z.enum(['hf', 'gguf']), out: Path.optional(), dtype: z.enum(['float32', 'float16', 'bfloat16']).optional() }),
+  z.object({
+    kind: z.literal('chat'),
+    model: Path,
+    messages: z
+      .array(ChatMessageSchema)
+      .min(1)
+      .max(500)
+      .refine((m) => jsonBytes(m) <= MAX_CHAT_BYTES, `the conversation is longer than ${mib(MAX_CHAT_BYTES)}; start a new chat`),
+    settings: ChatSettingsSchema,
+  }),
+  z.object({ kind: z.literal('export-checkpoint'), model: Path, format: z.enum(['hf', 'gguf']), out: Path.optional(), dtype: z.enum(['float32', 'float16', 'bfloat16']).optional(), overwrite: z.boolean().optional() }),
   z.object({
     kind: z.literal('export-report'),
     runIds: z.array(Id).max(64),
@@ -72,6 +92,7 @@ export const JobSpecSchema = z.discriminatedUnion('kind', [
     title: z.string().max(200).optional(),
     formats: z.array(z.enum(['html', 'md', 'pdf'])).min(1),
     out: Path.optional(),
+    overwrite: z.boolean().optional(),
   }),
 ]);
 export type JobSpec = z.infer<typeof JobSpecSchema>;
@@ -285,10 +306,20 @@ export const ApiRequestSchema = z.object({
 });
 export type ApiRequest = z.infer<typeof ApiRequestSchema>;
 
-export type ApiResponse = { id: number; ok: true; result: unknown } | { id: number; ok: false; error: string };
+/**
+ * `code` "confirm-overwrite": the request would replace an output Blocklab wrote earlier at
+ * `path`; the app asks the user (naming it) and sends the request again with `overwrite`.
+ */
+export type ApiResponse = { id: number; ok: true; result: unknown } | { id: number; ok: false; error: string; code?: 'confirm-overwrite'; path?: string };
 
 /** Pushed by the backend: job events, and "something in the store changed" hints. */
 export type ApiPush = { type: 'job'; jobId: string; event: JobEvent } | { type: 'changed'; what: 'runs' | 'checkpoints' | 'notebooks' };
+
+/** Why a request is too large to send, or null: the client checks before sending. */
+export function oversizeRequest(request: { method: string; params?: unknown }, encodedBytes = jsonBytes(request)): string | null {
+  if (encodedBytes <= MAX_API_MESSAGE_BYTES) return null;
+  return `${request.method}: the request is ${mib(encodedBytes)}, more than the ${mib(MAX_API_MESSAGE_BYTES)} the app sends in one message`;
+}
 
 /** Validates a method's params, with a message a person can act on. */
 export function parseParams<M extends ApiMethod>(method: M, params: unknown): z.output<(typeof API_METHODS)[M]> {

@@ -104,7 +104,10 @@ export const JobRequestSchema = z.discriminatedUnion('kind', [
     format: z.enum(['hf', 'gguf']),
     out: z.string().min(1),
     dtype: z.enum(['float32', 'float16', 'bfloat16']).optional(),
+    overwrite: z.boolean().optional(),
   }),
+  /** what `blocklab inspect` shows about a checkpoint folder (headers only), away from the caller's event loop */
+  z.object({ kind: z.literal('inspect'), model: z.string().min(1) }),
   /** a read-only query of the store, on its own connection, in a process that can be killed */
   z.object({ kind: z.literal('sql'), storePath: z.string().min(1), sql: z.string().min(1), maxRows: z.number().int().positive() }),
 ]);
@@ -133,6 +136,8 @@ export type StepEvent = z.infer<typeof StepSchema>;
 /** engine process → caller */
 export const FromEngineSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('ready') }),
+  /** the engine received a cancel and is stopping (training: after this step, with a checkpoint) */
+  z.object({ type: z.literal('cancelling') }),
   z.object({ type: z.literal('log'), message: z.string() }),
   z.object({ type: z.literal('started'), info: z.record(z.string(), z.unknown()) }),
   z.object({ type: z.literal('step'), metrics: StepSchema }),

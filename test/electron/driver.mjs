@@ -29,7 +29,17 @@ const trusted = { sender: wc, senderFrame: wc.mainFrame };
 const out = {};
 
 out.webPreferences = win.options.webPreferences;
-out.loadedFile = win.loadedFile;
+out.loadedFile = win.loadedFile ?? null;
+out.loadedURL = win.loadedURL ?? null;
+out.privilegedSchemes = stub.protocols.privileged;
+// the app's protocol: the renderer's files, nothing outside them, no other host
+const serveApp = stub.protocols.handlers.get('blocklab');
+const get = async (url) => {
+  const r = await serveApp({ url, method: 'GET' });
+  return { status: r.status, csp: r.headers.get('content-security-policy'), start: (await r.text()).slice(0, 15) };
+};
+out.appIndex = await get('blocklab://app/index.html');
+out.appEscapes = await Promise.all(['blocklab://app/../../package.json', 'blocklab://app/%2e%2e/%2e%2e/package.json', 'blocklab://app/..%2f..%2fpackage.json', 'blocklab://other/index.html', 'blocklab://app/%00'].map(async (u) => (await get(u)).status));
 out.info = await api(trusted, { id: 1, method: 'app.info', params: {} });
 out.fromOtherPage = await api({ sender: wc, senderFrame: { url: 'https://evil.example/' } }, { id: 2, method: 'app.info' });
 out.fromSubframe = await api({ sender: wc, senderFrame: { url: wc.mainFrame.url } }, { id: 3, method: 'app.info' });
@@ -48,8 +58,11 @@ out.opened = stub.opened;
 
 stub.webRequest.headers({ responseHeaders: {} }, (r) => (out.cspHeader = r.responseHeaders['Content-Security-Policy']));
 stub.webRequest.before({ url: 'https://example.com/x.js' }, (r) => (out.remoteCancelled = r.cancel));
-stub.webRequest.before({ url: pathToFileURL(win.loadedFile).href }, (r) => (out.fileCancelled = r.cancel));
+stub.webRequest.before({ url: pathToFileURL(join(process.env.STUB_APP_PATH, 'out', 'renderer', 'index.html')).href }, (r) => (out.fileCancelled = r.cancel));
+stub.webRequest.before({ url: 'file:///etc/passwd' }, (r) => (out.otherFileCancelled = r.cancel));
+stub.webRequest.before({ url: 'blocklab://app/assets/x.js' }, (r) => (out.appCancelled = r.cancel));
 stub.permissionHandler(wc, 'media', (granted) => (out.permissionGranted = granted));
+out.permissionChecks = ['media', 'clipboard-read', 'notifications', 'geolocation'].map((p) => stub.permissionCheckHandler(wc, p, 'blocklab://app', {}));
 let attached = true;
 stub.appEvents.emit('web-contents-created', {}, Object.assign(new (Object.getPrototypeOf(wc).constructor)(), {}));
 const created = new (Object.getPrototypeOf(wc).constructor)();

@@ -9,7 +9,7 @@ import { fork } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
-export const stub = { windows: [], handlers: new Map(), webRequest: {}, permissionHandler: null, errors: [], opened: [], utilityForks: 0, appEvents: new EventEmitter() };
+export const stub = { windows: [], handlers: new Map(), webRequest: {}, permissionHandler: null, permissionCheckHandler: null, protocols: { privileged: [], handlers: new Map() }, errors: [], opened: [], utilityForks: 0, appEvents: new EventEmitter() };
 globalThis.__electronStub = stub;
 
 class WebContents extends EventEmitter {
@@ -47,6 +47,12 @@ export class BrowserWindow extends EventEmitter {
     setImmediate(() => this.emit('ready-to-show'));
     return Promise.resolve();
   }
+  loadURL(url) {
+    this.loadedURL = url;
+    this.webContents.mainFrame.url = url;
+    setImmediate(() => this.emit('ready-to-show'));
+    return Promise.resolve();
+  }
   show() {
     this.shown = true;
   }
@@ -75,7 +81,13 @@ export const session = {
       onBeforeRequest: (fn) => (stub.webRequest.before = fn),
     },
     setPermissionRequestHandler: (fn) => (stub.permissionHandler = fn),
+    setPermissionCheckHandler: (fn) => (stub.permissionCheckHandler = fn),
   },
+};
+
+export const protocol = {
+  registerSchemesAsPrivileged: (schemes) => void stub.protocols.privileged.push(...schemes),
+  handle: (scheme, fn) => void stub.protocols.handlers.set(scheme, fn),
 };
 
 export const shell = { openExternal: async (url) => void stub.opened.push(url) };
@@ -103,4 +115,4 @@ export const utilityProcess = {
   },
 };
 
-export default { app, BrowserWindow, ipcMain, session, shell, dialog, utilityProcess };
+export default { app, BrowserWindow, ipcMain, protocol, session, shell, dialog, utilityProcess };

@@ -86,7 +86,7 @@ describe('jobs through the app API', () => {
     const run = store.getRun(f.runId!)!;
     expect(run).toMatchObject({ kind: 'expand', status: 'completed', resultCheckpointId: r.checkpointId });
     // running it again into the same folder lists the folder once
-    await runJob({ kind: 'expand', model: base(), out: join(dir, 'expanded'), config: { blocks: 2, placement: 'interleave' } });
+    await runJob({ kind: 'expand', model: base(), out: join(dir, 'expanded'), config: { blocks: 2, placement: 'interleave' }, overwrite: true });
     const list = (await api.handle('checkpoints.list', {})) as { path: string }[];
     expect(list.filter((c) => c.path === expanded)).toHaveLength(1);
   });

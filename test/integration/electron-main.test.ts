@@ -2,8 +2,9 @@
  * The Electron main process and preload, as built (out/main, out/preload), loaded under plain
  * Node against a stand-in `electron` module (test/electron/electron-stub.mjs) because the
  * Electron binary cannot run here. Checks our wiring: the window's locked-down preferences,
- * IPC refused unless it comes from the app's own top frame, every payload validated, no
- * navigation / new windows / webviews / permissions / remote requests, the CSP header, the
+ * IPC refused unless it comes from the app's own top frame, every payload validated, the page
+ * on the app's own blocklab:// protocol (no file: URLs), no navigation / new windows /
+ * webviews / permission requests or checks / remote requests, the CSP header, the
  * store in the user-data folder, an engine job through a utility process (the bundled
  * engine-process.js with Electron's parentPort), and a preload that exposes two functions.
  */
@@ -40,7 +41,16 @@ describe('the Electron main process (built, against a stand-in electron module)'
   it('opens one locked-down window on the built renderer', () => {
     expect(out.webPreferences).toMatchObject({ contextIsolation: true, sandbox: true, nodeIntegration: false, webSecurity: true, allowRunningInsecureContent: false });
     expect(out.webPreferences.preload).toBe(join(REPO_ROOT, 'out', 'preload', 'index.cjs'));
-    expect(out.loadedFile).toBe(join(REPO_ROOT, 'out', 'renderer', 'index.html'));
+    // from the app's own protocol, not loadFile: file: URLs are not the app's origin
+    expect(out.loadedFile).toBeNull();
+    expect(out.loadedURL).toBe('blocklab://app/index.html');
+    expect(out.privilegedSchemes).toEqual([{ scheme: 'blocklab', privileges: { standard: true, secure: true, supportFetchAPI: true } }]);
+  });
+
+  it('serves the built renderer on blocklab://app/ with the CSP, and nothing outside it', () => {
+    expect(out.appIndex).toMatchObject({ status: 200, start: '<!doctype html>' });
+    expect(out.appIndex.csp).toContain(RENDERER_CSP);
+    expect(out.appEscapes).toEqual([404, 404, 404, 404, 404]);
   });
 
   it('answers IPC from its own page only, and validates every payload', () => {
@@ -61,13 +71,17 @@ describe('the Electron main process (built, against a stand-in electron module)'
     expect(out.opened).toEqual(['https://example.com/']); // handed to the system browser, not opened in the app
     expect(out.webviewBlocked).toBe(true);
     expect(out.permissionGranted).toBe(false);
+    expect(out.permissionChecks).toEqual([false, false, false, false]);
     expect(out.remoteCancelled).toBe(true);
-    expect(out.fileCancelled).toBe(false);
+    // no file: request at all, not even for the renderer's own files; the app's protocol only
+    expect(out.fileCancelled).toBe(true);
+    expect(out.otherFileCancelled).toBe(true);
+    expect(out.appCancelled).toBe(false);
     expect(out.cspHeader).toEqual([RENDERER_CSP]);
   });
 
   it('runs an engine job in a utility process and pushes its events to the window', () => {
-    expect(out.utilityForks).toBe(1);
+    expect(out.utilityForks).toBe(2); // the expansion's pre-check reads the checkpoint in one, the job runs in the other
     const end = out.jobEvents.at(-1);
     expect(end).toMatchObject({ kind: 'done', status: 'completed', result: { kind: 'expand', totalLayers: 5, identity: { maxAbsLogitDiff: 0, passed: true } } });
     expect(existsSync(join(userData, 'expanded', 'config.json'))).toBe(true);

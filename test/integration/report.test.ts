@@ -171,8 +171,8 @@ describe('reports from the store', () => {
     expect(html).not.toMatch(/<script/i);
     const md = readFileSync(res.markdown, 'utf8');
     expect(md).toContain('| 1. blocks (interleave +1) | blocks | completed | 6 |');
-    // atomic writes leave no temporary files behind
-    expect(readdirSync(out).sort()).toEqual(['report.html', 'report.md', 'report.pdf']);
+    // atomic writes leave no temporary files behind; the marker says the folder is Blocklab's
+    expect(readdirSync(out).sort()).toEqual(['.blocklab-output.json', 'report.html', 'report.md', 'report.pdf']);
   });
 
   it.skipIf(chromiumProblem !== null && !process.env.CI)('the PDF step fails when the page tries to load anything', async () => {
@@ -193,7 +193,9 @@ describe('reports from the store', () => {
     const out = join(root, 'report-nochrome');
     await writeReport(data, out, { pdf: false });
     writeFileSync(join(out, 'report.pdf'), 'stale'); // from an earlier report: must not survive
-    const res = await writeReport(data, out, { pdf: true, chromium: join(root, 'no-such-chromium') });
+    // the folder is Blocklab's report: replaced only when asked
+    await expect(writeReport(data, out, { pdf: true, chromium: join(root, 'no-such-chromium') })).rejects.toThrow(/already exists and holds a report that Blocklab wrote; pass --overwrite/);
+    const res = await writeReport(data, out, { pdf: true, chromium: join(root, 'no-such-chromium'), overwrite: true });
     expect(res.pdf).toBeNull();
     expect(res.pdfError).toMatch(/no Chromium at .*no-such-chromium.*apt-get install chromium/);
     expect(res.pdfError).not.toContain('\n');

@@ -1,18 +1,18 @@
 /**
  * `blocklab serve`'s guard and the API behind it, over a real socket: the token is required for
- * the page, its assets and the WebSocket; a foreign Host or Origin is refused; API requests are
+ * the page, its assets (through a per-port cookie that is not the token) and the WebSocket (as a
+ * subprotocol); a foreign Host or Origin is refused; API requests are
  * validated; notebooks round-trip; the SQL cell reads and never writes. The UI here is a
  * two-file folder, so this runs without the renderer build (the browser tests use the real one).
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WebSocket } from 'ws';
-import type { ApiPush, ApiResponse } from '../../src/shared/api.js';
 import { RENDERER_CSP } from '../../src/shared/security.js';
 import { serve, type RunningServer } from '../../src/main/server/index.js';
 import { ExperimentStore } from '../../src/main/store/index.js';
 import { testDir } from '../helpers/tmp.js';
+import { connectApi } from '../helpers/serve-process.js';
 
 let dir: string;
 let store: ExperimentStore;
@@ -36,30 +36,8 @@ afterAll(async () => {
 
 const base = () => `http://127.0.0.1:${server.port}`;
 
-/** One WebSocket API session. */
-async function connect(url = `ws://127.0.0.1:${server.port}/api?token=${server.token}`, headers: Record<string, string> = {}) {
-  const ws = new WebSocket(url, { headers });
-  await new Promise<void>((resolve, reject) => {
-    ws.once('open', () => resolve());
-    ws.once('error', reject);
-    ws.once('unexpected-response', (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
-  });
-  let next = 1;
-  const waiting = new Map<number, (r: ApiResponse) => void>();
-  const pushes: ApiPush[] = [];
-  ws.on('message', (data) => {
-    const m = JSON.parse(String(data));
-    if (m.push) pushes.push(m.push);
-    else waiting.get(m.id)?.(m);
-  });
-  const call = (method: string, params: unknown = {}) =>
-    new Promise<ApiResponse>((resolve) => {
-      const id = next++;
-      waiting.set(id, resolve);
-      ws.send(JSON.stringify({ id, method, params }));
-    });
-  return { ws, call, pushes };
-}
+/** One WebSocket API session (a null token: none offered). */
+const connect = (url = `ws://127.0.0.1:${server.port}/api`, headers: Record<string, string> = {}, token: string | null = server.token) => connectApi(server.port, token, headers, url);
 
 describe('the token guard', () => {
   it('refuses the page, its assets and files outside the UI folder without the token', async () => {
@@ -70,17 +48,24 @@ describe('the token guard', () => {
     expect(page.status).toBe(200);
     expect(await page.text()).toContain('<p>ui</p>');
     expect(page.headers.get('content-security-policy')).toContain(RENDERER_CSP);
-    // the page's assets load with the cookie it set, and only with it
+    // the page's assets load with the cookie it set, and only with it; the cookie is named for
+    // this port and is not the token (browsers send 127.0.0.1's cookies to every port)
     const cookie = page.headers.get('set-cookie')!.split(';')[0];
+    expect(cookie).toMatch(new RegExp(`^blocklab_page_${server.port}=[0-9a-f]{64}$`));
+    expect(cookie).not.toContain(server.token);
     expect((await fetch(`${base()}/assets/app.js`, { headers: { cookie } })).status).toBe(200);
-    expect((await fetch(`${base()}/assets/app.js`, { headers: { cookie: 'blocklab_token=nope' } })).status).toBe(403);
+    expect((await fetch(`${base()}/assets/app.js`, { headers: { cookie: `blocklab_page_${server.port}=nope` } })).status).toBe(403);
+    // and what the cookie holds opens the page only, never the API
+    await expect(connect(undefined, {}, cookie.split('=')[1])).rejects.toThrow();
     const escape = await fetch(`${base()}/..%2Fsecret.txt?token=${server.token}`);
     expect(escape.status).toBe(404);
   });
 
   it('refuses a WebSocket without the token, from another origin, or for another host name', async () => {
-    await expect(connect(`ws://127.0.0.1:${server.port}/api`)).rejects.toThrow(/403|Unexpected server response/);
-    await expect(connect(`ws://127.0.0.1:${server.port}/api?token=x`)).rejects.toThrow();
+    await expect(connect(undefined, {}, null)).rejects.toThrow(/403|Unexpected server response/);
+    await expect(connect(undefined, {}, 'x')).rejects.toThrow();
+    // the token is never taken from the URL (where logs and histories keep it)
+    await expect(connect(`ws://127.0.0.1:${server.port}/api?token=${server.token}`, {}, null)).rejects.toThrow();
     await expect(connect(undefined, { origin: 'https://evil.example' })).rejects.toThrow();
     await expect(connect(undefined, { host: `evil.example:${server.port}` })).rejects.toThrow();
     const ok = await connect(undefined, { origin: base() });
@@ -198,12 +183,12 @@ describe('the API', () => {
   it('runs read-only SQL on a second connection and refuses writes', async () => {
     const { ws, call } = await connect();
     const r = (await call('sql.query', { sql: 'SELECT name FROM notebooks ORDER BY id' })) as { ok: boolean; result: { columns: string[]; rows: unknown[][] } };
-    expect(r.ok).toBe(true);
+    expect(r.ok, JSON.stringify(r)).toBe(true);
     expect(r.result.columns).toEqual(['name']);
     expect(r.result.rows.length).toBeGreaterThan(0);
     for (const sql of ['DELETE FROM notebooks', "UPDATE notebooks SET name = 'x'", 'DROP TABLE runs', "ATTACH 'x.db' AS x"]) {
       const w = await call('sql.query', { sql });
-      expect(w.ok, sql).toBe(false);
+      expect(w.ok, sql + JSON.stringify(w)).toBe(false);
     }
     const names = (await call('sql.query', { sql: 'SELECT COUNT(*) FROM notebooks' })) as { result: { rows: number[][] } };
     expect(names.result.rows[0][0]).toBeGreaterThan(0);
@@ -218,7 +203,7 @@ describe('the API', () => {
     expect(Date.now() - t0).toBeLessThan(10_000);
     // the killed engine is replaced on the next query
     const next = (await call('sql.query', { sql: 'SELECT 42' })) as { ok: boolean; result: { rows: number[][] } };
-    expect(next.ok).toBe(true);
+    expect(next.ok, JSON.stringify(next)).toBe(true);
     expect(next.result.rows).toEqual([[42]]);
     ws.close();
   }, 30_000);

@@ -3,7 +3,7 @@
  * format description (not from gguf.ts), the Q/K row permutation against hand-computed cases
  * and against RoPE itself, llama3 rope factors, tensor names, and the atomic write.
  */
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -193,16 +193,21 @@ describe('the GGUF v3 container', () => {
     expect((await readdir(dir)).filter((n) => n.startsWith('.'))).toEqual([]);
   });
 
-  it('is atomic: a failure mid-write leaves the previous file and no temporary file; replacing needs overwrite', async () => {
+  it('is atomic: a failure mid-write leaves the previous file and no temporary file; replacing needs overwrite, and only a GGUF file is replaced', async () => {
     const file = join(dir, 'atomic.gguf');
-    await writeFile(file, 'previous');
+    await writeFile(file, 'not a gguf: a file of the user');
+    await expect(writeGguf(file, kvs, tensors, { overwrite: true })).rejects.toThrow(/not a GGUF file; Blocklab will not replace it/);
+    expect(await readFile(file, 'utf8')).toBe('not a gguf: a file of the user');
+    await rm(file);
+    await writeGguf(file, kvs, tensors.slice(0, 1));
+    const previous = await readFile(file);
     await expect(writeGguf(file, kvs, tensors)).rejects.toThrow(/already exists.*--overwrite/);
     const failing: GgufTensor[] = [
       tensors[0],
       { ...tensors[1], data: async () => { throw new Error('disk on fire'); } },
     ];
     await expect(writeGguf(file, kvs, failing, { overwrite: true })).rejects.toThrow(/disk on fire/);
-    expect(await readFile(file, 'utf8')).toBe('previous');
+    expect(Buffer.compare(await readFile(file), previous)).toBe(0);
     expect((await readdir(dir)).filter((n) => n.startsWith('.'))).toEqual([]);
     await writeGguf(file, kvs, tensors, { overwrite: true });
     expect(readGguf(new Uint8Array(await readFile(file))).tensors).toHaveLength(3);

@@ -244,7 +244,7 @@ describe('renderReport', () => {
     expect(markdown).toContain('| {c} full fine-tune | +0.290 | +0.252 |');
     expect(markdown).toMatch(/^  - \*\*expanded\*\* \(expand\) — interleave: 4 → 6 layers, new 2←1, 5←3: `\/models\/expanded`$/m);
     expect(markdown).toMatch(/^- 1\\\. blocks \(interleave \+2\): loss `[▁▂▃▄▅▆▇█]{32}` · val_loss `[▁▂▃▄▅▆▇█]{8}`$/m);
-    expect(markdown).toContain('see \\[the paper\\](https://arxiv.org/abs/2401.02415) \\!\\[x\\](http://evil.example/p.png)');
+    expect(markdown).toContain('see &#91;the paper&#93;(https://arxiv.org/abs/2401.02415) &#33;&#91;x&#93;(http://evil.example/p.png)');
     // outside code fences, no raw HTML survives
     const prose = markdown.replace(/^(`{3,})json\n[\s\S]*?\n\1$/gm, '').replace(/`[^`\n]*`/g, '');
     expect(prose).not.toMatch(/(^|[^\\])<[a-z/]/im);
@@ -292,6 +292,34 @@ describe('report helpers', () => {
       '<p>a &lt;b&gt;x&lt;/b&gt; <strong>y</strong> <code>&lt;i&gt;</code> <em>z</em> snake_case_name</p>\n<ol><li>one</li><li>two</li></ol>\n<pre><code>&lt;p&gt;</code></pre>',
     );
     expect(escapeMarkdown('a|b <c> [d](e) *f*\nnext')).toBe('a\\|b \\<c\\> \\[d\\](e) \\*f\\* next');
-    expect(neutraliseMarkdown('**ok** <b> `<kept>` ![i](http://x)')).toBe('**ok** \\<b\\> `<kept>` \\!\\[i\\](http://x)');
+    expect(neutraliseMarkdown('**ok** <b> `kept` `<i>` ![i](http://x)')).toBe('**ok** &lt;b&gt; `kept` &#96;&lt;i&gt;&#96; &#33;&#91;i&#93;(http://x)');
+  });
+});
+
+describe('report.md stays inert (issue 11, item 9)', () => {
+  /** HTML elements that Markdown rendering of the neutralised text produced, other than its own. */
+  async function rawTags(note: string): Promise<string[]> {
+    const { marked } = await import('marked');
+    const { neutraliseMarkdown } = await import('../../src/main/report/escape.js');
+    const html = marked.parse(neutraliseMarkdown(note), { async: false, gfm: true }) as string;
+    // a URL in the text may be autolinked by GFM (a link to what it shows): nothing else may appear
+    const autolinks = html.replace(/<a href="(https?:|mailto:)[^"<>]*">[^<]*<\/a>/g, '');
+    return (autolinks.match(/<\/?([a-zA-Z][\w-]*)/g) ?? []).map((t) => t.replace(/[</]/g, '').toLowerCase()).filter((t) => !['p', 'code', 'em', 'strong', 'del', 'br', 'ul', 'ol', 'li', 'h1', 'h2', 'h3', 'h4', 'h5', 'h6', 'pre', 'blockquote', 'hr', 'table', 'thead', 'tbody', 'tr', 'th', 'td'].includes(t));
+  }
+
+  it('a run name with backtick runs of different lengths does not open a code span that hides raw HTML', async () => {
+    expect(await rawTags('Run 3 (`` <img src=x onerror=alert(1)> `) ended **failed**.')).toEqual([]);
+    expect(await rawTags('``` <img src=x onerror=alert(1)> ``')).toEqual([]);
+    expect(await rawTags('`a` <script>x</script> ``b``` <a href="javascript:x">y</a>')).toEqual([]);
+    // a plain code span stays a code span
+    const { neutraliseMarkdown } = await import('../../src/main/report/escape.js');
+    expect(neutraliseMarkdown('run `blocklab compare --base x` here')).toBe('run `blocklab compare --base x` here');
+  });
+
+  it('fuzz: no mixture of backticks, brackets and tags yields a raw element (seeded, 500 inputs)', async () => {
+    const fc = (await import('fast-check')).default;
+    const piece = fc.constantFrom('`', '``', '```', '\\', '<img src=x onerror=x>', '<a href="javascript:x">', '</a>', '[l](javascript:x)', '![i](http://e/x.png)', '<http://e>', '<!-- c -->', '*', '_', ' ', 'x', '\n', '<', '>', '!', '[', ']', '&lt;', '<svg onload=x>');
+    const notes = fc.sample(fc.array(piece, { maxLength: 20 }).map((p) => p.join('')), { numRuns: Number(process.env.BLOCKLAB_FUZZ_RUNS ?? 500), seed: Number(process.env.BLOCKLAB_FUZZ_SEED ?? 9) });
+    for (const n of notes) expect(await rawTags(n), JSON.stringify(n)).toEqual([]);
   });
 });

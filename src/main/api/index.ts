@@ -9,15 +9,16 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { basename, dirname, join, parse, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseParams, type ApiMethod, type ApiPush, type ApiResults, type AppInfo, type BenchmarkChoice, type CheckpointSummary, type FileEntry, type RunDetail, type RunSummary } from '../../shared/api.js';
-import { notebookToFile, parseNotebookFile, NOTEBOOK_FILE_SUFFIX, type Cell } from '../../shared/notebook.js';
+import { parseParams, type ApiMethod, type ApiPush, type ApiResponse, type ApiResults, type AppInfo, type BenchmarkChoice, type CheckpointSummary, type FileEntry, type RunDetail, type RunSummary } from '../../shared/api.js';
+import { notebookFileText, parseNotebookFile, NOTEBOOK_FILE_SUFFIX, type Cell } from '../../shared/notebook.js';
 import { BlocklabError } from '../engine/errors.js';
 import { demoDir } from '../engine/resources.js';
-import { EngineWorker, runEngineTask } from '../jobs/supervisor.js';
+import { EngineQueue } from '../jobs/supervisor.js';
 import { checkpointLabel } from '../report/build.js';
 import { DEFAULT_QUERY_MAX_ROWS, type CheckpointRow, type ExperimentStore, type RunRow } from '../store/index.js';
 import { createNotebook, deleteNotebook, getNotebook, listNotebooks, saveNotebook } from '../store/notebooks.js';
 import { JobManager } from './jobs.js';
+import { checkBrowsable } from './paths.js';
 
 export interface ApiContext {
   store: ExperimentStore;
@@ -38,6 +39,7 @@ export interface Api {
 }
 
 const SQL_TIMEOUT_MS = 10_000;
+const INSPECT_TIMEOUT_MS = 60_000;
 const MAX_DIR_ENTRIES = 2000;
 
 /** The app's version from package.json: three folders up from these sources, two from the bundle in out/main. */
@@ -111,9 +113,23 @@ async function demoNotebookCells(work: string): Promise<{ name: string; cells: C
 
 export function createApi(ctx: ApiContext): Api {
   const { store } = ctx;
-  const jobs = new JobManager({ store, storePath: ctx.storePath, workDir: ctx.userDataDir, push: ctx.push });
-  const sqlEngine = new EngineWorker({ keepAlive: true, idleMs: 5 * 60_000 });
+  // Reading a checkpoint's headers trusts nothing in them, but a hostile file can still make that
+  // slow (a 100 MB header): it runs in an engine process, never on this event loop.
+  const inspectQueue = new EngineQueue({ idleMs: 5 * 60_000, maxWaiting: 32, what: 'checkpoint inspections' });
+  const inspect = (path: string) =>
+    inspectQueue.run({ kind: 'inspect', model: path }, INSPECT_TIMEOUT_MS, (ms) => `${path}: reading this checkpoint's headers took longer than ${ms / 1000} s and was stopped; are its files on a slow or stuck disk?`);
+  const jobs = new JobManager({ store, storePath: ctx.storePath, workDir: ctx.userDataDir, push: ctx.push, inspect });
+  const sqlQueue = new EngineQueue({ idleMs: 5 * 60_000, maxWaiting: 32, what: 'queries' });
   const version = packageVersion();
+  const policy = { userDataDir: ctx.userDataDir };
+  const browsable = (path: string) => {
+    try {
+      checkBrowsable(path, policy);
+      return true;
+    } catch {
+      return false;
+    }
+  };
 
   const handlers: { [M in ApiMethod]: (p: ReturnType<typeof parseParams<M>>) => Promise<ApiResults[M]> | ApiResults[M] } = {
     async 'app.info'() {
@@ -173,7 +189,7 @@ export function createApi(ctx: ApiContext): Api {
     'notebooks.export': (p) => {
       const nb = getNotebook(store, p.id);
       const fileName = `${nb.name.replace(/[^\w.-]+/g, '-').replace(/^-+|-+$/g, '') || 'notebook'}${NOTEBOOK_FILE_SUFFIX}`;
-      return { fileName, text: JSON.stringify(notebookToFile(nb), null, 2) + '\n' };
+      return { fileName, text: notebookFileText(nb) };
     },
     async 'notebooks.demo'(p) {
       if (!p.fresh) {
@@ -188,6 +204,8 @@ export function createApi(ctx: ApiContext): Api {
 
     async 'files.list'(p) {
       const dir = resolve(p.dir ?? homedir());
+      // the folders a user picks models and data from: not the system's, not hidden ones (~/.ssh)
+      checkBrowsable(dir, policy);
       let names: string[];
       try {
         names = await readdir(dir);
@@ -198,6 +216,7 @@ export function createApi(ctx: ApiContext): Api {
       const entries: FileEntry[] = [];
       for (const name of names.filter((n) => !n.startsWith('.')).sort((a, b) => a.localeCompare(b)).slice(0, MAX_DIR_ENTRIES)) {
         const path = join(dir, name);
+        if (!browsable(path)) continue;
         let isDir = false;
         try {
           isDir = (await stat(path)).isDirectory();
@@ -228,9 +247,8 @@ export function createApi(ctx: ApiContext): Api {
       return [...newest.values()].sort((a, b) => a.id - b.id).map(checkpointSummary);
     },
     async 'checkpoints.inspect'(p) {
-      const { inspectCheckpoint } = await import('../engine/index.js');
       const path = resolve(p.path);
-      const info = (await inspectCheckpoint(path)) as unknown as Record<string, unknown>;
+      const info = await inspect(path);
       const lineage: CheckpointSummary[] = [];
       let row = store.findCheckpoint(path);
       const seen = new Set<number>();
@@ -285,21 +303,11 @@ export function createApi(ctx: ApiContext): Api {
     },
 
     async 'sql.query'(p) {
-      // a second, read-only connection in an engine process (kept warm between queries): a
-      // runaway query is killed, never blocks the app
+      // a second, read-only connection in an engine process kept warm between queries; queries
+      // take turns there (never one process each), and a runaway one is killed, never blocks the app
       const request = { kind: 'sql' as const, storePath: ctx.storePath, sql: p.sql, maxRows: p.maxRows ?? DEFAULT_QUERY_MAX_ROWS };
-      const task = sqlEngine.busy ? runEngineTask(request) : sqlEngine.run(request);
-      let timer: NodeJS.Timeout | undefined;
       const limitMs = ctx.sqlTimeoutMs ?? SQL_TIMEOUT_MS;
-      const timedOut = new Promise<null>((resolveTimeout) => (timer = setTimeout(() => resolveTimeout(null), limitMs)));
-      const o = await Promise.race([task.done, timedOut]);
-      clearTimeout(timer);
-      if (o === null) {
-        task.kill('SIGKILL');
-        throw new BlocklabError(`the query took longer than ${limitMs / 1000} s and was stopped; add a LIMIT or a WHERE`);
-      }
-      if (!o.ok) throw new BlocklabError(o.error);
-      return o.result as unknown as ApiResults['sql.query'];
+      return (await sqlQueue.run(request, limitMs, (ms) => `the query took longer than ${ms / 1000} s and was stopped; add a LIMIT or a WHERE`)) as unknown as ApiResults['sql.query'];
     },
 
     'jobs.start': (p) => jobs.start(p.job),
@@ -317,7 +325,8 @@ export function createApi(ctx: ApiContext): Api {
     },
     close() {
       jobs.stopAll();
-      sqlEngine.close();
+      sqlQueue.close();
+      inspectQueue.close();
     },
   };
 }
@@ -329,4 +338,10 @@ export function errorMessage(e: unknown): string {
   if (e instanceof BlocklabError) return e.message;
   if (e instanceof Error) return e.message;
   return String(e);
+}
+
+/** The failed response for a thrown value, with what a program may act on (a confirmation to ask for). */
+export function errorResponse(id: number, e: unknown): ApiResponse {
+  if (e instanceof BlocklabError && e.code) return { id, ok: false, error: e.message, code: e.code, ...(e.file ? { path: e.file } : {}) };
+  return { id, ok: false, error: errorMessage(e) };
 }

@@ -10,7 +10,9 @@ import type { ApiPush, JobEvent, JobInfo, JobResult, JobSpec, TrainSpec } from '
 import { DEFAULT_ADAMW, TRAIN_DEFAULTS, TrainJobSchema, type FromEngine, type TrainJob } from '../../shared/jobs.js';
 import type { CompareReport, EvalReport } from '../../shared/benchmarks.js';
 import { ExpansionRequestError, inConfigTerms, planExpansion, type ExpansionRecord, type ExpansionRequest } from '../../shared/expansion.js';
+import { checkWritableFile, checkWritableTarget, type OutputKind } from '../engine/atomic.js';
 import { BlocklabError } from '../engine/errors.js';
+import { checkOutputLocation } from './paths.js';
 import { EngineWorker, registerCheckpointDir, runEngineTask, startJob, type TaskHandle, type TaskOutcome } from '../jobs/supervisor.js';
 import { resumableTrainJob } from '../jobs/resume.js';
 import type { ExperimentStore } from '../store/index.js';
@@ -21,6 +23,8 @@ export interface JobContext {
   /** where jobs put what they make when the request names no folder */
   workDir: string;
   push(p: ApiPush): void;
+  /** what `blocklab inspect` shows about a checkpoint, read in an engine process */
+  inspect(path: string): Promise<Record<string, unknown>>;
 }
 
 interface Active {
@@ -71,15 +75,14 @@ export function trainJobFromSpec(spec: TrainSpec, ctx: Pick<JobContext, 'workDir
   return TrainJobSchema.parse(job);
 }
 
-/** Fails fast, before an engine process starts, on an expansion the model cannot take. */
-async function checkExpansion(model: string, config: ExpansionRequest): Promise<void> {
+/** Fails fast, before the expansion starts, on one the model cannot take. */
+async function checkExpansion(inspect: JobContext['inspect'], model: string, config: ExpansionRequest): Promise<void> {
   // headers only: a missing or damaged checkpoint is refused here with the engine's own message
-  const { openCheckpoint } = await import('../engine/checkpoint.js');
-  const { config: c } = await openCheckpoint(resolve(model));
+  const layers = Number((await inspect(resolve(model))).layers);
   try {
-    planExpansion(c.numLayers, config);
+    planExpansion(layers, config);
   } catch (e) {
-    if (e instanceof ExpansionRequestError) throw new BlocklabError(`the expansion config does not fit this ${c.numLayers}-layer model: ${inConfigTerms(e.message)}`);
+    if (e instanceof ExpansionRequestError) throw new BlocklabError(`the expansion config does not fit this ${layers}-layer model: ${inConfigTerms(e.message)}`);
     throw e;
   }
 }
@@ -144,8 +147,49 @@ export class JobManager {
     this.chatEngines.clear();
   }
 
+  /**
+   * Where a job will write (null when it writes nothing of its own): the folder the request
+   * names, or a new stamped one under the work folder.
+   */
+  private outputOf(spec: JobSpec): { path: string; kind: OutputKind | 'gguf'; overwrite: boolean } | null {
+    const { workDir } = this.ctx;
+    switch (spec.kind) {
+      case 'expand': {
+        const blocks = spec.config.blocks ?? spec.config.positions?.length ?? 'p';
+        const path = resolve(spec.out ?? join(workDir, 'checkpoints', `${basename(resolve(spec.model))}-${spec.config.placement ?? 'interleave'}-${blocks}-${stamp()}`));
+        // never inferred from `out` being given: only a request that says so replaces a folder
+        return { path, kind: 'checkpoint', overwrite: spec.overwrite === true };
+      }
+      case 'export-checkpoint': {
+        const name = basename(resolve(spec.model));
+        const path = resolve(spec.out ?? join(workDir, 'exports', spec.format === 'gguf' ? `${name}-${stamp()}.gguf` : `${name}-hf-${stamp()}`));
+        return { path, kind: spec.format === 'gguf' ? 'gguf' : 'checkpoint', overwrite: spec.overwrite === true };
+      }
+      case 'export-report':
+        return { path: resolve(spec.out ?? join(workDir, 'reports', `report-${stamp()}`)), kind: 'report', overwrite: spec.overwrite === true };
+      case 'train':
+        // a run folder is filled over time, never replaced: a new or empty folder, or a run's own
+        return { path: trainJobFromSpec(spec.train, this.ctx).out, kind: 'run', overwrite: true };
+      default:
+        return null;
+    }
+  }
+
+  /**
+   * Refuses, before a job starts, an output the app may not write: a system or hidden folder,
+   * a folder of the user's, or — unless the request says `overwrite`, which the app sends only
+   * after the user confirmed it naming the folder — one of Blocklab's own outputs.
+   */
+  private async checkOutput(o: { path: string; kind: OutputKind | 'gguf'; overwrite: boolean }): Promise<void> {
+    checkOutputLocation(o.path, { userDataDir: this.ctx.workDir });
+    if (o.kind === 'gguf') await checkWritableFile(o.path, o.overwrite, { bytes: new TextEncoder().encode('GGUF'), format: 'GGUF' });
+    else await checkWritableTarget(o.path, o.overwrite, o.kind);
+  }
+
   async start(spec: JobSpec): Promise<{ jobId: string; runId: number | null }> {
-    if (spec.kind === 'expand') await checkExpansion(spec.model, spec.config);
+    const output = this.outputOf(spec);
+    if (output) await this.checkOutput(output);
+    if (spec.kind === 'expand') await checkExpansion(this.ctx.inspect, spec.model, spec.config);
     const jobId = randomUUID().slice(0, 8);
     const info: JobInfo = { jobId, kind: spec.kind, runId: null, startedAt: new Date().toISOString(), last: null };
     const emit = (event: JobEvent) => {
@@ -161,10 +205,10 @@ export class JobManager {
     const fail = (e: unknown) => end({ kind: 'error', message: (e as Error)?.message ?? String(e) });
 
     try {
-      if (spec.kind === 'train' || spec.kind === 'resume') this.startTraining(spec, entry, emit, end);
+      if (spec.kind === 'train' || spec.kind === 'resume') this.startTraining(spec, entry, emit, end, output?.path);
       else if (spec.kind === 'export-report') {
-        this.exportReport(spec).then((result) => end({ kind: 'done', status: 'completed', result }), fail);
-      } else this.startTask(spec, entry, emit, end);
+        this.exportReport(spec, output!.path).then((result) => end({ kind: 'done', status: 'completed', result }), fail);
+      } else this.startTask(spec, entry, emit, end, output?.path ?? '');
     } catch (e) {
       this.active.delete(jobId);
       throw e;
@@ -175,9 +219,9 @@ export class JobManager {
 
   // ------------------------------------------------------------------------------ training
 
-  private startTraining(spec: Extract<JobSpec, { kind: 'train' | 'resume' }>, entry: Active, emit: (e: JobEvent) => void, end: (e: JobEvent) => void): void {
+  private startTraining(spec: Extract<JobSpec, { kind: 'train' | 'resume' }>, entry: Active, emit: (e: JobEvent) => void, end: (e: JobEvent) => void, out?: string): void {
     const { store } = this.ctx;
-    const job = spec.kind === 'train' ? trainJobFromSpec(spec.train, this.ctx) : resumableTrainJob(store, spec.runId);
+    const job = spec.kind === 'train' ? { ...trainJobFromSpec(spec.train, this.ctx), ...(out ? { out } : {}) } : resumableTrainJob(store, spec.runId);
     const clash = [...this.active.values()].find((a) => a !== entry && a.out === job.out);
     if (clash) throw new BlocklabError(`a running job (${clash.info.kind}, run ${clash.info.runId ?? '?'}) is already writing to ${job.out}; stop it, or choose another output folder`);
     entry.out = job.out;
@@ -215,17 +259,13 @@ export class JobManager {
 
   // ------------------------------------------------------------------- one-shot engine tasks
 
-  private startTask(spec: Exclude<JobSpec, { kind: 'train' | 'resume' | 'export-report' }>, entry: Active, emit: (e: JobEvent) => void, end: (e: JobEvent) => void): number | null {
-    const { workDir, storePath } = this.ctx;
+  private startTask(spec: Exclude<JobSpec, { kind: 'train' | 'resume' | 'export-report' }>, entry: Active, emit: (e: JobEvent) => void, end: (e: JobEvent) => void, out: string): number | null {
+    const { storePath } = this.ctx;
     let request: Parameters<typeof runEngineTask>[0];
-    let out = '';
     switch (spec.kind) {
-      case 'expand': {
-        const blocks = spec.config.blocks ?? spec.config.positions?.length ?? 'p';
-        out = resolve(spec.out ?? join(workDir, 'checkpoints', `${basename(resolve(spec.model))}-${spec.config.placement ?? 'interleave'}-${blocks}-${stamp()}`));
-        request = { kind: 'expand', model: resolve(spec.model), out, config: spec.config as Record<string, unknown>, overwrite: spec.overwrite ?? Boolean(spec.out) };
+      case 'expand':
+        request = { kind: 'expand', model: resolve(spec.model), out, config: spec.config as Record<string, unknown>, overwrite: spec.overwrite === true };
         break;
-      }
       case 'eval':
         request = {
           kind: 'eval',
@@ -251,12 +291,9 @@ export class JobManager {
           useTemplate: spec.settings.useTemplate,
         };
         break;
-      case 'export-checkpoint': {
-        const name = basename(resolve(spec.model));
-        out = resolve(spec.out ?? join(workDir, 'exports', spec.format === 'gguf' ? `${name}-${stamp()}.gguf` : `${name}-hf-${stamp()}`));
-        request = { kind: 'export', model: resolve(spec.model), format: spec.format, out, dtype: spec.dtype };
+      case 'export-checkpoint':
+        request = { kind: 'export', model: resolve(spec.model), format: spec.format, out, dtype: spec.dtype, overwrite: spec.overwrite === true };
         break;
-      }
     }
     const onMessage = (m: FromEngine) => {
       if (m.type === 'progress') emit({ kind: 'progress', progress: m.progress });
@@ -371,13 +408,12 @@ export class JobManager {
 
   // ------------------------------------------------------------------------------- reports
 
-  private async exportReport(spec: Extract<JobSpec, { kind: 'export-report' }>): Promise<JobResult> {
+  private async exportReport(spec: Extract<JobSpec, { kind: 'export-report' }>, out: string): Promise<JobResult> {
     const { buildRunReport, checkpointLabel, forgettingFromCompare, renderReport, writeReport } = await import('../report/index.js');
     if (spec.runIds.length === 0 && !spec.compare) throw new BlocklabError('a report needs training runs or a forgetting comparison; run an Eval cell with a base first');
     const forgetting = spec.compare ? forgettingFromCompare(spec.compare, checkpointLabel) : null;
     const data = buildRunReport(this.ctx.store, spec.runIds, { title: spec.title, forgetting });
-    const out = resolve(spec.out ?? join(this.ctx.workDir, 'reports', `report-${stamp()}`));
-    const w = await writeReport(data, out, { pdf: spec.formats.includes('pdf') });
+    const w = await writeReport(data, out, { pdf: spec.formats.includes('pdf'), overwrite: spec.overwrite === true });
     const { statSync } = await import('node:fs');
     const files = [
       { format: 'html', path: w.html },

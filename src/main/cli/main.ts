@@ -37,6 +37,7 @@ import { resumableTrainJob } from '../jobs/resume.js';
 import { DEFAULT_ADAMW } from '../engine/optimizer.js';
 import { TrainJobSchema, type TrainJob } from '../../shared/jobs.js';
 import { dirname, join, resolve as resolvePath } from 'node:path';
+import { jsonSyntaxProblem } from '../../shared/json-error.js';
 
 // Anything a library prints with console.log must not corrupt the one JSON document on stdout.
 const writeStdout = (text: string) => process.stdout.write(text);
@@ -765,6 +766,9 @@ program
       store.close();
       throw e;
     }
+    // A promise nobody awaited that failed is a bug; it must not take the server and every
+    // running job down with it. It is reported (and the fuzz tests look for this line).
+    process.on('unhandledRejection', (e) => process.stderr.write(`blocklab serve: internal error (please report it): ${(e as Error)?.stack ?? String(e)}\n`));
     // the URL alone on stdout (scripts read it); with --json, one document with it
     writeStdout(globals(cmd).json ? `${JSON.stringify({ url: server.url, port: server.port, store: storePath })}\n` : `${server.url}\n`);
     process.stderr.write(`Blocklab is serving ${storePath}; open the URL above (through an SSH tunnel: ssh -L ${server.port}:127.0.0.1:${server.port} HOST). Ctrl-C stops it.\n`);
@@ -858,8 +862,9 @@ program
   .option('--out <dir>', 'folder for report.html, report.md, report.pdf', 'blocklab-report')
   .option('--title <text>', 'report title')
   .option('--no-pdf', 'skip the PDF')
+  .option('--overwrite', 'replace a report Blocklab wrote earlier in --out')
   .option('--json', 'print JSON')
-  .action(async (runIdsText: string[], o: { base?: string; checkpoints?: string[]; bench?: string[]; out: string; title?: string; pdf: boolean }, cmd: Command) => {
+  .action(async (runIdsText: string[], o: { base?: string; checkpoints?: string[]; bench?: string[]; out: string; title?: string; pdf: boolean; overwrite?: boolean }, cmd: Command) => {
     const runIds = runIdsText.map((x) => {
       const n = Number(x);
       if (!Number.isInteger(n) || n <= 0) throw new BlocklabError(`"${x}" is not a run id; list runs with blocklab runs`);
@@ -877,7 +882,7 @@ program
         forgetting = forgettingFromCompare(c, checkpointLabel);
       }
       const data = buildRunReport(store, runIds, { title: o.title, forgetting });
-      const r = await writeReport(data, o.out, { pdf: o.pdf });
+      const r = await writeReport(data, o.out, { pdf: o.pdf, overwrite: o.overwrite });
       emit(cmd, { html: r.html, markdown: r.markdown, pdf: r.pdf, pdf_error: r.pdfError ?? null }, () =>
         [`wrote ${r.html}`, `      ${r.markdown}`, r.pdf ? `      ${r.pdf}` : `      (no PDF: ${r.pdfError ?? 'skipped'})`].join('\n'),
       );
@@ -946,7 +951,7 @@ async function readIdsFile(file: string): Promise<number[]> {
   try {
     ids = JSON.parse(text);
   } catch (e) {
-    throw new BlocklabError(`is not valid JSON (${(e as Error).message}); expected an array of token ids like [1, 2, 3]`, { file });
+    throw new BlocklabError(`is not valid JSON (${jsonSyntaxProblem(e)}); expected an array of token ids like [1, 2, 3]`, { file });
   }
   if (!Array.isArray(ids) || !ids.every((x) => Number.isInteger(x) && x >= 0)) {
     throw new BlocklabError('must be a JSON array of non-negative integer token ids, like [1, 2, 3]', { file });

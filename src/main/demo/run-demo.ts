@@ -13,7 +13,8 @@
  */
 import { demoDir } from '../engine/resources.js';
 import { existsSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { readdir, rm } from 'node:fs/promises';
+import { checkWritableTarget, OUTPUT_MARKER, prepareOutputFolder } from '../engine/atomic.js';
 import { join, resolve } from 'node:path';
 import { expandModel } from '../engine/index.js';
 import { BlocklabError } from '../engine/errors.js';
@@ -81,10 +82,12 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     throw new BlocklabError('the bundled demo base model is missing; run `npm run demo:make-base` (or restore resources/demo/base-model from git)', { file: base });
   }
   const out = resolve(o.out);
-  if (existsSync(out) && !o.overwrite) {
-    throw new BlocklabError('already exists; choose another --out or pass --overwrite to replace the demo there', { file: out });
+  // a new or empty folder is used as it is; an earlier demo is replaced only with --overwrite;
+  // anything else is refused (checkWritableTarget)
+  if ((await checkWritableTarget(out, o.overwrite ?? false, 'demo')) === 'ours') {
+    for (const name of await readdir(out)) if (name !== OUTPUT_MARKER) await rm(join(out, name), { recursive: true, force: true });
   }
-  await mkdir(out, { recursive: true });
+  await prepareOutputFolder(out, 'demo');
   const steps = o.steps ?? DEMO_DEFAULTS.steps;
   const batch = o.batch ?? DEMO_DEFAULTS.batch;
   const seq = o.seq ?? DEMO_DEFAULTS.seq;

@@ -3,7 +3,7 @@
  * under a temporary name next to the target, fsynced, then renamed into place; a crash or an
  * error at any point leaves the previous good version where it was.
  */
-import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { BlocklabError } from './errors.js';
@@ -26,31 +26,129 @@ async function fsyncPath(path: string): Promise<void> {
   }
 }
 
+// ------------------------------------------------------------------ what Blocklab made
+
 /**
- * Refuses, before any work is done, to replace an existing non-empty folder unless
- * `overwrite` is set.
+ * Every folder Blocklab creates carries this small file, so "is this ours?" has an answer:
+ * Blocklab replaces or deletes only folders that carry it (and, inside them, only the kinds of
+ * files it writes there), never a folder of the user's.
  */
-export async function checkWritableTarget(out: string, overwrite: boolean): Promise<void> {
-  if (!(await exists(out))) return;
-  const s = await stat(out);
-  if (!s.isDirectory()) {
-    if (!overwrite) throw new BlocklabError('already exists; choose another --out or pass --overwrite', { file: out });
-    return;
+export const OUTPUT_MARKER = '.blocklab-output.json';
+
+export type OutputKind = 'checkpoint' | 'run' | 'report' | 'demo';
+
+/** What Blocklab writes at the top level of each kind of output folder. */
+const KNOWN_ENTRIES: Record<OutputKind, RegExp> = {
+  checkpoint:
+    /^(config\.json|generation_config\.json|model(-\d+-of-\d+)?\.safetensors|model\.safetensors\.index\.json|tokenizer(_config)?\.json|tokenizer\.model|special_tokens_map\.json|chat_template\.(jinja|json)|optimizer\.safetensors|trainer_state\.json|adapter_config\.json|adapter_model\.safetensors)$/,
+  run: /^(checkpoint-\d+|model|adapter)$/,
+  report: /^report\.(html|md|pdf)$/,
+  demo: /^(expanded-(interleave|top)|run-[a-z]+|cache|report)$/,
+};
+/** What an interrupted atomic write leaves beside its target (ours too). */
+const LEFTOVER = /^\..+\.(tmp|old)-\d+-[0-9a-f]{8}$/;
+
+const KIND_WORDS: Record<OutputKind, string> = { checkpoint: 'a checkpoint', run: 'a training run', report: 'a report', demo: 'a demo' };
+
+/** The kind of Blocklab output `dir` is, from its marker; null when it has none (or is not a folder). */
+export async function outputKindOf(dir: string): Promise<OutputKind | null> {
+  try {
+    const raw = JSON.parse(await readFile(join(dir, OUTPUT_MARKER), 'utf8')) as { made_by?: unknown; kind?: unknown };
+    return raw.made_by === 'blocklab' && typeof raw.kind === 'string' && raw.kind in KNOWN_ENTRIES ? (raw.kind as OutputKind) : null;
+  } catch {
+    return null;
   }
-  const entries = await readdir(out);
-  if (entries.length > 0 && !overwrite) {
-    throw new BlocklabError('already exists and is not empty; choose another --out or pass --overwrite to replace it', { file: out });
+}
+
+/** Marks `dir` as a Blocklab output of `kind` (inside a temporary folder, before it is moved into place). */
+export async function writeOutputMarker(dir: string, kind: OutputKind): Promise<void> {
+  await writeFile(join(dir, OUTPUT_MARKER), JSON.stringify({ made_by: 'blocklab', kind, created: new Date().toISOString() }) + '\n');
+}
+
+/** Entries of a marked folder that Blocklab would not have written there. */
+function foreignEntries(names: string[], kind: OutputKind): string[] {
+  return names.filter((n) => n !== OUTPUT_MARKER && !LEFTOVER.test(n) && !KNOWN_ENTRIES[kind].test(n));
+}
+
+/** What is at a path an output is to be written to. */
+export type TargetState = 'absent' | 'empty' | 'ours';
+
+/**
+ * Decides, before any work is done, whether an output of `kind` may be written at `out`:
+ * - nothing there, or an empty folder: yes;
+ * - a folder Blocklab wrote as this kind, holding only what Blocklab writes: only with
+ *   `overwrite` (the user asked, knowing; the app asks first, naming the folder);
+ * - anything else — a file, a folder of the user's, a Blocklab output of another kind, or one
+ *   the user has put files of their own into: never, whatever `overwrite` says.
+ * Refusals are BlocklabErrors naming the folder; the one that only needs a confirmation has
+ * code "confirm-overwrite".
+ */
+export async function checkWritableTarget(out: string, overwrite: boolean, kind: OutputKind = 'checkpoint'): Promise<TargetState> {
+  const s = await stat(out).catch(() => null);
+  if (!s) return 'absent';
+  if (!s.isDirectory()) throw new BlocklabError('is a file, not a folder; choose a new or empty folder', { file: out });
+  const names = await readdir(out);
+  if (names.length === 0) return 'empty';
+  const found = await outputKindOf(out);
+  if (found === null) {
+    throw new BlocklabError(
+      'is not empty and is not a folder Blocklab wrote; Blocklab writes only into a new or empty folder, or replaces one of its own outputs — choose another folder',
+      { file: out },
+    );
   }
+  if (found !== kind) throw new BlocklabError(`holds ${KIND_WORDS[found]} that Blocklab wrote, not ${KIND_WORDS[kind]}; choose another folder`, { file: out });
+  const foreign = foreignEntries(names, kind);
+  if (foreign.length > 0) {
+    const shown = foreign.slice(0, 5).join(', ') + (foreign.length > 5 ? `, … (${foreign.length} in all)` : '');
+    throw new BlocklabError(`holds ${KIND_WORDS[kind]} that Blocklab wrote, but also files it did not write (${shown}); move them out, or choose another folder`, { file: out });
+  }
+  if (!overwrite) {
+    throw new BlocklabError(`already exists and holds ${KIND_WORDS[kind]} that Blocklab wrote; pass --overwrite to replace it, or choose another folder`, { file: out, code: 'confirm-overwrite' });
+  }
+  return 'ours';
+}
+
+/**
+ * Makes (or adopts) a folder that Blocklab fills over time — a training run's folder, the demo's:
+ * a new or empty folder gets the marker; a folder of the same kind that Blocklab wrote is used
+ * as it is; anything else is refused (checkWritableTarget's rules, with `overwrite` given).
+ */
+export async function prepareOutputFolder(out: string, kind: OutputKind): Promise<TargetState> {
+  const state = await checkWritableTarget(out, true, kind);
+  if (state !== 'ours') {
+    await mkdir(out, { recursive: true });
+    await writeOutputMarker(out, kind);
+  }
+  return state;
+}
+
+/** Whether `file` may be replaced by a single-file output (GGUF): only with `overwrite`, and only a file of that format. */
+export async function checkWritableFile(file: string, overwrite: boolean, magic: { bytes: Uint8Array; format: string }): Promise<void> {
+  const s = await stat(file).catch(() => null);
+  if (!s) return;
+  if (s.isDirectory()) throw new BlocklabError(`is a folder; give a file name ending in .${magic.format.toLowerCase()}`, { file });
+  const head = new Uint8Array(magic.bytes.length);
+  const fh = await open(file, 'r');
+  try {
+    await fh.read(head, 0, head.length, 0);
+  } finally {
+    await fh.close();
+  }
+  if (!head.every((b, i) => b === magic.bytes[i])) {
+    throw new BlocklabError(`already exists and is not a ${magic.format} file; Blocklab will not replace it — choose another file name`, { file });
+  }
+  if (!overwrite) throw new BlocklabError(`already exists; pass --overwrite to replace it, or choose another file name`, { file, code: 'confirm-overwrite' });
 }
 
 /**
  * Builds a folder at `out` atomically: `fill` writes into a fresh temporary sibling folder;
- * on success every file is fsynced and the folder renamed over `out` (the old one, if any, is
- * moved aside first and removed after). On failure the temporary folder is removed and `out`
- * is untouched.
+ * on success the marker is added, every file is fsynced and the folder renamed over `out` (the
+ * old one, if any — empty, or a Blocklab output of this kind that `overwrite` allows replacing —
+ * is moved aside first and removed after). On failure the temporary folder is removed and
+ * `out` is untouched.
  */
-export async function writeFolderAtomically<T>(out: string, overwrite: boolean, fill: (tmpDir: string) => Promise<T>): Promise<T> {
-  await checkWritableTarget(out, overwrite);
+export async function writeFolderAtomically<T>(out: string, overwrite: boolean, fill: (tmpDir: string) => Promise<T>, kind: OutputKind = 'checkpoint'): Promise<T> {
+  await checkWritableTarget(out, overwrite, kind);
   const parent = dirname(out);
   await mkdir(parent, { recursive: true });
   const tag = `${process.pid}-${randomBytes(4).toString('hex')}`;
@@ -60,6 +158,7 @@ export async function writeFolderAtomically<T>(out: string, overwrite: boolean, 
   let result: T;
   try {
     result = await fill(tmp);
+    await writeOutputMarker(tmp, kind);
     for (const f of await readdir(tmp)) await fsyncPath(join(tmp, f));
     await fsyncPath(tmp);
   } catch (e) {

@@ -56,6 +56,7 @@ import {
 } from '../../shared/benchmarks.js';
 import { BlocklabError } from './errors.js';
 import { seededRandom } from './random.js';
+import { jsonSyntaxProblem } from '../../shared/json-error.js';
 
 // ---------------------------------------------------------------------------------------------
 // Task files
@@ -194,7 +195,7 @@ function parseJsonLines(text: string, file: string): RawLine[] {
       try {
         value = JSON.parse(line);
       } catch (e) {
-        throw new BlocklabError(`is not valid JSON (${(e as Error).message}); each line must be one JSON object`, { file: `${file}:${lineNo}` });
+        throw new BlocklabError(`is not valid JSON (${jsonSyntaxProblem(e)}); each line must be one JSON object`, { file: `${file}:${lineNo}` });
       }
       out.push({ line: lineNo, value });
     }
@@ -297,7 +298,7 @@ export async function loadBenchmark(path: string): Promise<Benchmark> {
       raw = JSON.parse(decodeUtf8(sidecarBytes, sidecarPath));
     } catch (e) {
       if (e instanceof BlocklabError) throw e;
-      throw new BlocklabError(`is not valid JSON (${(e as Error).message}); it should hold the benchmark header object`, { file: sidecarPath });
+      throw new BlocklabError(`is not valid JSON (${jsonSyntaxProblem(e)}); it should hold the benchmark header object`, { file: sidecarPath });
     }
     header = parseHeader(raw, sidecarPath);
     headerSource = 'sidecar';

@@ -41,6 +41,7 @@ export async function openCheckpoint(dir: string): Promise<Checkpoint> {
   }
   const { config, raw } = await readConfigOrExplain(dir);
   const tensors = await readShardedIndex(dir);
+  checkSizesAgainstWeights(config, tensors, dir);
   validateTensors(config, tensors, dir);
 
   const byDtype = new Map<DType, number>();
@@ -75,6 +76,30 @@ async function readConfigOrExplain(dir: string): ReturnType<typeof readHfConfig>
       await readShardedIndex(dir); // throws the pickle refusal unless safetensors weights are there too
     }
     throw e;
+  }
+}
+
+/**
+ * The sizes config.json states, against the weights that are there, before anything is built
+ * from them: a config claiming 2,000,000,000 layers over a 4-layer file is refused here rather
+ * than sizing tables (validateTensors below makes one entry per expected tensor) from it.
+ */
+function checkSizesAgainstWeights(config: ModelConfig, tensors: Map<string, TensorInfo>, dir: string): void {
+  const configFile = join(dir, 'config.json');
+  const layers = new Set<number>();
+  for (const name of tensors.keys()) {
+    const m = /^model\.layers\.(\d+)\./.exec(name);
+    if (m) layers.add(Number(m[1]));
+  }
+  if (config.numLayers > layers.size) {
+    throw new BlocklabError(`says num_hidden_layers is ${config.numLayers}, but the safetensors files hold weights for ${layers.size} layer(s); fix num_hidden_layers or add the missing shards`, { file: configFile });
+  }
+  const embed = tensors.get('model.embed_tokens.weight');
+  if (embed && (embed.shape.length !== 2 || embed.shape[0] !== config.vocabSize || embed.shape[1] !== config.hiddenSize)) {
+    throw new BlocklabError(
+      `says vocab_size ${config.vocabSize} and hidden_size ${config.hiddenSize}, but model.embed_tokens.weight has shape [${embed.shape.join(', ')}]; the config does not belong to these weights`,
+      { file: configFile },
+    );
   }
 }
 

@@ -8,6 +8,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BlocklabError } from './errors.js';
+import { jsonSyntaxProblem } from '../../shared/json-error.js';
 
 export const SUPPORTED_ARCHITECTURES = ['LlamaForCausalLM', 'MistralForCausalLM', 'Qwen2ForCausalLM'] as const;
 export type Architecture = (typeof SUPPORTED_ARCHITECTURES)[number];
@@ -52,6 +53,23 @@ export interface ModelConfig {
 
 type Json = Record<string, unknown>;
 
+/**
+ * Upper bounds on the sizes a config.json may state, far above any released model (Llama 3.1
+ * 405B: 126 layers, hidden 16384, MLP 53248, 128 heads; vocabularies ≤ 262144; contexts ≤ 10 M),
+ * so a hostile or damaged config is refused before anything is sized from it. The sizes are
+ * then checked against the weights actually present (checkpoint.ts) before any table is built.
+ */
+export const CONFIG_LIMITS = {
+  num_hidden_layers: 1024,
+  hidden_size: 131_072,
+  intermediate_size: 1_048_576,
+  num_attention_heads: 4096,
+  num_key_value_heads: 4096,
+  head_dim: 16_384,
+  vocab_size: 16_777_216,
+  max_position_embeddings: 1 << 28,
+} as const;
+
 function num(raw: Json, key: string, file: string, fallback?: number): number {
   const v = raw[key];
   if (v === undefined || v === null) {
@@ -67,6 +85,8 @@ function num(raw: Json, key: string, file: string, fallback?: number): number {
 function posInt(raw: Json, key: string, file: string, fallback?: number): number {
   const v = num(raw, key, file, fallback);
   if (!Number.isInteger(v) || v <= 0) throw new BlocklabError(`"${key}" must be a positive integer, got ${v}`, { file });
+  const max = (CONFIG_LIMITS as Record<string, number>)[key];
+  if (max !== undefined && v > max) throw new BlocklabError(`"${key}" is ${v}, more than any model this engine can run (at most ${max}); the config is damaged or not a LLaMA-family config`, { file });
   return v;
 }
 
@@ -198,7 +218,7 @@ export async function readHfConfig(dir: string): Promise<{ config: ModelConfig; 
   try {
     raw = JSON.parse(text);
   } catch (e) {
-    throw new BlocklabError(`is not valid JSON (${(e as Error).message.split('\n')[0]}); fix the file or re-download the checkpoint`, { file });
+    throw new BlocklabError(`is not valid JSON (${jsonSyntaxProblem(e)}); fix the file or re-download the checkpoint`, { file });
   }
   return { config: parseHfConfig(raw, file), raw: raw as Record<string, unknown> };
 }

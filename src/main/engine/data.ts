@@ -27,6 +27,7 @@ import { BlocklabError } from './errors.js';
 import { globMatcher } from './glob.js';
 import { yieldToEventLoop } from './event-loop.js';
 import { seededRandom } from './random.js';
+import { jsonSyntaxProblem } from '../../shared/json-error.js';
 
 export interface CorpusSpec {
   /** files (.txt, .md, any text; .jsonl with a "text" field) or folders, walked recursively */
@@ -131,7 +132,7 @@ export function parseDocuments(text: string, format: DocumentFormat, file: strin
       value = JSON.parse(raw);
     } catch (err) {
       throw new BlocklabError(
-        `line ${line} is not valid JSON (${err instanceof Error ? err.message : String(err)}); each line of a .jsonl corpus must be a JSON object with a "text" string`,
+        `line ${line} is not valid JSON (${jsonSyntaxProblem(err)}); each line of a .jsonl corpus must be a JSON object with a "text" string`,
         { file },
       );
     }

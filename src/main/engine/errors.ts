@@ -6,11 +6,14 @@
 export class BlocklabError extends Error {
   /** the file or folder the problem is in, when there is one */
   readonly file?: string;
+  /** for a program to act on: "confirm-overwrite" — the output is Blocklab's own and may be replaced if the user agrees */
+  readonly code?: 'confirm-overwrite';
 
-  constructor(message: string, options: { file?: string; cause?: unknown } = {}) {
+  constructor(message: string, options: { file?: string; cause?: unknown; code?: 'confirm-overwrite' } = {}) {
     super(options.file ? `${options.file}: ${message}` : message, { cause: options.cause });
     this.name = 'BlocklabError';
     this.file = options.file;
+    this.code = options.code;
   }
 }
 

@@ -192,6 +192,7 @@ export function modelGenerator(model: LlamaModel, tok: HfTokenizer, eosTokenIds:
       stop: until,
       eosTokenIds,
       signal,
+      never: tok.undecodableIds(model.config.vocabSize),
     });
     if (r.finishReason === 'aborted') throw new BlocklabError('the evaluation was cancelled');
     return r.text;

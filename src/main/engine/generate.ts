@@ -31,6 +31,8 @@ export interface GenerateOptions extends Partial<SamplingOptions> {
   eosTokenIds?: number[];
   /** called with each new piece of text as it becomes final */
   onText?: (delta: string) => void;
+  /** mask[id] = 1: never sample this id (HfTokenizer.undecodableIds) */
+  never?: Uint8Array;
   signal?: AbortSignal;
 }
 
@@ -58,8 +60,10 @@ export function validateSampling(o: SamplingOptions): void {
  * Picks the next token from one position's logits (modified in place). `seen` holds every id
  * of the prompt and the output so far, for the repetition penalty.
  */
-export function sampleToken(logits: Float32Array, o: SamplingOptions, seen: Iterable<number>, random: () => number): number {
+export function sampleToken(logits: Float32Array, o: SamplingOptions, seen: Iterable<number>, random: () => number, never?: Uint8Array): number {
   const V = logits.length;
+  // ids the tokenizer cannot decode (a vocabulary padded past the tokenizer's) are never drawn
+  if (never) for (let i = 0; i < V; i++) if (never[i]) logits[i] = -Infinity;
   if (o.repetitionPenalty !== 1) {
     for (const id of new Set(seen)) {
       const s = logits[id];
@@ -160,7 +164,7 @@ export async function generate(
         finishReason = 'aborted';
         break;
       }
-      const id = sampleToken(row, sampling, seen, random);
+      const id = sampleToken(row, sampling, seen, random, options.never);
       if (eos.has(id)) {
         finishReason = 'eos';
         break;

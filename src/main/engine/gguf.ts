@@ -30,7 +30,7 @@
 import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { checkWritableTarget } from './atomic.js';
+import { checkWritableFile } from './atomic.js';
 import type { Checkpoint } from './checkpoint.js';
 import type { ModelConfig } from './config.js';
 import { fromFloat32, type DType } from './dtype.js';
@@ -321,7 +321,7 @@ async function writeAll(fh: Awaited<ReturnType<typeof open>>, data: Uint8Array):
 /**
  * Writes a GGUF file atomically: a temporary sibling is written tensor by tensor (each tensor's
  * data produced only when its turn comes), fsynced, and renamed over `file` (its folder is
- * created if needed). An existing file is replaced only with `overwrite`. Returns the file's size.
+ * created if needed). An existing file is replaced only with `overwrite`, and only a GGUF file. Returns the file's size.
  */
 export async function writeGguf(
   file: string,
@@ -333,7 +333,8 @@ export async function writeGguf(
   if (existing?.isDirectory()) {
     throw new BlocklabError('is a folder; give --out a file name ending in .gguf', { file });
   }
-  await checkWritableTarget(file, opts.overwrite ?? false);
+  // only a GGUF file is ever replaced, and only when asked
+  await checkWritableFile(file, opts.overwrite ?? false, { bytes: new TextEncoder().encode('GGUF'), format: 'GGUF' });
   const layout = layoutGguf(kvs, tensors);
   const dir = dirname(file);
   await mkdir(dir, { recursive: true });

@@ -162,6 +162,7 @@ export async function generateText(loaded: LoadedModel, opts: GenerateTextOption
   const result = await generate(loaded.model, ids, (out) => tok.decode(out, { skipSpecialTokens: true }), {
     ...opts,
     eosTokenIds: opts.eosTokenIds ?? [...eos],
+    never: tok.undecodableIds(loaded.checkpoint.config.vocabSize),
   });
   return { ...result, prompt, templated };
 }

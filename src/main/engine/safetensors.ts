@@ -16,6 +16,7 @@ import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { BlocklabError } from './errors.js';
 import { DTYPE_BYTES, isDType, toFloat32, type DType } from './dtype.js';
+import { jsonSyntaxProblem } from '../../shared/json-error.js';
 
 export interface TensorInfo {
   name: string;
@@ -169,7 +170,7 @@ function parseHeader(file: string, headerBytes: Uint8Array, dataStart: number, f
     json = JSON.parse(text);
   } catch (e) {
     throw new BlocklabError(
-      `the header is not valid JSON (${e instanceof Error ? e.message.split('\n')[0] : String(e)}); ` +
+      `the header is not valid JSON (${jsonSyntaxProblem(e)}); ` +
         'the file is corrupt or not a safetensors file: re-download or re-export it',
       { file, cause: e },
     );
@@ -450,7 +451,7 @@ async function readIndex(dir: string, indexPath: string): Promise<Map<string, Te
     index = JSON.parse(await fsp.readFile(indexPath, 'utf8'));
   } catch (e) {
     throw new BlocklabError(
-      `is not valid JSON (${e instanceof Error ? e.message.split('\n')[0] : String(e)}); re-download or re-export the checkpoint`,
+      `is not valid JSON (${jsonSyntaxProblem(e)}); re-download or re-export the checkpoint`,
       { file: indexPath, cause: e },
     );
   }

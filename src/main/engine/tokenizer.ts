@@ -18,8 +18,9 @@
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
-import { Template } from '@huggingface/jinja';
 import { BlocklabError } from './errors.js';
+import { renderTemplateSandboxed } from './template-sandbox.js';
+import { jsonSyntaxProblem } from '../../shared/json-error.js';
 
 export interface ChatMessage {
   role: 'system' | 'user' | 'assistant';
@@ -65,7 +66,6 @@ export class HfTokenizer {
   private readonly cleanUpSpaces: boolean;
   private readonly tokenizerFile: string;
   private readonly templateFile: string;
-  private compiledTemplate: Template | null = null;
 
   private constructor(tokenizerJson: Json, tokenizerConfig: Json, dir: string | undefined, files: ModelFiles) {
     this.tokenizerFile = dir ? join(dir, 'tokenizer.json') : 'tokenizer.json';
@@ -271,6 +271,29 @@ export class HfTokenizer {
     });
   }
 
+  private readonly neverMasks = new Map<number, Uint8Array | undefined>();
+
+  /**
+   * For a model of `modelVocab` output rows: a mask of the ids this tokenizer cannot decode
+   * (generate's `never`), or undefined when there are none. A checkpoint whose vocab_size
+   * exceeds its tokenizer's (Qwen2.5 pads 151,665 tokens to 152,064) has output rows no text
+   * belongs to; sampling one would end generation in an error.
+   */
+  undecodableIds(modelVocab: number): Uint8Array | undefined {
+    if (!this.neverMasks.has(modelVocab)) {
+      const mask = new Uint8Array(modelVocab);
+      let any = false;
+      for (let id = 0; id < modelVocab; id++) {
+        if (id >= this.vocabSize || this.tok.id_to_token(id) === undefined) {
+          mask[id] = 1;
+          any = true;
+        }
+      }
+      this.neverMasks.set(modelVocab, any ? mask : undefined);
+    }
+    return this.neverMasks.get(modelVocab);
+  }
+
   /** The vocabulary string of a token (byte-level alphabet for byte-level BPE), or null. */
   tokenToString(id: number): string | null {
     return this.tok.id_to_token(id) ?? null;
@@ -290,8 +313,8 @@ export class HfTokenizer {
       );
     }
     try {
-      this.compiledTemplate ??= new Template(this.chatTemplate);
-      return this.compiledTemplate.render({
+      // in a worker with a time and memory limit: the template is code from a downloaded file
+      return renderTemplateSandboxed(this.chatTemplate, {
         ...this.specialTokenStrings,
         messages: messages.map((m) => ({ role: m.role, content: m.content })),
         add_generation_prompt: opts.addGenerationPrompt ?? false,
@@ -387,7 +410,7 @@ async function readJsonObject(path: string, required: boolean): Promise<Json | n
   try {
     value = JSON.parse(text);
   } catch (err) {
-    throw new BlocklabError(`is not valid JSON (${oneLine(err)}); download or save it again`, { file: path, cause: err });
+    throw new BlocklabError(`is not valid JSON (${jsonSyntaxProblem(err)}); download or save it again`, { file: path });
   }
   if (!isPlainObject(value)) {
     throw new BlocklabError('is not a JSON object; download or save it again', { file: path });

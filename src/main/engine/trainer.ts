@@ -11,7 +11,7 @@
  *   adapter/             LoRA only: the adapter as a PEFT folder
  */
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { tf, backendReport, initBackend, type BackendName } from './backend.js';
 import { yieldToEventLoop } from './event-loop.js';
@@ -27,7 +27,7 @@ import { readSafetensorsHeader, readTensorFloat32, writeSafetensors, type Tensor
 import { HfTokenizer } from './tokenizer.js';
 import { makeTrainable, methodName, trainableLayers, type TrainableSet, type TrainMethod } from './trainable.js';
 import { tensorFromSource, writeCheckpoint } from './write-checkpoint.js';
-import { writeFolderAtomically } from './atomic.js';
+import { outputKindOf, prepareOutputFolder, writeFolderAtomically, writeOutputMarker } from './atomic.js';
 
 export interface TrainOptions {
   model: string;
@@ -297,7 +297,7 @@ export async function train(opts: TrainOptions, events: TrainEvents = {}, signal
   if (opts.resume) {
     resumeDir = await latestCheckpoint(opts.out);
     if (!resumeDir) throw new BlocklabError(`has no checkpoint to resume from; run without --resume to start`, { file: opts.out });
-    state = JSON.parse(await readFile(join(resumeDir, STATE_FILE), 'utf8')) as TrainerState;
+    state = await readTrainerState(resumeDir);
     const want = JSON.stringify(resumeKey(opts));
     const have = JSON.stringify(state.options);
     if (want !== have) {
@@ -313,6 +313,9 @@ export async function train(opts: TrainOptions, events: TrainEvents = {}, signal
   } else if (await latestCheckpoint(opts.out)) {
     throw new BlocklabError('already holds checkpoints of a run; pass --resume to continue it, or choose another --out', { file: opts.out });
   }
+  // a new or empty folder, or this run's own (a run folder written before markers existed is adopted on resume)
+  if (resumeDir && (await outputKindOf(opts.out)) === null) await writeOutputMarker(opts.out, 'run');
+  await prepareOutputFolder(opts.out, 'run');
 
   // --- model: the base for a fresh run or a LoRA run; the checkpoint's full model otherwise
   const isLora = opts.method.kind === 'lora';
@@ -445,7 +448,6 @@ export async function train(opts: TrainOptions, events: TrainEvents = {}, signal
     return dir;
   };
 
-  await mkdir(opts.out, { recursive: true });
   const variables = set.params.map((p) => p.variable);
   try {
     for (let step = startStep; step < opts.steps; step++) {
@@ -618,10 +620,33 @@ async function loadAdapter(file: string, set: TrainableSet): Promise<void> {
   }
 }
 
-/** Removes all but the newest `keep` checkpoints, never `protect`. */
+/** A checkpoint folder's trainer state, with an error naming the file when it is damaged. */
+async function readTrainerState(dir: string): Promise<TrainerState> {
+  const file = join(dir, STATE_FILE);
+  let state: TrainerState;
+  try {
+    state = JSON.parse(await readFile(file, 'utf8')) as TrainerState;
+  } catch (e) {
+    throw new BlocklabError(`cannot be read as JSON (${(e as Error).message.split('\n')[0]}); resume from an earlier checkpoint or start a new run`, { file });
+  }
+  if (state?.format !== 'blocklab-trainer-state') throw new BlocklabError('is not a Blocklab trainer state; resume only runs Blocklab trained', { file });
+  return state;
+}
+
+/** Whether a checkpoint-N folder is one this trainer wrote (its marker, or a Blocklab trainer state from before markers). */
+async function isOwnCheckpoint(dir: string): Promise<boolean> {
+  if ((await outputKindOf(dir)) === 'checkpoint') return true;
+  return readTrainerState(dir).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** Removes all but the newest `keep` checkpoints this trainer wrote, never `protect`, never a folder it did not write. */
 async function pruneCheckpoints(out: string, keep: number, protect: string | null): Promise<void> {
   if (keep <= 0) return;
-  const names = (await readdir(out)).filter((n) => /^checkpoint-\d+$/.test(n)).sort();
+  const names: string[] = [];
+  for (const n of (await readdir(out)).filter((n) => /^checkpoint-\d+$/.test(n)).sort()) if (await isOwnCheckpoint(join(out, n))) names.push(n);
   for (const n of names.slice(0, Math.max(0, names.length - keep))) {
     if (protect && join(out, n) === protect) continue;
     await rm(join(out, n), { recursive: true, force: true });

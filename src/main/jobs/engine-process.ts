@@ -145,12 +145,13 @@ async function runExport(r: Extract<JobRequest, { kind: 'export' }>): Promise<Re
   if (r.format === 'gguf') {
     const g = await exportGguf(r.model, {
       out: r.out,
+      overwrite: r.overwrite,
       dtype: dtype === 'F16' ? 'F16' : dtype === 'F32' ? 'F32' : undefined,
       onTensor: (i, total, name) => void send({ type: 'progress', progress: { done: i + 1, total, unit: 'tensors', message: name, etaSeconds: null } }),
     });
     return { out: r.out, format: 'gguf', bytes: g.bytes };
   }
-  const w = await exportModel(r.model, { out: r.out, dtype });
+  const w = await exportModel(r.model, { out: r.out, dtype, overwrite: r.overwrite });
   return { out: w.dir, format: 'hf', bytes: w.bytes };
 }
 
@@ -192,6 +193,11 @@ async function run(request: JobRequest, keep: boolean): Promise<void> {
       case 'sql':
         result = await runSql(request);
         break;
+      case 'inspect': {
+        const { inspectCheckpoint } = await import('../engine/index.js');
+        result = (await inspectCheckpoint(request.model)) as unknown as Result;
+        break;
+      }
     }
     await send({ type: 'done', result });
   } catch (e) {
@@ -213,7 +219,11 @@ function onMessage(raw: unknown): void {
     return;
   }
   const msg = parsed.data;
-  if (msg.type === 'cancel') controller.abort();
+  if (msg.type === 'cancel') {
+    controller.abort();
+    // the acknowledgement tells the supervisor this process is alive and stopping, not stuck
+    if (running) void send({ type: 'cancelling' });
+  }
   else void run(msg.request, msg.keep === true);
 }
 

@@ -26,11 +26,22 @@ export type JobOutcome =
   | { status: 'completed' | 'cancelled' | 'paused'; runId: number | null; result: Record<string, unknown> }
   | { status: 'failed' | 'interrupted'; runId: number | null; error: string; userError: boolean };
 
+/**
+ * How long an engine process has to acknowledge a cancel (a training job) or to end (any other
+ * job) before it is killed: it is stuck — a runaway computation that never returns to its event
+ * loop — and would otherwise run on after the user asked it to stop.
+ */
+export const CANCEL_GRACE_MS = 5000;
+
 export interface JobHandle {
   runId: number | null;
   pid: number | undefined;
-  /** asks the engine to stop after the current step (it writes a checkpoint first) */
-  cancel(): void;
+  /**
+   * Asks the engine to stop after the current step (it writes a checkpoint first). An engine
+   * that does not acknowledge within `graceMs` is killed; the run then ends as cancelled and
+   * resumes from its last checkpoint.
+   */
+  cancel(graceMs?: number): void;
   /** kills the engine process at once */
   kill(signal?: NodeJS.Signals): void;
   done: Promise<JobOutcome>;
@@ -172,17 +183,20 @@ export class EngineWorker {
     });
   }
 
-  /** Runs one request; throws when a job is already running here. */
-  run(request: JobRequest, opts: { onMessage?: (m: FromEngine) => void } = {}): TaskHandle {
+  /** Runs one request; throws when a job is already running here. `onSent`: the (started) engine has the request. */
+  run(request: JobRequest, opts: { onMessage?: (m: FromEngine) => void; onSent?: () => void } = {}): TaskHandle {
     if (this.job) throw new Error('this engine worker is busy');
     clearTimeout(this.idleTimer);
     let cancelRequested = false;
+    let killTimer: NodeJS.Timeout | undefined;
+    let job: NonNullable<EngineWorker['job']>;
     const done = new Promise<TaskOutcome>((resolveDone) => {
-      this.job = {
+      job = this.job = {
         onMessage: opts.onMessage,
         finish: (o) => {
           if (!this.job) return;
           this.job = null;
+          clearTimeout(killTimer);
           if (this.opts.keepAlive) {
             this.idleTimer = setTimeout(() => this.close(), this.opts.idleMs);
             this.idleTimer.unref?.();
@@ -196,6 +210,7 @@ export class EngineWorker {
     void this.ready!.then(() => {
       if (!this.job || this.child !== child) return;
       child.send({ type: 'start', request, keep: this.opts.keepAlive });
+      opts.onSent?.();
       if (cancelRequested) child.send({ type: 'cancel' });
     });
     return {
@@ -203,6 +218,13 @@ export class EngineWorker {
       cancel: () => {
         cancelRequested = true;
         child.send({ type: 'cancel' });
+        // a one-shot job keeps nothing when stopped: one still running after the grace is killed
+        if (killTimer === undefined) {
+          killTimer = setTimeout(() => {
+            if (this.job === job && this.child === child) child.kill('SIGKILL');
+          }, CANCEL_GRACE_MS);
+          killTimer.unref?.();
+        }
       },
       kill: (signal = 'SIGKILL') => child.kill(signal),
       done,
@@ -215,6 +237,67 @@ export class EngineWorker {
     this.child = null;
     this.ready = null;
     child?.kill('SIGTERM');
+  }
+}
+
+/**
+ * A warm engine process that runs short requests (SQL queries, checkpoint inspection) one after
+ * another: however many arrive at once, one process does the work and the rest wait their turn
+ * (at most `maxWaiting`; more are refused with a message). Each request has a time limit from
+ * the start of its turn; one that overruns has its process killed, and the next gets a fresh one.
+ */
+/** How long a fresh engine process may take to start (loading the TypeScript sources, tfjs). */
+const ENGINE_START_LIMIT_MS = 60_000;
+
+export class EngineQueue {
+  private readonly worker: EngineWorker;
+  private tail: Promise<unknown> = Promise.resolve();
+  private waiting = 0;
+  private pendingSent: (() => void) | null = null;
+
+  constructor(private readonly opts: { idleMs: number; maxWaiting: number; what: string }) {
+    this.worker = new EngineWorker({ keepAlive: true, idleMs: opts.idleMs });
+  }
+
+  /** Resolves with the request's result; rejects with its error, a refusal, or `overran(limitMs)`. */
+  run(request: JobRequest, limitMs: number, overran: (limitMs: number) => string): Promise<Record<string, unknown>> {
+    if (this.waiting >= this.opts.maxWaiting) {
+      return Promise.reject(new BlocklabError(`${this.waiting} ${this.opts.what} are already waiting; try again when they have finished`));
+    }
+    this.waiting++;
+    const turn = this.tail.then(() => this.runNow(request, limitMs, overran));
+    this.tail = turn.catch(() => undefined);
+    return turn.finally(() => this.waiting--);
+  }
+
+  private async runNow(request: JobRequest, limitMs: number, overran: (limitMs: number) => string): Promise<Record<string, unknown>> {
+    // the limit counts from when the engine has the request, not the engine's own start-up
+    // (which has a limit of its own: a process that never becomes ready is not waited for)
+    let timer: NodeJS.Timeout | undefined;
+    let limit = ENGINE_START_LIMIT_MS;
+    const timedOut = new Promise<null>((resolveTimeout) => {
+      timer = setTimeout(() => resolveTimeout(null), ENGINE_START_LIMIT_MS);
+      this.pendingSent = () => {
+        clearTimeout(timer);
+        limit = limitMs;
+        timer = setTimeout(() => resolveTimeout(null), limitMs);
+      };
+    });
+    const task = this.worker.run(request, { onSent: () => this.pendingSent?.() });
+    const o = await Promise.race([task.done, timedOut]);
+    clearTimeout(timer);
+    this.pendingSent = null;
+    if (o === null) {
+      task.kill('SIGKILL');
+      await task.done; // the worker is free (and will start a fresh process) once its process is gone
+      throw new BlocklabError(limit === limitMs ? overran(limitMs) : `the engine process did not start within ${ENGINE_START_LIMIT_MS / 1000} s; the machine may be overloaded or out of memory`);
+    }
+    if (!o.ok) throw o.userError ? new BlocklabError(o.error) : new Error(o.error);
+    return o.result;
+  }
+
+  close(): void {
+    this.worker.close();
   }
 }
 
@@ -302,6 +385,8 @@ export function startJob(
   const stderrTail = watchStderr(child, events.onLog);
 
   let cancelRequested = false;
+  let cancelAcknowledged = false;
+  let killTimer: NodeJS.Timeout | undefined;
   const sendToEngine = (m: ToEngine) => child.send(m);
 
   const done = new Promise<JobOutcome>((resolveDone) => {
@@ -313,6 +398,7 @@ export function startJob(
     const finish = async (outcome: JobOutcome) => {
       if (settled) return;
       settled = true;
+      clearTimeout(killTimer);
       await Promise.allSettled(pending);
       metrics?.close();
       if (store && runId !== null) {
@@ -347,6 +433,10 @@ export function startJob(
           break;
         case 'log':
           events.onLog?.(m.message);
+          break;
+        case 'cancelling':
+          cancelAcknowledged = true;
+          clearTimeout(killTimer);
           break;
         case 'started':
           if (store && runId !== null) {
@@ -393,6 +483,12 @@ export function startJob(
     child.onError((e) => void finish({ status: 'failed', runId, error: `could not start the engine process: ${e.message}`, userError: false }));
     child.onExit((code, signal) => {
       if (settled) return;
+      if (cancelRequested && !cancelAcknowledged && signal === 'SIGKILL') {
+        // killed by cancel() for not answering: what the user asked for, minus the last checkpoint
+        events.onLog?.(`the engine process did not answer the stop request within ${CANCEL_GRACE_MS / 1000} s and was ended; the run resumes from its last checkpoint`);
+        void finish({ status: 'cancelled', runId, result: { stopped: 'cancelled', killed: true, steps: lastStep, model: null } });
+        return;
+      }
       const { message, interrupted } = describeExit(code, signal, stderrTail());
       const latest = lastStep > 0 ? ` after step ${lastStep}; resume from its last checkpoint with --resume` : '';
       void finish({ status: interrupted ? 'interrupted' : 'failed', runId, error: message + latest, userError: false });
@@ -402,9 +498,13 @@ export function startJob(
   return {
     runId,
     pid: child.pid,
-    cancel() {
+    cancel(graceMs = CANCEL_GRACE_MS) {
       cancelRequested = true;
       sendToEngine({ type: 'cancel' });
+      if (!cancelAcknowledged && killTimer === undefined) {
+        killTimer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+        killTimer.unref?.();
+      }
     },
     kill(signal = 'SIGKILL') {
       child.kill(signal);

@@ -129,27 +129,84 @@ export function escapeMarkdown(value: unknown): string {
 }
 
 /**
- * A note's Markdown, kept as Markdown but made inert: `<`, `>`, `[`, `]` and `!` are
- * backslash-escaped outside code spans and fences, so no raw HTML, link or image survives.
+ * One line made inert outside its code spans. A code span is what CommonMark says it is: a run
+ * of N backticks closed by the next run of exactly N (`` `` x ` `` is not one — its backticks
+ * are literal, and what follows them is ordinary text); the backticks of a run that is never
+ * closed are escaped, so no span can open later and swallow an escape.
+ */
+function inertLine(line: string): string {
+  let out = '';
+  let i = 0;
+  const runAt = (k: number) => {
+    let n = 0;
+    while (line[k + n] === '`') n++;
+    return n;
+  };
+  while (i < line.length) {
+    if (line[i] === '`') {
+      const n = runAt(i);
+      let close = -1;
+      for (let j = i + n; j < line.length; ) {
+        if (line[j] !== '`') {
+          j++;
+          continue;
+        }
+        const m = runAt(j);
+        if (m === n) {
+          close = j;
+          break;
+        }
+        j += m;
+      }
+      const content = close >= 0 ? line.slice(i + n, close) : '';
+      if (close >= 0 && !/[<>&[\]!\\]/.test(content)) {
+        // a code span with nothing a renderer could take for markup kept as code (one with, say,
+        // `<b>` is written as inert text instead: an autolinking renderer can break a span open)
+        out += line.slice(i, close + n);
+        i = close + n;
+      } else if (close >= 0) {
+        out += '&#96;'.repeat(n) + [...content].map((c) => INERT[c] ?? c).join('') + '&#96;'.repeat(n);
+        i = close + n;
+      } else {
+        out += '&#96;'.repeat(n);
+        i += n;
+      }
+      continue;
+    }
+    out += INERT[line[i]] ?? line[i];
+    i++;
+  }
+  return out;
+}
+
+/**
+ * Outside code spans these characters become character references: they read the same, and —
+ * unlike a backslash escape, which a renderer's URL autolinking can swallow along with the URL
+ * before it — a reference can never start a tag, a link or an image, or close anything.
+ */
+const INERT: Record<string, string> = { '<': '&lt;', '>': '&gt;', '&': '&amp;', '[': '&#91;', ']': '&#93;', '!': '&#33;', '\\': '&#92;' };
+
+/**
+ * A note's Markdown, kept as Markdown but made inert: outside code spans and fences, `<`, `>`,
+ * `&`, `[`, `]`, `!` and `\` become character references, so no raw HTML, link or image
+ * survives. A fence is what CommonMark takes for one (a backtick fence's info string has no
+ * backtick; otherwise the line is ordinary text, made inert).
  */
 export function neutraliseMarkdown(md: string): string {
   const lines = md.replace(/\r\n?/g, '\n').split('\n');
   let fence: string | null = null;
   return lines
     .map((line) => {
-      const f = /^\s*(```+|~~~+)/.exec(line);
+      const f = /^ {0,3}(```+)[^`]*$|^ {0,3}(~~~+)/.exec(line)?.slice(1).find(Boolean);
       if (fence !== null) {
         if (line.trim().startsWith(fence)) fence = null;
         return line;
       }
       if (f) {
-        fence = f[1];
+        fence = f;
         return line;
       }
-      return line
-        .split(/(`+[\s\S]*?`+)/)
-        .map((part, i) => (i % 2 === 1 ? part : part.replace(/([\\<>[\]!])/g, '\\$1')))
-        .join('');
+      return inertLine(line);
     })
     .join('\n');
 }

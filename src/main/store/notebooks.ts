@@ -4,7 +4,7 @@
  * previous version whole. Cells are validated (src/shared/notebook.ts) on the way in and out.
  */
 import { BlocklabError } from '../engine/errors.js';
-import { CellsSchema, type Cell, type Notebook } from '../../shared/notebook.js';
+import { CellSchema, CellsSchema, type Cell, type Notebook } from '../../shared/notebook.js';
 import type { ExperimentStore } from './store.js';
 
 export interface NotebookListRow {
@@ -24,6 +24,15 @@ function checkCells(cells: Cell[]): Cell[] {
   return parsed.data;
 }
 
+/** The notebook as stored, which must be the cells that were written (else the transaction rolls back). */
+function readBack(store: ExperimentStore, id: number, written: Cell[]): Notebook {
+  const nb = getNotebook(store, id);
+  if (nb.cells.length !== written.length || nb.cells.some((c, i) => c.id !== written[i].id)) {
+    throw new BlocklabError('the notebook could not be stored as it is (its cells came back different); nothing was saved');
+  }
+  return nb;
+}
+
 export function listNotebooks(store: ExperimentStore): NotebookListRow[] {
   return store.db
     .prepare(
@@ -40,16 +49,22 @@ export function getNotebook(store: ExperimentStore, id: number): Notebook {
   if (!nb) throw new BlocklabError(`there is no notebook ${id} in the store (it may have been deleted)`, { file: store.path });
   const rows = store.db.prepare('SELECT kind, source, state FROM cells WHERE notebook_id = ? ORDER BY position, id').all(id) as { kind: string; source: string | null; state: string | null }[];
   const cells: Cell[] = [];
+  const ids = new Set<string>();
   for (const r of rows) {
     // the cell id lives in the state JSON (schema v1 has no column for it)
     let state: Record<string, unknown> = {};
     try {
-      state = r.state ? (JSON.parse(r.state) as Record<string, unknown>) : {};
+      const parsed = r.state ? (JSON.parse(r.state) as unknown) : {};
+      state = typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed) ? (parsed as Record<string, unknown>) : {};
     } catch {
       state = {};
     }
-    const { __id, ...rest } = state as { __id?: string };
-    cells.push({ id: typeof __id === 'string' ? __id : `cell${cells.length + 1}`, kind: r.kind as Cell['kind'], source: r.source ?? '', state: rest });
+    const { __id, ...rest } = state as { __id?: unknown };
+    // an id an earlier version let through (invalid, or a duplicate) is replaced, so the notebook still opens
+    let id = typeof __id === 'string' && CellSchema.shape.id.safeParse(__id).success && !ids.has(__id) ? __id : `cell${cells.length + 1}`;
+    while (ids.has(id)) id = `${id}x`;
+    ids.add(id);
+    cells.push({ id, kind: r.kind as Cell['kind'], source: r.source ?? '', state: rest });
   }
   return { ...nb, cells: checkCells(cells) };
 }
@@ -57,19 +72,20 @@ export function getNotebook(store: ExperimentStore, id: number): Notebook {
 function writeCells(store: ExperimentStore, id: number, cells: Cell[]): void {
   store.db.prepare('DELETE FROM cells WHERE notebook_id = ?').run(id);
   const insert = store.db.prepare('INSERT INTO cells (notebook_id, position, kind, source, state) VALUES (?, ?, ?, ?, ?)');
-  cells.forEach((c, i) => insert.run(id, i, c.kind, c.source, JSON.stringify({ __id: c.id, ...c.state })));
+  // the id last, so no key of the state can stand in for it
+  cells.forEach((c, i) => insert.run(id, i, c.kind, c.source, JSON.stringify({ ...c.state, __id: c.id })));
 }
 
 export function createNotebook(store: ExperimentStore, name: string, cells: Cell[] = []): Notebook {
   store.assertWritable('saving notebooks');
   const checked = checkCells(cells);
-  const id = store.db.transaction(() => {
+  // read back inside the transaction: a notebook that would not open again is never committed
+  return store.db.transaction(() => {
     const info = store.db.prepare('INSERT INTO notebooks (name) VALUES (?)').run(name);
     const nid = Number(info.lastInsertRowid);
     writeCells(store, nid, checked);
-    return nid;
+    return readBack(store, nid, checked);
   })();
-  return getNotebook(store, id);
 }
 
 /**
@@ -95,6 +111,7 @@ export function saveNotebook(store: ExperimentStore, id: number, name: string, c
     const info = store.db.prepare('UPDATE notebooks SET name = ?, updated_at = ? WHERE id = ?').run(name, now, id);
     if (info.changes === 0) throw new BlocklabError(`there is no notebook ${id} in the store (it may have been deleted); export it to keep a copy`, { file: store.path });
     writeCells(store, id, checked);
+    readBack(store, id, checked);
     return now;
   })();
 }

@@ -7,7 +7,7 @@
  * out; rows come back camelCased. Imports neither tfjs nor Electron.
  */
 import Database from 'better-sqlite3';
-import { mkdirSync, statSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { BlocklabError } from '../engine/errors.js';
@@ -413,9 +413,17 @@ export class ExperimentStore {
       if (!st && options.readonly) throw new BlocklabError('does not exist; open Blocklab once to create the store, or pass another --store', { file });
       if (!options.readonly) {
         try {
-          mkdirSync(dirname(file), { recursive: true });
+          mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
         } catch (e) {
           throw new BlocklabError(`cannot create its folder (${(e as Error).message}); pass another --store`, { file, cause: e });
+        }
+        // The store holds the user's experiments, paths and notes: readable by its owner only.
+        // SQLite gives the -wal and -shm files the database file's mode.
+        try {
+          if (!st) closeSync(openSync(file, 'wx', 0o600));
+          else if (process.platform !== 'win32' && (st.mode & 0o077) !== 0 && st.uid === process.getuid?.()) chmodSync(file, 0o600);
+        } catch {
+          // created meanwhile by another process, or not ours to change: SQLite opens it as it is
         }
       }
     }

@@ -6,7 +6,24 @@ import type { ApiParams, JobEvent, JobResult } from '../../../shared/api';
 
 /** A job as the renderer sends it (defaults not yet filled in). */
 type JobSpec = ApiParams<'jobs.start'>['job'];
-import { api, onPush } from './api';
+import { api, ApiError, onPush } from './api';
+
+/**
+ * Starts a job; when its output folder already holds an output Blocklab wrote, asks the user
+ * — naming the folder — whether to replace it, and only then sends the job again with
+ * `overwrite`. Nothing is ever replaced without that answer.
+ */
+async function startConfirmingOverwrite(job: JobSpec): Promise<{ jobId: string; runId: number | null }> {
+  try {
+    return await api('jobs.start', { job });
+  } catch (e) {
+    const replaceable = job.kind === 'expand' || job.kind === 'export-checkpoint' || job.kind === 'export-report';
+    if (!(e instanceof ApiError) || e.code !== 'confirm-overwrite' || !replaceable || job.overwrite) throw e;
+    const ok = window.confirm(`${e.path ?? 'The output folder'} already holds what Blocklab wrote there earlier.\n\nReplace it? Everything Blocklab wrote in that folder will be deleted.`);
+    if (!ok) throw new Error(`not replaced: ${e.path ?? 'the output folder'} was left as it was; choose another folder`);
+    return api('jobs.start', { job: { ...job, overwrite: true } });
+  }
+}
 
 export interface RunningJob {
   jobId: string;
@@ -53,7 +70,7 @@ export async function startJob(job: JobSpec, onEvent: (e: JobEvent) => void): Pr
   });
   let started: { jobId: string; runId: number | null };
   try {
-    started = await api('jobs.start', { job });
+    started = await startConfirmingOverwrite(job);
   } finally {
     offEarly();
   }

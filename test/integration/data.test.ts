@@ -8,7 +8,7 @@
  * expected stream is computed from the bytes, independently of the tokenizer library.
  */
 import { createHash } from 'node:crypto';
-import { copyFile, mkdir, readdir, readFile, truncate, writeFile, appendFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, truncate, writeFile, appendFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadCorpus, shuffledIndices, type CorpusOptions, type CorpusSpec, type PackedCorpus } from '../../src/main/engine/data.js';
@@ -16,9 +16,8 @@ import { BlocklabError } from '../../src/main/engine/errors.js';
 import { makeTinyCheckpoint } from '../../src/main/engine/tiny.js';
 import { HfTokenizer } from '../../src/main/engine/tokenizer.js';
 import { testDir } from '../helpers/tmp.js';
+import { englishText, pythonModule } from '../helpers/corpus.js';
 
-const GPL = '/usr/share/common-licenses/GPL-3';
-const PY = '/usr/lib/python3.11';
 
 let root: string;
 let tok: HfTokenizer;
@@ -42,7 +41,7 @@ beforeAll(async () => {
   bosId = tok.bosTokenId!;
 
   txt = join(root, 'license.txt');
-  await writeFile(txt, (await readFile(GPL, 'utf8')).slice(0, 12_000));
+  await writeFile(txt, englishText(12_000));
   jsonl = join(root, 'docs.jsonl');
   await writeFile(jsonl, `${jsonlTexts.map((text, i) => JSON.stringify({ id: i, text })).join('\n')}\n\n`);
 
@@ -51,12 +50,12 @@ beforeAll(async () => {
   await mkdir(join(repo, 'tests'), { recursive: true });
   await mkdir(join(repo, '.git', 'hooks'), { recursive: true });
   await mkdir(join(repo, 'node_modules', 'm'), { recursive: true });
-  await copyFile(join(PY, 'bisect.py'), join(repo, 'pkg', 'bisect.py'));
-  await copyFile(join(PY, 'textwrap.py'), join(repo, 'pkg', 'textwrap.py'));
-  await copyFile(join(PY, 'bisect.py'), join(repo, 'tests', 'test_bisect.py')); // excluded
-  await copyFile(join(PY, 'bisect.py'), join(repo, 'test_top.py')); // excluded
-  await copyFile(join(PY, 'bisect.py'), join(repo, '.git', 'hooks', 'hook.py')); // always skipped
-  await copyFile(join(PY, 'bisect.py'), join(repo, 'node_modules', 'm', 'index.py')); // always skipped
+  await writeFile(join(repo, 'pkg', 'bisect.py'), pythonModule('bisect.py'));
+  await writeFile(join(repo, 'pkg', 'textwrap.py'), pythonModule('textwrap.py'));
+  await writeFile(join(repo, 'tests', 'test_bisect.py'), pythonModule('bisect.py')); // excluded
+  await writeFile(join(repo, 'test_top.py'), pythonModule('bisect.py')); // excluded
+  await writeFile(join(repo, '.git', 'hooks', 'hook.py'), pythonModule('bisect.py')); // always skipped
+  await writeFile(join(repo, 'node_modules', 'm', 'index.py'), pythonModule('bisect.py')); // always skipped
   await writeFile(join(repo, 'README.md'), '# not a .py file\n'); // not included
   await writeFile(join(repo, 'pkg', 'blob.py'), Buffer.from([0x50, 0x4b, 0x03, 0x04, 0x00, 0x00, 0x41])); // binary: skipped
   await writeFile(join(repo, 'pkg', 'latin1.py'), Buffer.from('# caf\xe9\n', 'latin1')); // not UTF-8: skipped

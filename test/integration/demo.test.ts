@@ -1,20 +1,27 @@
 /**
  * `blocklab demo` end to end on the bundled files, with a tiny budget: every piece runs for
- * real (expansion, four supervised trainings, evaluation, comparison, report), only shorter.
+ * real (expansion, four supervised trainings, evaluation, comparison, report), only shorter;
+ * and run again, the same forgetting table to the last digit (the README: "deterministic, so
+ * these are the numbers you get").
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { runDemo } from '../../src/main/demo/run-demo.js';
+import { runDemo, type DemoResult } from '../../src/main/demo/run-demo.js';
+import { formatCompareTable } from '../../src/main/engine/eval.js';
 import { ExperimentStore } from '../../src/main/store/index.js';
 import { testDir } from '../helpers/tmp.js';
+
+const BUDGET = { steps: 3, limit: 4, pdf: false } as const;
+let first: DemoResult | null = null;
 
 describe('blocklab demo', () => {
   it('expands, tunes four ways on the same tokens, evaluates against the base and writes the report', async () => {
     const root = await testDir('demo');
     const store = ExperimentStore.open(join(root, 'store.sqlite'));
     const lines: string[] = [];
-    const r = await runDemo({ out: join(root, 'demo'), store, steps: 3, limit: 4, pdf: false, log: (l) => lines.push(l) });
+    const r = await runDemo({ out: join(root, 'demo'), store, ...BUDGET, log: (l) => lines.push(l) });
+    first = r;
 
     expect(r.runs.map((x) => x.name)).toEqual(['blocks', 'top', 'full', 'lora']);
     expect(r.tokensPerMethod).toBe(3 * 4 * 128);
@@ -41,5 +48,25 @@ describe('blocklab demo', () => {
     expect(existsSync(r.report.markdown)).toBe(true);
     expect(store.listRuns({ kind: 'train' })).toHaveLength(4);
     store.close();
+  }, 300_000);
+
+  it('prints the same forgetting table when run again with the same seed (a fresh folder and store)', async () => {
+    expect(first, 'the first demo run').not.toBeNull();
+    const root = await testDir('demo-again');
+    const store = ExperimentStore.open(join(root, 'store.sqlite'));
+    try {
+      const again = await runDemo({ out: join(root, 'demo'), store, ...BUDGET, seed: 0 });
+      // the table `blocklab demo` prints, character for character, and the numbers under it
+      const table = formatCompareTable(first!.compare);
+      expect(formatCompareTable(again.compare)).toBe(table);
+      expect(table).toMatch(/general-ppl/);
+      expect(again.compare.rows).toEqual(first!.compare.rows);
+      expect(again.compare.summary).toEqual(first!.compare.summary);
+      for (const [a, b] of again.runs.map((x, i) => [x, first!.runs[i]] as const)) {
+        expect({ name: a.name, first: a.firstLoss, last: a.lastLoss, val: a.valLoss }).toEqual({ name: b.name, first: b.firstLoss, last: b.lastLoss, val: b.valLoss });
+      }
+    } finally {
+      store.close();
+    }
   }, 300_000);
 });

@@ -22,8 +22,9 @@ import {
   type TinyOptions,
 } from '../../src/main/engine/index.js';
 import { learnByteLevelMerges } from '../../src/main/engine/byte-tokenizer.js';
-import { planGgufExport, writeGguf } from '../../src/main/engine/gguf.js';
-import { readTensorBytes } from '../../src/main/engine/safetensors.js';
+import { permuteRotaryRows, planGgufExport, writeGguf } from '../../src/main/engine/gguf.js';
+import { readTensorBytes, readTensorFloat32 } from '../../src/main/engine/safetensors.js';
+import { fromFloat32 } from '../../src/main/engine/dtype.js';
 import { oneJson, runCli, stackLines, stderrLines } from '../helpers/cli-runner.js';
 import { testDir } from '../helpers/tmp.js';
 
@@ -72,6 +73,15 @@ afterAll(() => {
   }
 });
 
+/**
+ * F32 exports against the engine, about 10× the measured error (2026-12, node-llama-cpp 3.21.1
+ * CPU): the actual next token's |Δ log p| ≤ 6.1e-6, any token with p > 1e-4 ≤ 1.25e-5.
+ * Wrong exports (no Q/K permutation, K permuted by the query head count, no rope_freqs) are
+ * off by more than 1.
+ */
+const NEXT_F32 = 6e-5;
+const ALL_F32 = 1.2e-4;
+
 const SMALL: TinyOptions = { layers: 2, hidden: 64, heads: 4, kvHeads: 2, intermediate: 96, maxPositions: 256 };
 
 async function tiny(name: string, options: TinyOptions): Promise<string> {
@@ -82,6 +92,8 @@ async function tiny(name: string, options: TinyOptions): Promise<string> {
 
 interface Comparison {
   ids: number[];
+  /** |Δ log p(next token)| at each position but the last */
+  next: number[];
   maxNext: number;
   meanNext: number;
   maxAll: number;
@@ -113,23 +125,20 @@ async function compare(engineDir: string, ggufFile: string, text = SAMPLE): Prom
     const lp = tf.tidy(() => tf.logSoftmax(loaded.model.forward([ids])));
     const engine = (await lp.data()) as Float32Array;
     lp.dispose();
-    let maxNext = 0;
-    let sumNext = 0;
+    const next: number[] = [];
     let maxAll = 0;
     for (let i = 0; i < ids.length; i++) {
       const probs = out[i]?.next.probabilities;
       expect(probs, `position ${i}`).toBeDefined();
       expect(probs!.size).toBe(V);
       if (i + 1 < ids.length) {
-        const d = Math.abs(Math.log(probs!.get(ids[i + 1] as Token)!) - engine[i * V + ids[i + 1]]);
-        maxNext = Math.max(maxNext, d);
-        sumNext += d;
+        next.push(Math.abs(Math.log(probs!.get(ids[i + 1] as Token)!) - engine[i * V + ids[i + 1]]));
       }
       for (const [t, p] of probs!) {
         if (engine[i * V + t] > Math.log(1e-4)) maxAll = Math.max(maxAll, Math.abs(Math.log(p) - engine[i * V + t]));
       }
     }
-    return { ids, maxNext, meanNext: sumNext / (ids.length - 1), maxAll };
+    return { ids, next, maxNext: Math.max(...next), meanNext: next.reduce((a, b) => a + b, 0) / next.length, maxAll };
   } finally {
     await context.dispose();
     await model.dispose();
@@ -137,22 +146,23 @@ async function compare(engineDir: string, ggufFile: string, text = SAMPLE): Prom
   }
 }
 
-async function exportAndCompare(label: string, dir: string, dtype?: 'F32' | 'F16'): Promise<Comparison> {
+async function exportAndCompare(label: string, dir: string, dtype?: 'F32' | 'F16', text?: string): Promise<Comparison & { warnings: string[] }> {
   const out = join(root, `${label}.gguf`);
   const r = await exportGguf(dir, { out, dtype });
   expect(r.format).toBe('gguf');
-  const c = await compare(dir, out);
+  const c = await compare(dir, out, text);
   measured[label] = c;
-  return c;
+  return { ...c, warnings: r.warnings };
 }
 
 describe.skipIf(!llama && !process.env.CI)('GGUF export, loaded by llama.cpp (node-llama-cpp)', () => {
-  it('Llama, GQA, untied, F32: same tokens and next-token log-probs to 1e-4 at every position; metadata as llama.cpp reads it', async () => {
+  it('Llama, GQA, untied, F32: same tokens and next-token log-probs at every position; metadata as llama.cpp reads it', async () => {
     const dir = await tiny('llama', { tie: false });
     const c = await exportAndCompare('llama-untied-f32', dir);
     expect(c.ids.length).toBeGreaterThan(40);
-    expect(c.maxNext).toBeLessThan(1e-4);
-    expect(c.maxAll).toBeLessThan(1e-4);
+    expect(c.maxNext).toBeLessThan(NEXT_F32);
+    expect(c.maxAll).toBeLessThan(ALL_F32);
+    expect(c.warnings).toEqual([]);
 
     const info = await nlc!.readGgufFileInfo(join(root, 'llama-untied-f32.gguf'), { logWarnings: false });
     const md = info.metadata as unknown as Record<string, Record<string, unknown>>;
@@ -171,8 +181,8 @@ describe.skipIf(!llama && !process.env.CI)('GGUF export, loaded by llama.cpp (no
   it('Llama, tied embeddings: no output.weight, llama.cpp reuses token_embd, still exact', async () => {
     const dir = await tiny('llama-tied', { tie: true });
     const c = await exportAndCompare('llama-tied-f32', dir);
-    expect(c.maxNext).toBeLessThan(1e-4);
-    expect(c.maxAll).toBeLessThan(1e-4);
+    expect(c.maxNext).toBeLessThan(NEXT_F32);
+    expect(c.maxAll).toBeLessThan(ALL_F32);
     const info = await nlc!.readGgufFileInfo(join(root, 'llama-tied-f32.gguf'), { logWarnings: false });
     expect(info.fullTensorInfo!.map((t) => t.name)).not.toContain('output.weight');
   });
@@ -181,8 +191,8 @@ describe.skipIf(!llama && !process.env.CI)('GGUF export, loaded by llama.cpp (no
     // vocab_size padded past the tokenizer, as Qwen2's real checkpoints are: ids without a token become unused [PADn]
     const dir = await tiny('qwen2', { architecture: 'Qwen2ForCausalLM', tie: false, padVocabTo: 448 });
     const c = await exportAndCompare('qwen2-f32', dir);
-    expect(c.maxNext).toBeLessThan(1e-4);
-    expect(c.maxAll).toBeLessThan(1e-4);
+    expect(c.maxNext).toBeLessThan(NEXT_F32);
+    expect(c.maxAll).toBeLessThan(ALL_F32);
     const info = await nlc!.readGgufFileInfo(join(root, 'qwen2-f32.gguf'), { logWarnings: false });
     expect((info.metadata as unknown as Record<string, Record<string, unknown>>).general.architecture).toBe('qwen2');
     expect(info.fullTensorInfo!.map((t) => t.name)).toContain('blk.1.attn_k.bias');
@@ -196,39 +206,65 @@ describe.skipIf(!llama && !process.env.CI)('GGUF export, loaded by llama.cpp (no
   it('Llama with llama3 rope scaling (rope_freqs), head_dim ≠ hidden/heads, attention and MLP biases', async () => {
     const dir = await tiny('llama-exotic', { tie: false, headDim: 24, attentionBias: true, mlpBias: true, llama3RopeOriginalContext: 64 });
     const c = await exportAndCompare('llama-rope3-hd24-bias-f32', dir);
-    expect(c.maxNext).toBeLessThan(1e-4);
-    expect(c.maxAll).toBeLessThan(1e-4);
+    expect(c.maxNext).toBeLessThan(NEXT_F32);
+    expect(c.maxAll).toBeLessThan(ALL_F32);
     const info = await nlc!.readGgufFileInfo(join(root, 'llama-rope3-hd24-bias-f32.gguf'), { logWarnings: false });
     const names = info.fullTensorInfo!.map((t) => t.name);
     for (const n of ['rope_freqs.weight', 'blk.0.attn_q.bias', 'blk.0.attn_output.bias', 'blk.1.ffn_down.bias']) expect(names).toContain(n);
     expect((info.metadata as unknown as Record<string, Record<string, Record<string, unknown>>>).llama.attention.key_length).toBe(24);
   });
 
-  it('the checks have teeth: without the Q/K permutation, or without rope_freqs, llama.cpp disagrees', async () => {
+  it('the checks have teeth: without the Q/K permutation, with K permuted by the query head count, or without rope_freqs, llama.cpp disagrees', async () => {
     const base = await openCheckpoint(join(root, 'llama-exotic'));
+    expect(base.config.numKvHeads).toBeLessThan(base.config.numHeads); // GQA: the two head counts differ
     const plan = await planGgufExport(base);
-    const unpermuted = plan.tensors.map((t) => {
-      const m = /^blk\.(\d+)\.attn_([qk])\.(weight|bias)$/.exec(t.name);
-      if (!m) return t;
-      const info = base.tensors.get(`model.layers.${m[1]}.self_attn.${m[2]}_proj.${m[3]}`)!;
-      return { ...t, data: () => readTensorBytes(info) };
-    });
-    const noPermute = join(root, 'no-permute.gguf');
-    await writeGguf(noPermute, plan.kvs, unpermuted);
-    measured['control: Q/K not permuted'] = await compare(base.dir, noPermute);
-    expect(measured['control: Q/K not permuted'].maxNext).toBeGreaterThan(1e-2);
+    const qk = (t: (typeof plan.tensors)[number]) => /^blk\.(\d+)\.attn_([qk])\.(weight|bias)$/.exec(t.name);
+    const hfInfo = (m: RegExpExecArray) => base.tensors.get(`model.layers.${m[1]}.self_attn.${m[2]}_proj.${m[3]}`)!;
 
-    const noFreqs = join(root, 'no-rope-freqs.gguf');
-    await writeGguf(noFreqs, plan.kvs, plan.tensors.filter((t) => t.name !== 'rope_freqs.weight'));
-    measured['control: no rope_freqs'] = await compare(base.dir, noFreqs);
-    expect(measured['control: no rope_freqs'].maxNext).toBeGreaterThan(1e-3);
+    // Q and K rows left in transformers' rotate-half order
+    const unpermuted = plan.tensors.map((t) => {
+      const m = qk(t);
+      return m ? { ...t, data: () => readTensorBytes(hfInfo(m)) } : t;
+    });
+    // K permuted as if it had n_head heads (a converter that forgets n_head_kv)
+    const kByQueryHeads = plan.tensors.map((t) => {
+      const m = qk(t);
+      if (!m || m[2] !== 'k') return t;
+      const info = hfInfo(m);
+      return { ...t, data: async () => fromFloat32(permuteRotaryRows(await readTensorFloat32(info), base.config.numHeads, info.shape[1] ?? 1), 'F32') };
+    });
+    const controls: [string, typeof plan.tensors][] = [
+      ['control: Q/K not permuted', unpermuted],
+      ['control: K permuted by n_head', kByQueryHeads],
+      ['control: no rope_freqs', plan.tensors.filter((t) => t.name !== 'rope_freqs.weight')],
+    ];
+    for (const [label, tensors] of controls) {
+      const file = join(root, `${label.replace(/\W+/g, '-')}.gguf`);
+      await writeGguf(file, plan.kvs, tensors);
+      measured[label] = await compare(base.dir, file);
+      expect(measured[label].maxNext, label).toBeGreaterThan(1000 * NEXT_F32);
+    }
+  });
+
+  it('a sliding window is not carried into GGUF: the export warns, and llama.cpp agrees only within the window', async () => {
+    const W = 8;
+    const dir = await tiny('mistral-window', { architecture: 'MistralForCausalLM', tie: false, slidingWindow: W });
+    const c = await exportAndCompare('mistral-window-8-f32', dir);
+    expect(c.warnings).toHaveLength(1);
+    expect(c.warnings[0]).toMatch(/^sliding_window 8 is not in the GGUF .*beyond 8 tokens llama\.cpp computes something different/);
+    // position i predicts token i+1 from tokens 0..i: while i < W the window hides nothing
+    expect(Math.max(...c.next.slice(0, W))).toBeLessThan(NEXT_F32);
+    expect(Math.max(...c.next.slice(W))).toBeGreaterThan(1000 * NEXT_F32);
+    // a window as long as the context masks nothing: no warning
+    const whole = await tiny('mistral-window-whole', { architecture: 'MistralForCausalLM', tie: false, slidingWindow: SMALL.maxPositions });
+    expect((await exportGguf(whole, { out: join(root, 'mistral-window-whole.gguf') })).warnings).toEqual([]);
   });
 
   it('an expanded checkpoint exports, matches, and carries its expansion record in blocklab.expansion', async () => {
     const expanded = join(root, 'llama-expanded');
     await expandModel(join(root, 'llama'), { blocks: 2, placement: 'interleave' }, { out: expanded });
     const c = await exportAndCompare('llama-expanded-f32', expanded);
-    expect(c.maxNext).toBeLessThan(1e-4);
+    expect(c.maxNext).toBeLessThan(NEXT_F32);
     const info = await nlc!.readGgufFileInfo(join(root, 'llama-expanded-f32.gguf'), { logWarnings: false });
     const md = info.metadata as unknown as Record<string, Record<string, unknown>>;
     expect(md.llama.block_count).toBe(4);
@@ -272,7 +308,7 @@ describe.skipIf(!llama && !process.env.CI)('GGUF export, loaded by llama.cpp (no
     await writeFile(join(dir, 'tokenizer.json'), JSON.stringify(t.tokenizerJson));
     await writeFile(join(dir, 'tokenizer_config.json'), JSON.stringify(t.tokenizerConfig));
     const c = await exportAndCompare('mistral-spm-f32', dir);
-    expect(c.maxNext).toBeLessThan(1e-4);
+    expect(c.maxNext).toBeLessThan(NEXT_F32);
     const info = await nlc!.readGgufFileInfo(join(root, 'mistral-spm-f32.gguf'), { logWarnings: false });
     const ggml = (info.metadata as unknown as { tokenizer: { ggml: Record<string, unknown> } }).tokenizer.ggml;
     expect(ggml).toMatchObject({ model: 'llama', pre: 'default', bos_token_id: 1, eos_token_id: 2, unknown_token_id: 0, add_bos_token: true });
@@ -350,11 +386,19 @@ describe('GGUF export: refusals and the CLI', () => {
     expect(doc).toMatchObject({ out, format: 'gguf', dtype: 'F32', tensors: 1 + 9 + 1 });
     expect(doc.bytes).toBe((await readFile(out)).length);
 
-    const [again, bf16, f16] = await Promise.all([
+    const windowed = join(root, 'cli-window');
+    await makeTinyCheckpoint(windowed, { ...SMALL, layers: 1, architecture: 'MistralForCausalLM', slidingWindow: 8 });
+    const [again, bf16, f16, window] = await Promise.all([
       runCli(['export', dir, '--format', 'gguf', '--out', out]),
       runCli(['export', dir, '--format', 'gguf', '--dtype', 'bf16', '--out', join(root, 'cli-bf16.gguf')]),
       runCli(['export', dir, '--format', 'gguf', '--dtype', 'f16', '--out', out, '--overwrite', '--json']),
+      runCli(['export', windowed, '--format', 'gguf', '--out', join(root, 'cli-window.gguf'), '--json']),
     ]);
+    // the README's claim: a sliding window is dropped, with a warning on stderr and in the JSON
+    expect(window.code, window.stderr).toBe(0);
+    expect(stderrLines(window).filter((l) => l.startsWith('warning: '))).toEqual([expect.stringMatching(/^warning: sliding_window 8 is not in the GGUF/)]);
+    expect(oneJson<{ warnings: string[] }>(window).warnings).toEqual([expect.stringMatching(/^sliding_window 8 is not in the GGUF/)]);
+    expect(oneJson<{ warnings: string[] }>(f16).warnings).toEqual([]);
     for (const [res, match] of [[again, /already exists.*--overwrite/], [bf16, /bf16 is not supported for GGUF; use f32 or f16/]] as const) {
       expect(res.code).toBe(1);
       expect(stderrLines(res)).toHaveLength(1);

@@ -15,6 +15,7 @@ import { ExperimentStore } from '../../src/main/store/index.js';
 import type { TrainJob } from '../../src/shared/jobs.js';
 import type { ReportData, ReportForgetting } from '../../src/shared/report.js';
 import { testDir } from '../helpers/tmp.js';
+import { englishText } from '../helpers/corpus.js';
 
 let root: string;
 let store: ExperimentStore;
@@ -29,7 +30,7 @@ beforeAll(async () => {
   await makeTinyCheckpoint(base, { layers: 2, hidden: 32, heads: 4, kvHeads: 2, intermediate: 64 });
   const exp = await expandModel(base, { blocks: 1 }, { out: expanded });
   const corpus = join(root, 'corpus.txt');
-  writeFileSync(corpus, readFileSync('/usr/share/common-licenses/GPL-3', 'utf8').slice(0, 12000));
+  writeFileSync(corpus, englishText(12000));
 
   store = ExperimentStore.open(join(root, 'store.sqlite'));
   // What `blocklab expand` records: the base, the expanded checkpoint and how it was made.

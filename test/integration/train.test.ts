@@ -13,6 +13,7 @@ import { readSafetensorsHeader, readTensorBytes, readTensorFloat32 } from '../..
 import { train, TRAIN_DEFAULTS, type StepMetrics, type TrainOptions } from '../../src/main/engine/trainer.js';
 import { parseMethod } from '../../src/main/engine/trainable.js';
 import { testDir } from '../helpers/tmp.js';
+import { englishText } from '../helpers/corpus.js';
 
 let root: string;
 let base: string; // 4 layers
@@ -22,22 +23,6 @@ let corpus: string;
 const SEQ = 32;
 const BATCH = 2;
 
-/** ~20 KB of English prose: the GPL where the system has it, otherwise a generated text. */
-async function corpusText(): Promise<string> {
-  try {
-    return (await readFile('/usr/share/common-licenses/GPL-3', 'utf8')).slice(0, 20_000);
-  } catch {
-    const words = 'the program license software free copy source code work you may distribute modify terms conditions under any version'.split(' ');
-    let s = 7;
-    let text = '';
-    while (text.length < 20_000) {
-      s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-      text += words[s % words.length] + ((s >>> 8) % 11 === 0 ? '.\n' : ' ');
-    }
-    return text;
-  }
-}
-
 beforeAll(async () => {
   await initBackend('auto');
   root = await testDir('train');
@@ -46,7 +31,7 @@ beforeAll(async () => {
   corpus = join(root, 'corpus.txt');
   await makeTinyCheckpoint(base, { layers: 4, hidden: 32, heads: 4, kvHeads: 2, intermediate: 64, tie: false, seed: 21 });
   await expandModel(base, { blocks: 2 }, { out: expanded });
-  await writeFile(corpus, await corpusText());
+  await writeFile(corpus, englishText(20_000));
 });
 
 function options(over: Partial<TrainOptions> & Pick<TrainOptions, 'out' | 'method'>): TrainOptions {

@@ -45,9 +45,11 @@ FIXTURES = [
         tie_word_embeddings=True,
         rope_theta=10000.0,
         rms_norm_eps=1e-5,
-        max_position_embeddings=256,
+        max_position_embeddings=512,
         dtype="F32",
-        n_ids=48,
+        # hundreds of positions: RoPE angles reach 384 * inv_freq, so rope_theta * 1.001 turns the slow
+        # frequencies by ~1e-2 rad and moves the NLL by far more than the test's tolerance
+        n_ids=384,
     ),
     dict(
         name="llama3-ropescaling-bf16",
@@ -105,7 +107,7 @@ FIXTURES = [
         bos_token_id=1,
         eos_token_id=[2, 3, 4],  # list form, as in Llama 3.1 configs
         dtype="F32",
-        n_ids=64,
+        n_ids=256,  # 4x original_max_position_embeddings: the positions llama3 scaling exists for
     ),
     dict(
         name="mistral-mha-f16-sharded",
@@ -175,6 +177,30 @@ FIXTURES = [
         dtype="F16",
         n_ids=44,
     ),
+    dict(
+        name="llama-small-activations-f32",
+        seed=1007,
+        arch="LlamaForCausalLM",
+        model_type="llama",
+        vocab_size=96,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=None,
+        tie_word_embeddings=False,
+        rope_theta=10000.0,
+        rms_norm_eps=1e-5,
+        max_position_embeddings=128,
+        dtype="F32",
+        n_ids=48,
+        # Embeddings of std 2e-3 (mean square 4e-6) and o_proj/down_proj scaled by 5e-3, so the residual
+        # stream stays at a mean square of order eps: every RMSNorm, the final one included, divides by
+        # sqrt(mean(x^2) + eps) with eps a large part of it, and an engine using another eps is far off.
+        embed_std=0.002,
+        residual_scale=0.005,
+    ),
 ]
 
 
@@ -241,28 +267,30 @@ def make_weights(spec: dict, rng: np.random.Generator) -> dict:
 
     # q.k scores have std ~ std_qk^2 * H; aim for ~1.5 so softmax is neither flat nor one-hot.
     std_qk = float(np.sqrt(1.5 / H))
-    w = {"model.embed_tokens.weight": normal((V, H), 0.4)}
+    w = {"model.embed_tokens.weight": normal((V, H), spec.get("embed_std", 0.4))}
+    # scales the two branch outputs (o_proj, down_proj and their biases), i.e. what each block adds
+    rs = spec.get("residual_scale", 1.0)
     for i in range(spec["num_hidden_layers"]):
         p = f"model.layers.{i}."
         w[p + "input_layernorm.weight"] = norm_weight()
         w[p + "self_attn.q_proj.weight"] = normal((nh * hd, H), std_qk)
         w[p + "self_attn.k_proj.weight"] = normal((nkv * hd, H), std_qk)
         w[p + "self_attn.v_proj.weight"] = normal((nkv * hd, H), 0.2)
-        w[p + "self_attn.o_proj.weight"] = normal((H, nh * hd), 0.15)
+        w[p + "self_attn.o_proj.weight"] = normal((H, nh * hd), 0.15 * rs)
         if qkv_bias:
             w[p + "self_attn.q_proj.bias"] = normal((nh * hd,), 0.3)
             w[p + "self_attn.k_proj.bias"] = normal((nkv * hd,), 0.3)
             w[p + "self_attn.v_proj.bias"] = normal((nkv * hd,), 0.2)
         if o_bias:
-            w[p + "self_attn.o_proj.bias"] = normal((H,), 0.2)
+            w[p + "self_attn.o_proj.bias"] = normal((H,), 0.2 * rs)
         w[p + "post_attention_layernorm.weight"] = norm_weight()
         w[p + "mlp.gate_proj.weight"] = normal((I, H), 0.2)
         w[p + "mlp.up_proj.weight"] = normal((I, H), 0.2)
-        w[p + "mlp.down_proj.weight"] = normal((H, I), 0.15)
+        w[p + "mlp.down_proj.weight"] = normal((H, I), 0.15 * rs)
         if mlp_bias:
             w[p + "mlp.gate_proj.bias"] = normal((I,), 0.2)
             w[p + "mlp.up_proj.bias"] = normal((I,), 0.2)
-            w[p + "mlp.down_proj.bias"] = normal((H,), 0.2)
+            w[p + "mlp.down_proj.bias"] = normal((H,), 0.2 * rs)
     w["model.norm.weight"] = norm_weight()
     if not spec["tie_word_embeddings"]:
         w["lm_head.weight"] = normal((V, H), 0.35)

@@ -255,9 +255,8 @@ describe('generation (generate_until + regex + exact_match)', () => {
   });
 
   it('fails instead of hanging on a catastrophically backtracking regex, and explains Python named groups', () => {
-    const t0 = Date.now();
+    // ~2^40 backtracking steps: it returns at all only because the time limit stops it
     expect(() => extractAnswer('a'.repeat(40) + '!', '(a+)+$')).toThrow(/catastrophic backtracking/);
-    expect(Date.now() - t0).toBeLessThan(5000);
     expect(() => extractAnswer('x', '(?P<n>x)')).toThrow(/\(\?<name>…\) in JavaScript/);
   });
 

@@ -259,9 +259,13 @@ describe('the Q/K row permutation (HF rotate-half → llama.cpp interleaved pair
         lcRoped[h * hd + 2 * i + 1] = b * Math.cos(angle(i)) + a * Math.sin(angle(i));
       }
     }
-    // the same rotated vector, in llama.cpp's row order: attention scores q·k are unchanged
-    const expected = permuteRotaryRows(Float32Array.from(hfRoped), heads, 1);
-    for (let r = 0; r < heads * hd; r++) expect(lcRoped[r]).toBeCloseTo(expected[r], 4);
+    // the same rotated vector, in llama.cpp's row order (row h·hd + 2i + j is HF's h·hd + j·hd/2 + i),
+    // bit for bit: the permutation moves whole rows, so every product and sum is the same
+    const expected = lcRoped.map((_, r) => {
+      const [h, k] = [Math.floor(r / hd), r % hd];
+      return hfRoped[h * hd + (k % 2) * (hd / 2) + Math.floor(k / 2)];
+    });
+    expect(lcRoped).toEqual(expected);
   });
 
   it('refuses shapes that are not whole heads of even size', () => {

@@ -31,8 +31,11 @@ export function isZeroedInNewBlock(suffix: string): boolean {
   return ZEROED_SUFFIXES.includes(suffix);
 }
 
-/** The expanded model's tensors, in transformers' order, read lazily from the source. */
-export function expandedTensors(ckpt: Checkpoint, plan: ExpansionPlan): TensorToWrite[] {
+/**
+ * The expanded model's tensors, in transformers' order, read lazily from the source. `zeroed`
+ * says which tensors of a new block are written as zeros (by suffix); anything else is copied.
+ */
+export function expandedTensors(ckpt: Checkpoint, plan: ExpansionPlan, zeroed: (suffix: string) => boolean = isZeroedInNewBlock): TensorToWrite[] {
   const src = ckpt.tensors;
   const out: TensorToWrite[] = [tensorFromSource('model.embed_tokens.weight', src.get('model.embed_tokens.weight')!)];
   plan.layers.forEach((block, i) => {
@@ -42,7 +45,7 @@ export function expandedTensors(ckpt: Checkpoint, plan: ExpansionPlan): TensorTo
       const suffix = srcName.slice(srcPrefix.length);
       const name = `model.layers.${i}.${suffix}`;
       const info = src.get(srcName)!;
-      if (block.kind === 'new' && isZeroedInNewBlock(suffix)) {
+      if (block.kind === 'new' && zeroed(suffix)) {
         out.push(zeroTensor(name, info.shape, info.dtype, DTYPE_BYTES[info.dtype]));
       } else {
         out.push(tensorFromSource(name, info));
@@ -122,11 +125,14 @@ export function planFor(ckpt: Checkpoint, request: ExpansionRequest): ExpansionP
 /**
  * Expands `ckpt` into `out`. The request is validated before anything is written; the
  * identity check runs on the finished temporary folder, and a failure leaves `out` untouched.
+ * `zeroInNewBlock` is a test seam: the tensors zeroed in new blocks (default: the output
+ * projections, isZeroedInNewBlock); expand.test.ts leaves o_proj non-zero to show that the
+ * identity check then refuses and writes nothing.
  */
 export async function expandCheckpoint(
   ckpt: Checkpoint,
   request: ExpansionRequest,
-  opts: { out: string; overwrite?: boolean; probeIds: number[] },
+  opts: { out: string; overwrite?: boolean; probeIds: number[]; zeroInNewBlock?: (suffix: string) => boolean },
 ): Promise<ExpandResult> {
   const plan = planFor(ckpt, request);
   const record = expansionRecord(plan, { base_model: ckpt.dir });
@@ -136,7 +142,7 @@ export async function expandCheckpoint(
     out: opts.out,
     overwrite: opts.overwrite ?? false,
     config,
-    tensors: expandedTensors(ckpt, plan),
+    tensors: expandedTensors(ckpt, plan, opts.zeroInNewBlock),
     tokenizerFrom: ckpt.dir,
     metadata: { blocklab_expansion: JSON.stringify(record) },
     verify: async (tmp) => {

@@ -355,7 +355,7 @@ describe('GGUF export: refusals and the CLI', () => {
       runCli(['export', dir, '--format', 'gguf', '--dtype', 'bf16', '--out', join(root, 'cli-bf16.gguf')]),
       runCli(['export', dir, '--format', 'gguf', '--dtype', 'f16', '--out', out, '--overwrite', '--json']),
     ]);
-    for (const [res, match] of [[again, /already exists.*--overwrite/], [bf16, /bf16 is not supported for GGUF; use f32 or f16/]] as const) {
+    for (const [res, match] of [[again, /already exists.*--overwrite/], [bf16, /bf16 is not supported for GGUF; use f32, f16, q8_0 or q4_0/]] as const) {
       expect(res.code).toBe(1);
       expect(stderrLines(res)).toHaveLength(1);
       expect(stderrLines(res)[0]).toMatch(match);

@@ -103,7 +103,7 @@ export const JobRequestSchema = z.discriminatedUnion('kind', [
     model: z.string().min(1),
     format: z.enum(['hf', 'gguf']),
     out: z.string().min(1),
-    dtype: z.enum(['float32', 'float16', 'bfloat16']).optional(),
+    dtype: z.enum(['float32', 'float16', 'bfloat16', 'q8_0', 'q4_0']).optional(),
   }),
   /** a read-only query of the store, on its own connection, in a process that can be killed */
   z.object({ kind: z.literal('sql'), storePath: z.string().min(1), sql: z.string().min(1), maxRows: z.number().int().positive() }),

@@ -14,7 +14,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exportGguf, initBackend, makeTinyCheckpoint, openCheckpoint, tf, type Checkpoint } from '../../src/main/engine/index.js';
 import { dequantizeQ4_0, QUANT_BLOCK_BYTES } from '../../src/main/engine/ggml-quants.js';
-import { defaultNllProbe, nllProbeIds } from '../../src/main/engine/gguf-nll.js';
+import { defaultNllProbe, nllMemoryProblem, nllProbeIds } from '../../src/main/engine/gguf-nll.js';
+import { parseHfConfig } from '../../src/main/engine/config.js';
 import { planGgufExport, writeGguf, type GgufExportPlan, type GgufTensor } from '../../src/main/engine/gguf.js';
 import { LlamaModel, type Projection } from '../../src/main/engine/model.js';
 import { demoDir } from '../../src/main/engine/resources.js';
@@ -342,6 +343,17 @@ describe('quantized GGUF export: the CLI and refusals', () => {
     }
     await expect(readFile(join(root, 'cli-missing.gguf'))).rejects.toThrow(/ENOENT/); // refused before writing
   }, 180_000);
+});
+
+describe('the NLL measurement refuses models it cannot hold', () => {
+  it('a TinyLlama-sized model does not fit the wasm heap in float32; the demo model does', () => {
+    const tinyLlama = parseHfConfig({
+      architectures: ['LlamaForCausalLM'], hidden_size: 2048, intermediate_size: 5632, num_attention_heads: 32, num_key_value_heads: 4,
+      num_hidden_layers: 22, vocab_size: 32000, max_position_embeddings: 2048, tie_word_embeddings: false,
+    });
+    expect(nllMemoryProblem(tinyLlama, 'wasm')).toMatch(/float32, 4\.3 GiB, more than the wasm backend can hold here \(3\.5 GiB\); pass --no-nll/);
+    expect(nllMemoryProblem(demo.config, 'wasm')).toBeNull();
+  });
 });
 
 /** Copies of `tensors` whose blocks of `type` pass through `edit` (in place, one block at a time). */

@@ -7,26 +7,19 @@
  * measures how close).
  */
 import { open } from 'node:fs/promises';
+import { totalmem } from 'node:os';
 import { join } from 'node:path';
+import type { BackendName } from './backend.js';
 import type { Checkpoint } from './checkpoint.js';
+import { parameterCount, type ModelConfig } from './config.js';
 import { BlocklabError } from './errors.js';
 import type { GgufExportPlan } from './gguf.js';
 import { LlamaModel, tokenNll } from './model.js';
 import { demoDir } from './resources.js';
 import { HfTokenizer } from './tokenizer.js';
+import type { GgufNllChange } from '../../shared/api.js';
 
-export interface GgufNllChange {
-  /** what was scored */
-  text: string;
-  /** scored positions (nll[i] = −log p(ids[i+1] | ids[..i])) */
-  tokens: number;
-  /** mean NLL in nats per token with the checkpoint's weights */
-  checkpoint: number;
-  /** the same with the GGUF file's weights */
-  gguf: number;
-  /** gguf − checkpoint */
-  delta: number;
-}
+export type { GgufNllChange };
 
 /** Tokens scored at most (fewer when the model's context is shorter). */
 export const GGUF_NLL_MAX_TOKENS = 512;
@@ -84,6 +77,21 @@ export function nllProbeIds(tok: HfTokenizer, probe: NllProbe, maxPositions: num
   const ids = tok.encode(probe.text).slice(0, Math.min(GGUF_NLL_MAX_TOKENS, maxPositions));
   if (ids.length < 2) throw new BlocklabError(`the NLL probe text (${probe.label}) is shorter than two tokens; give a longer text`);
   return ids;
+}
+
+const GIB = 2 ** 30;
+
+/**
+ * Why scoring this model on `backend` would not fit in memory, or null when it fits: the
+ * float32 weights (one model at a time), a transposed copy of tied embeddings, and the logits.
+ * The wasm backend's heap is 4 GiB (wasm32); elsewhere half the machine's memory is allowed.
+ */
+export function nllMemoryProblem(config: ModelConfig, backend: BackendName): string | null {
+  const tokens = Math.min(GGUF_NLL_MAX_TOKENS, config.maxPositionEmbeddings);
+  const need = 4 * (parameterCount(config) + (config.tieWordEmbeddings ? config.vocabSize * config.hiddenSize : 0) + 3 * tokens * config.vocabSize);
+  const limit = backend === 'wasm' ? 3.5 * GIB : totalmem() / 2;
+  if (need <= limit) return null;
+  return `scoring needs the model in float32, ${(need / GIB).toFixed(1)} GiB, more than the ${backend} backend can hold here (${(limit / GIB).toFixed(1)} GiB); pass --no-nll, or export on a machine with a native backend (blocklab doctor)`;
 }
 
 async function meanNll(ckpt: Checkpoint, ids: number[], read?: (name: string) => Promise<Float32Array>): Promise<number> {

@@ -11,7 +11,7 @@ import { BlocklabError } from './errors.js';
 import { expandCheckpoint, fallbackProbeIds, type ExpandResult } from './expand.js';
 import { exportHf } from './export.js';
 import { exportCheckpointGguf, planGgufExport, type GgmlTypeName, type GgufExportResult } from './gguf.js';
-import { defaultNllProbe, measureGgufNll, nllProbeFromFile, type GgufNllChange } from './gguf-nll.js';
+import { defaultNllProbe, measureGgufNll, nllMemoryProblem, nllProbeFromFile, type GgufNllChange } from './gguf-nll.js';
 import { generate, type GenerateOptions, type GenerateResult } from './generate.js';
 import { LlamaModel, tokenNll } from './model.js';
 import { HfTokenizer, type ChatMessage } from './tokenizer.js';
@@ -222,7 +222,9 @@ export async function exportGguf(dir: string, opts: GgufExportOptions): Promise<
   let nll: GgufNllChange | null = null;
   if (probe) {
     try {
-      await initBackend(opts.backend);
+      const { active } = await initBackend(opts.backend);
+      const tooBig = nllMemoryProblem(ckpt.config, active);
+      if (tooBig) throw new BlocklabError(tooBig);
       nll = await measureGgufNll(ckpt, plan, probe, opts.onPhase);
     } catch (e) {
       result.warnings.push(`the NLL change was not measured: ${(e as Error).message}`);

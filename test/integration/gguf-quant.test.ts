@@ -23,20 +23,7 @@ import { HfTokenizer } from '../../src/main/engine/tokenizer.js';
 import { halfBits, halfValue } from '../../src/main/engine/dtype.js';
 import { oneJson, runCli, stackLines, stderrLines } from '../helpers/cli-runner.js';
 import { testDir } from '../helpers/tmp.js';
-
-type NodeLlamaCpp = typeof import('node-llama-cpp');
-type Llama = Awaited<ReturnType<NodeLlamaCpp['getLlama']>>;
-type Token = import('node-llama-cpp').Token;
-let nlc: NodeLlamaCpp | null = null;
-let llama: Llama | null = null;
-let skipReason = '';
-try {
-  nlc = await import('node-llama-cpp');
-  llama = await nlc.getLlama({ gpu: false, build: 'never', logLevel: nlc.LlamaLogLevel.error, progressLogs: false });
-} catch (e) {
-  skipReason = `node-llama-cpp cannot load a prebuilt llama.cpp here (${String((e as Error).message ?? e).split('\n')[0]})`;
-}
-if (skipReason) console.warn(`skipping the llama.cpp checks of quantized GGUF: ${skipReason}`);
+import { exactContext, llama, nlc, type Token } from '../helpers/llama-cpp.js';
 
 let root: string;
 let demo: Checkpoint;
@@ -66,12 +53,7 @@ interface LogProbs {
 /** llama.cpp's log-probabilities of each window, each evaluated from an empty context. */
 async function llamaLogProbs(file: string, windows: number[][]): Promise<LogProbs> {
   const model = await llama!.loadModel({ modelPath: file });
-  const context = await model.createContext({
-    contextSize: 512,
-    flashAttention: false,
-    experimentalKvCacheKeyType: 'F32',
-    experimentalKvCacheValueType: 'F32',
-  } as Parameters<typeof model.createContext>[0]);
+  const context = await exactContext(model, 512);
   try {
     const sequence = context.getSequence();
     let V = 0;
@@ -211,7 +193,7 @@ describe.skipIf(!llama && !process.env.CI)('quantized GGUF, loaded by llama.cpp 
     await exportGguf(demo.dir, { out });
     f32 = await llamaLogProbs(out, [ids]);
     windows = Array.from({ length: 8 }, (_, w) => ids.slice(32 * w, 32 * w + 32));
-  });
+  }, 120_000);
 
   for (const dtype of ['Q8_0', 'Q4_0'] as const) {
     it(`${dtype}: the bundled model's file loads; llama.cpp computes with exactly the weights our dequantizer reads; the reported NLL change is llama.cpp's`, async () => {
@@ -258,7 +240,7 @@ describe.skipIf(!llama && !process.env.CI)('quantized GGUF, loaded by llama.cpp 
       expect(Math.abs(nll.gguf - meanNll(whole, ids))).toBeLessThan(3e-3);
       expect(Math.abs(nll.delta - llamaDelta)).toBeLessThan(3e-3);
       if (dtype === 'Q4_0') expect(llamaDelta).toBeGreaterThan(10 * Math.abs(nll.delta - llamaDelta)); // Q4_0 costs far more than that
-    });
+    }, 180_000);
   }
 
   it('the comparison has teeth: Q4_0 nibbles packed as consecutive pairs, or a Q8_0 scale of amax/128, make llama.cpp disagree', async () => {
@@ -288,7 +270,7 @@ describe.skipIf(!llama && !process.env.CI)('quantized GGUF, loaded by llama.cpp 
     const wrong = dequantizeQ4_0(await pairs.find((x) => x.name === t.name)!.data());
     expect([...wrong].sort()).toEqual([...right].sort());
     expect([...wrong]).not.toEqual([...right]);
-  });
+  }, 180_000);
 
   it('Q4_0 of an untied Llama with GQA (Q/K rows permuted before quantizing) and an MLP whose rows are not whole blocks (F16 fallback)', async () => {
     const dir = join(root, 'tiny-untied');
@@ -312,7 +294,7 @@ describe.skipIf(!llama && !process.env.CI)('quantized GGUF, loaded by llama.cpp 
     measured.push(`tiny untied Q4_0, file's weights: ${fmt(a)}`, `tiny untied Q4_0, checkpoint's weights: ${fmt(u)}`);
     expect(a.median).toBeLessThan(TOL_MEDIAN);
     expect(u.median).toBeGreaterThan(100 * TOL_MEDIAN);
-  });
+  }, 120_000);
 });
 
 describe('quantized GGUF export: the CLI and refusals', () => {

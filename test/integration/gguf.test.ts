@@ -26,23 +26,7 @@ import { planGgufExport, writeGguf } from '../../src/main/engine/gguf.js';
 import { readTensorBytes } from '../../src/main/engine/safetensors.js';
 import { oneJson, runCli, stackLines, stderrLines } from '../helpers/cli-runner.js';
 import { testDir } from '../helpers/tmp.js';
-
-// ---------------------------------------------------------------------------------------------
-// node-llama-cpp, loaded once; the suite is skipped (with the reason) only where it cannot load
-
-type NodeLlamaCpp = typeof import('node-llama-cpp');
-type Llama = Awaited<ReturnType<NodeLlamaCpp['getLlama']>>;
-type Token = import('node-llama-cpp').Token;
-let nlc: NodeLlamaCpp | null = null;
-let llama: Llama | null = null;
-let skipReason = '';
-try {
-  nlc = await import('node-llama-cpp');
-  llama = await nlc.getLlama({ gpu: false, build: 'never', logLevel: nlc.LlamaLogLevel.error, progressLogs: false });
-} catch (e) {
-  skipReason = `node-llama-cpp cannot load a prebuilt llama.cpp here (${String((e as Error).message ?? e).split('\n')[0]})`;
-}
-if (skipReason) console.warn(`skipping the llama.cpp GGUF checks: ${skipReason}`);
+import { exactContext, llama, nlc, type Token } from '../helpers/llama-cpp.js';
 
 const CORPUS = [
   'The committee met on Tuesday to review the budget, and the members agreed that the report was late.',
@@ -95,12 +79,7 @@ interface Comparison {
 async function compare(engineDir: string, ggufFile: string, text = SAMPLE): Promise<Comparison> {
   const loaded = await loadModel(engineDir);
   const model = await llama!.loadModel({ modelPath: ggufFile });
-  const context = await model.createContext({
-    contextSize: 256,
-    flashAttention: false,
-    experimentalKvCacheKeyType: 'F32',
-    experimentalKvCacheValueType: 'F32',
-  } as Parameters<typeof model.createContext>[0]);
+  const context = await exactContext(model, 256);
   try {
     const ids = loaded.tokenizer!.encode(text);
     const theirs = model.tokenize(text);

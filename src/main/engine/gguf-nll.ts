@@ -60,6 +60,17 @@ export async function nllProbeFromFile(file: string): Promise<NllProbe> {
  * code (the Python standard library), which no demo model trained on.
  */
 export async function defaultNllProbe(): Promise<NllProbe> {
+  try {
+    return await demoProbe();
+  } catch (e) {
+    throw new BlocklabError(
+      `cannot read the bundled demo's held-out text to measure the NLL change (${(e as Error).message}); give --nll-text a text file, or --no-nll`,
+      { file: demoDir() },
+    );
+  }
+}
+
+async function demoProbe(): Promise<NllProbe> {
   const demo = demoDir();
   const prose = await readHead(join(demo, 'corpora', 'general', 'heldout.txt'), 1500);
   const lines = (await readHead(join(demo, 'corpora', 'code', 'heldout.jsonl'), PROBE_MAX_CHARS)).split('\n').slice(0, -1); // the last line may be cut

@@ -346,6 +346,7 @@ program
     }
     if (o.nllText !== undefined || !o.nll) throw new BlocklabError('--nll-text and --no-nll apply to --format gguf only');
     const dtype = o.dtype === undefined ? undefined : parseDtypeOption(o.dtype);
+    if (dtype === null && parseGgufDtype(o.dtype!)) throw new BlocklabError(`--dtype ${o.dtype} is a GGUF type: use --format gguf, or f32, f16 or bf16 for --format hf`);
     if (dtype === null) throw new BlocklabError(`--dtype ${o.dtype} is not supported; use f32, f16 or bf16`);
     const r = await exportModel(dir, { out: o.out, dtype, overwrite: o.overwrite, maxShardBytes: o.maxShardSize });
     emit(cmd, { out: r.dir, format: 'hf', dtype: r.dtype, files: r.files, bytes: r.bytes }, () => `wrote ${r.dir} (${r.dtype}, ${formatBytes(r.bytes)}): ${r.files.join(', ')}`);

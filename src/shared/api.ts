@@ -83,7 +83,15 @@ export const JobSpecSchema = z.discriminatedUnion('kind', [
       .refine((m) => jsonBytes(m) <= MAX_CHAT_BYTES, `the conversation is longer than ${mib(MAX_CHAT_BYTES)}; start a new chat`),
     settings: ChatSettingsSchema,
   }),
-  z.object({ kind: z.literal('export-checkpoint'), model: Path, format: z.enum(['hf', 'gguf']), out: Path.optional(), dtype: z.enum(['float32', 'float16', 'bfloat16']).optional(), overwrite: z.boolean().optional() }),
+  z.object({
+    kind: z.literal('export-checkpoint'),
+    model: Path,
+    format: z.enum(['hf', 'gguf']),
+    out: Path.optional(),
+    /** hf: float32, float16, bfloat16; gguf: float32, float16, q8_0, q4_0 (default: the source's precision) */
+    dtype: z.enum(['float32', 'float16', 'bfloat16', 'q8_0', 'q4_0']).optional(),
+    overwrite: z.boolean().optional(),
+  }),
   z.object({
     kind: z.literal('export-report'),
     runIds: z.array(Id).max(64),
@@ -142,12 +150,26 @@ export interface ChatResultInfo {
   loadSeconds: number;
 }
 
+/** What a GGUF export's rounding costs: mean next-token NLL of a probe text with the checkpoint's weights and with the file's. */
+export interface GgufNllChange {
+  /** what was scored */
+  text: string;
+  /** scored positions */
+  tokens: number;
+  /** mean NLL in nats per token with the checkpoint's weights */
+  checkpoint: number;
+  /** the same with the GGUF file's weights (dequantized) */
+  gguf: number;
+  /** gguf − checkpoint */
+  delta: number;
+}
+
 export type JobResult =
   | ({ kind: 'expand' } & ExpandResultInfo)
   | { kind: 'train'; runId: number | null; model: string | null; steps: number; summary: Record<string, unknown> }
   | { kind: 'eval'; runId: number; report: EvalReport; compare: CompareReport | null }
   | ({ kind: 'chat' } & ChatResultInfo)
-  | { kind: 'export-checkpoint'; out: string; format: 'hf' | 'gguf'; bytes: number }
+  | { kind: 'export-checkpoint'; out: string; format: 'hf' | 'gguf'; bytes: number; dtype: string; nll: GgufNllChange | null; warnings: string[] }
   | { kind: 'export-report'; files: { format: string; path: string; bytes: number }[]; html: string };
 
 export interface JobInfo {

@@ -84,6 +84,21 @@ describe('the notebook in Chromium', () => {
     watched.errors.length = 0;
   }, 60_000);
 
+  it('exports the model as Q8_0 GGUF from the Model cell and shows the NLL change it causes', async () => {
+    const m = cell('model');
+    await m.scrollIntoViewIfNeeded();
+    await m.locator('[data-testid="export-format"]').selectOption('gguf');
+    await m.locator('[data-testid="export-gguf-type"]').selectOption('q8_0');
+    await m.locator('[data-testid="export-checkpoint-run"]').click();
+    await expect.poll(() => m.locator('[data-testid="export-result"]').count(), { timeout: 90_000 }).toBe(1);
+    expect(await m.locator('[data-testid="export-result"]').innerText()).toMatch(/\.gguf.*Q8_0/);
+    expect(await m.locator('[data-testid="export-nll"]').innerText()).toMatch(/NLL on \d+ tokens .*: \d\.\d{4} with the checkpoint's weights, \d\.\d{4} with the file's \([+−]\d\.\d{4} nats\/token\)/);
+    await screenshot(page, '01b-model-export-q8_0');
+    // another precision clears the result that no longer matches the choice
+    await m.locator('[data-testid="export-gguf-type"]').selectOption('q4_0');
+    expect(await m.locator('[data-testid="export-nll"]').count()).toBe(0);
+  }, 120_000);
+
   it('runs the expansion cell: the diagram shows the new blocks, the identity check passes', async () => {
     const ex = cell('expansion');
     await ex.scrollIntoViewIfNeeded();

@@ -206,6 +206,15 @@ describe('jobs through the app API', () => {
   it('exports the trained checkpoint as GGUF and writes a report with the run', async () => {
     const g = result(await runJob({ kind: 'export-checkpoint', model: trained, format: 'gguf', out: join(dir, 'model.gguf') }), 'export-checkpoint');
     expect(readFileSync(g.out).subarray(0, 4).toString()).toBe('GGUF');
+    expect(g).toMatchObject({ dtype: 'F32', nll: null });
+    // quantized: the NLL change comes back with the result (and lands in the run's summary)
+    const q = result(await runJob({ kind: 'export-checkpoint', model: trained, format: 'gguf', dtype: 'q4_0', out: join(dir, 'model-q4_0.gguf') }), 'export-checkpoint');
+    expect(q.dtype).toBe('Q4_0');
+    expect(q.bytes).toBeLessThan(g.bytes / 4);
+    expect(q.nll!.tokens).toBeGreaterThan(100);
+    expect(q.nll!.delta).toBeCloseTo(q.nll!.gguf - q.nll!.checkpoint, 10);
+    const hfQ = await runJob({ kind: 'export-checkpoint', model: trained, format: 'hf', dtype: 'q8_0', out: join(dir, 'hf-q8') });
+    expect(hfQ.end.kind === 'error' && hfQ.end.message).toMatch(/q8_0 is a GGUF type/);
     const rep = result(await runJob({ kind: 'export-report', runIds: [runId], formats: ['html'], out: join(dir, 'report'), title: 'App report' }), 'export-report');
     expect(rep.files.map((x) => x.format)).toEqual(['html', 'md']);
     expect(rep.html).toContain('App report');

@@ -27,23 +27,7 @@ import { readTensorBytes, readTensorFloat32 } from '../../src/main/engine/safete
 import { fromFloat32 } from '../../src/main/engine/dtype.js';
 import { oneJson, runCli, stackLines, stderrLines } from '../helpers/cli-runner.js';
 import { testDir } from '../helpers/tmp.js';
-
-// ---------------------------------------------------------------------------------------------
-// node-llama-cpp, loaded once; the suite is skipped (with the reason) only where it cannot load
-
-type NodeLlamaCpp = typeof import('node-llama-cpp');
-type Llama = Awaited<ReturnType<NodeLlamaCpp['getLlama']>>;
-type Token = import('node-llama-cpp').Token;
-let nlc: NodeLlamaCpp | null = null;
-let llama: Llama | null = null;
-let skipReason = '';
-try {
-  nlc = await import('node-llama-cpp');
-  llama = await nlc.getLlama({ gpu: false, build: 'never', logLevel: nlc.LlamaLogLevel.error, progressLogs: false });
-} catch (e) {
-  skipReason = `node-llama-cpp cannot load a prebuilt llama.cpp here (${String((e as Error).message ?? e).split('\n')[0]})`;
-}
-if (skipReason) console.warn(`skipping the llama.cpp GGUF checks: ${skipReason}`);
+import { exactContext, llama, nlc, type Token } from '../helpers/llama-cpp.js';
 
 const CORPUS = [
   'The committee met on Tuesday to review the budget, and the members agreed that the report was late.',
@@ -107,12 +91,7 @@ interface Comparison {
 async function compare(engineDir: string, ggufFile: string, text = SAMPLE): Promise<Comparison> {
   const loaded = await loadModel(engineDir);
   const model = await llama!.loadModel({ modelPath: ggufFile });
-  const context = await model.createContext({
-    contextSize: 256,
-    flashAttention: false,
-    experimentalKvCacheKeyType: 'F32',
-    experimentalKvCacheValueType: 'F32',
-  } as Parameters<typeof model.createContext>[0]);
+  const context = await exactContext(model, 256);
   try {
     const ids = loaded.tokenizer!.encode(text);
     const theirs = model.tokenize(text);
@@ -399,7 +378,7 @@ describe('GGUF export: refusals and the CLI', () => {
     expect(stderrLines(window).filter((l) => l.startsWith('warning: '))).toEqual([expect.stringMatching(/^warning: sliding_window 8 is not in the GGUF/)]);
     expect(oneJson<{ warnings: string[] }>(window).warnings).toEqual([expect.stringMatching(/^sliding_window 8 is not in the GGUF/)]);
     expect(oneJson<{ warnings: string[] }>(f16).warnings).toEqual([]);
-    for (const [res, match] of [[again, /already exists.*--overwrite/], [bf16, /bf16 is not supported for GGUF; use f32 or f16/]] as const) {
+    for (const [res, match] of [[again, /already exists.*--overwrite/], [bf16, /bf16 is not supported for GGUF; use f32, f16, q8_0 or q4_0/]] as const) {
       expect(res.code).toBe(1);
       expect(stderrLines(res)).toHaveLength(1);
       expect(stderrLines(res)[0]).toMatch(match);

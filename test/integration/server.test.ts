@@ -12,7 +12,8 @@ import { RENDERER_CSP } from '../../src/shared/security.js';
 import { serve, type RunningServer } from '../../src/main/server/index.js';
 import { ExperimentStore } from '../../src/main/store/index.js';
 import { testDir } from '../helpers/tmp.js';
-import { connectApi } from '../helpers/serve-process.js';
+import type { ApiPush } from '../../src/shared/api.js';
+import { connectApi, startServe } from '../helpers/serve-process.js';
 import { englishText } from '../helpers/corpus.js';
 import { expandModel, makeTinyCheckpoint } from '../../src/main/engine/index.js';
 
@@ -122,29 +123,21 @@ describe('blocklab serve (the command)', () => {
 
 describe('blocklab serve and its jobs', () => {
   it('Ctrl-C stops serving only after its running training job has written a checkpoint of the step it was on', async () => {
-    const { spawn } = await import('node:child_process');
-    const { REPO_ROOT } = await import('../helpers/cli-runner.js');
     const base = join(dir, 'serve-base');
     const model = join(dir, 'serve-expanded');
     await makeTinyCheckpoint(base, { layers: 2, hidden: 32, heads: 4, kvHeads: 2, intermediate: 64 });
     await expandModel(base, { blocks: 1 }, { out: model });
     const corpus = join(dir, 'serve-corpus.txt');
     await writeFile(corpus, englishText(12_000));
-    const storePath = join(dir, 'serve-jobs.sqlite');
-    const proc = spawn(process.execPath, [join(REPO_ROOT, 'bin', 'blocklab.mjs'), '--store', storePath, 'serve', '--port', '0', '--ui', join(dir, 'ui'), '--json'], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    proc.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr += c));
-    const exited = new Promise<number | null>((resolve) => proc.once('exit', (c) => resolve(c)));
-    const doc = await new Promise<{ url: string; port: number }>((resolve, reject) => {
-      let out = '';
-      proc.stdout!.setEncoding('utf8').on('data', (c: string) => {
-        out += c;
-        if (out.includes('\n')) resolve(JSON.parse(out.split('\n')[0]));
-      });
-      void exited.then((code) => reject(new Error(`serve exited ${code}: ${stderr}`)));
+    const serveDir = join(dir, 'serve-jobs');
+    await mkdir(serveDir, { recursive: true });
+    const proc = await startServe(serveDir);
+    const storePath = proc.store;
+    const exited = new Promise<number | null>((resolve) => {
+      if (!proc.alive()) resolve(proc.proc.exitCode);
+      else proc.proc.once('exit', (c) => resolve(c));
     });
-    const token = new URL(doc.url).searchParams.get('token')!;
-    const session = await connect(`ws://127.0.0.1:${doc.port}/api?token=${token}`);
+    const session = await connectApi(proc.port, proc.token);
     const out = join(dir, 'serve-run');
     const firstStep = new Promise<void>((resolve) => {
       session.ws.on('message', (data) => {
@@ -157,9 +150,9 @@ describe('blocklab serve and its jobs', () => {
     })) as { ok: boolean; result: { runId: number } };
     expect(started.ok).toBe(true);
     await firstStep;
-    proc.kill('SIGINT');
+    proc.proc.kill('SIGINT');
     expect(await exited).toBe(0);
-    expect(stderr).toContain('stopping: running jobs write a checkpoint first');
+    expect(proc.stderr()).toContain('stopping: running jobs write a checkpoint first');
 
     const store2 = ExperimentStore.open(storePath);
     try {

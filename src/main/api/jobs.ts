@@ -6,7 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { basename, join, resolve } from 'node:path';
-import type { ApiPush, JobEvent, JobInfo, JobResult, JobSpec, TrainSpec } from '../../shared/api.js';
+import type { ApiPush, GgufNllChange, JobEvent, JobInfo, JobResult, JobSpec, TrainSpec } from '../../shared/api.js';
 import { DEFAULT_ADAMW, TRAIN_DEFAULTS, TrainJobSchema, type FromEngine, type TrainJob } from '../../shared/jobs.js';
 import type { CompareReport, EvalReport } from '../../shared/benchmarks.js';
 import { ExpansionRequestError, inConfigTerms, planExpansion, type ExpansionRecord, type ExpansionRequest } from '../../shared/expansion.js';
@@ -308,7 +308,7 @@ export class JobManager {
             method: request.kind === 'expand' ? String((spec as { config: ExpansionRequest }).config.placement ?? 'interleave') : request.format,
             config: request,
             outDir: out,
-            name: request.kind === 'expand' ? `expand ${basename(request.model)}` : `export ${basename(request.model)} (${request.format})`,
+            name: request.kind === 'expand' ? `expand ${basename(request.model)}` : `export ${basename(request.model)} (${request.format}${request.dtype ? `, ${request.dtype}` : ''})`,
           })
         : null;
     entry.info.runId = runId;
@@ -397,7 +397,15 @@ export class JobManager {
         const out = String(r.out ?? (request as { out: string }).out);
         if (spec.format === 'hf') await registerCheckpointDir(store, out, 'export', { parentId: store.findCheckpoint(resolve(spec.model))?.id ?? null });
         this.ctx.push({ type: 'changed', what: 'checkpoints' });
-        result = { kind: 'export-checkpoint', out, format: spec.format, bytes: Number(r.bytes ?? 0) };
+        result = {
+          kind: 'export-checkpoint',
+          out,
+          format: spec.format,
+          bytes: Number(r.bytes ?? 0),
+          dtype: String(r.dtype ?? ''),
+          nll: (r.nll as GgufNllChange | null | undefined) ?? null,
+          warnings: Array.isArray(r.warnings) ? r.warnings.map(String) : [],
+        };
         break;
       }
       default:

@@ -18,6 +18,7 @@ import {
   loadModel,
   makeTinyCheckpoint,
   parseDtypeOption,
+  parseGgufDtype,
   scoreIds,
   scoreText,
   type BackendName,
@@ -304,33 +305,49 @@ program
   .option(
     '--dtype <dtype>',
     'hf: f32, f16 or bf16 (default: the source dtype, copied bit for bit); ' +
-      'gguf: f32 or f16 (default: f32 for an F32 checkpoint, exact; f16 for F16 and BF16 ones; norms and biases stay f32)',
+      'gguf: f32, f16, q8_0 or q4_0 (default: f32 for an F32 checkpoint, exact; f16 for F16 and BF16 ones; norms and biases stay f32)',
   )
+  .option('--nll-text <file>', 'gguf: the text on which to measure the NLL change of the export (default: the bundled demo\'s held-out text)')
+  .option('--no-nll', 'gguf: do not measure the NLL change (it loads the model twice)')
   .option('--max-shard-size <bytes>', 'largest safetensors shard (hf)', intOption('--max-shard-size'))
   .option('--overwrite', 'replace --out if it exists')
   .option('--json', 'print JSON')
-  .action(async (dir: string, o: { format: string; out: string; dtype?: string; maxShardSize?: number; overwrite?: boolean }, cmd: Command) => {
+  .action(async (dir: string, o: { format: string; out: string; dtype?: string; nll: boolean; nllText?: string; maxShardSize?: number; overwrite?: boolean }, cmd: Command) => {
     if (o.format === 'gguf') {
-      const dtype = o.dtype === undefined ? undefined : parseDtypeOption(o.dtype);
-      if (dtype === null || dtype === 'BF16') throw new BlocklabError(`--dtype ${o.dtype} is not supported for GGUF; use f32 or f16`);
+      const dtype = o.dtype === undefined ? undefined : parseGgufDtype(o.dtype);
+      if (dtype === null) throw new BlocklabError(`--dtype ${o.dtype} is not supported for GGUF; use f32, f16, q8_0 or q4_0`);
       if (o.maxShardSize !== undefined) throw new BlocklabError('--max-shard-size applies to --format hf only; a GGUF export is one file');
+      if (!o.nll && o.nllText !== undefined) throw new BlocklabError('--nll-text and --no-nll contradict each other; drop one');
       const r = await exportGguf(dir, {
         out: o.out,
         dtype,
         overwrite: o.overwrite,
+        nll: o.nll ? undefined : false,
+        nllText: o.nllText,
         onTensor: (i, n, name) => {
           if (i % 16 === 0 || i === n - 1) progress(cmd, `[${i + 1}/${n}] ${name}`);
         },
+        onPhase: (message) => progress(cmd, message),
       });
       for (const w of r.warnings) process.stderr.write(`warning: ${w}\n`);
+      const { nll } = r;
       emit(
         cmd,
-        { out: r.out, format: 'gguf', dtype: r.dtype, bytes: r.bytes, tensors: r.tensors, architecture: r.architecture, tokenizer: r.tokenizer, warnings: r.warnings },
-        () => `wrote ${r.out} (GGUF ${r.architecture}, ${r.dtype}, ${r.tensors} tensors, ${formatBytes(r.bytes)}; tokenizer ${r.tokenizer.model}/${r.tokenizer.pre})`,
+        {
+          out: r.out, format: 'gguf', dtype: r.dtype, bytes: r.bytes, tensors: r.tensors, tensorTypes: r.tensorTypes,
+          architecture: r.architecture, tokenizer: r.tokenizer, nll, warnings: r.warnings,
+        },
+        () =>
+          `wrote ${r.out} (GGUF ${r.architecture}, ${r.dtype}, ${r.tensors} tensors, ${formatBytes(r.bytes)}; tokenizer ${r.tokenizer.model}/${r.tokenizer.pre})` +
+          (nll
+            ? `\nNLL on ${nll.tokens} tokens of ${nll.text}: ${nll.checkpoint.toFixed(4)} with the checkpoint's weights, ${nll.gguf.toFixed(4)} with the file's (${nll.delta >= 0 ? '+' : ''}${nll.delta.toFixed(4)} nats/token)`
+            : ''),
       );
       return;
     }
+    if (o.nllText !== undefined || !o.nll) throw new BlocklabError('--nll-text and --no-nll apply to --format gguf only');
     const dtype = o.dtype === undefined ? undefined : parseDtypeOption(o.dtype);
+    if (dtype === null && parseGgufDtype(o.dtype!)) throw new BlocklabError(`--dtype ${o.dtype} is a GGUF type: use --format gguf, or f32, f16 or bf16 for --format hf`);
     if (dtype === null) throw new BlocklabError(`--dtype ${o.dtype} is not supported; use f32, f16 or bf16`);
     const r = await exportModel(dir, { out: o.out, dtype, overwrite: o.overwrite, maxShardBytes: o.maxShardSize });
     emit(cmd, { out: r.dir, format: 'hf', dtype: r.dtype, files: r.files, bytes: r.bytes }, () => `wrote ${r.dir} (${r.dtype}, ${formatBytes(r.bytes)}): ${r.files.join(', ')}`);

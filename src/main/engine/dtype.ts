@@ -142,3 +142,21 @@ export function fromFloat32(values: Float32Array, dtype: DType): Uint8Array {
   }
   return new Uint8Array(out.buffer);
 }
+
+// ---------------------------------------------------------------------------------------------
+// One value at a time (the scales of ggml's quantized blocks)
+
+const scratchF32 = new Float32Array(1);
+const scratchU32 = new Uint32Array(scratchF32.buffer);
+
+/** The IEEE half bits of a number rounded first to float32 (as C's float is), then to half, ties to even. */
+export function halfBits(x: number): number {
+  scratchF32[0] = x;
+  return floatBitsToHalfBits(scratchU32[0]);
+}
+
+/** The value of the IEEE half with bits `h`, exactly. */
+export function halfValue(h: number): number {
+  scratchU32[0] = getF16Table()[h & 0xffff];
+  return scratchF32[0];
+}

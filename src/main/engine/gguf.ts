@@ -1,6 +1,7 @@
 /**
  * `blocklab export --format gguf`: a checkpoint written as one GGUF v3 file that llama.cpp (and
- * so Ollama, LM Studio, node-llama-cpp) loads, in F32 or F16.
+ * so Ollama, LM Studio, node-llama-cpp) loads, in F32, F16, or quantized to Q8_0 or Q4_0
+ * (ggml's 32-value blocks, see ggml-quants.ts).
  *
  * File layout (little-endian throughout):
  *   u32 magic "GGUF", u32 version 3, u64 tensor count, u64 key/value count,
@@ -20,7 +21,13 @@
  *   `qwen2` architecture, whose RoPE is NeoX-style (halves, as HF): no permutation there.
  * - llama3 rope scaling becomes a `rope_freqs.weight` tensor of hd/2 per-frequency divisors.
  * - Tied embeddings: no `output.weight`; llama.cpp reuses `token_embd.weight`.
- * - 1-D tensors (norms, biases, rope_freqs) stay F32 in an F16 file, as the converter does.
+ * - 1-D tensors (norms, biases, rope_freqs) stay F32 in an F16 or quantized file, as the converter
+ *   and llama-quantize keep them. In a quantized file a matrix whose rows are not a whole number
+ *   of 32-value blocks falls back to F16 (both tools do the same). Q8_0 quantizes every other
+ *   matrix, embeddings and output included (convert_hf_to_gguf.py --outtype q8_0). Q4_0 follows
+ *   llama-quantize (src/llama-quant.cpp): the output matrix — token_embd when tied, since it is
+ *   then the output — gets a better type, Q6_K there when its rows are a multiple of 256, else
+ *   Q8_0; we write Q8_0 (we do not implement Q6_K).
  * - The tokenizer goes in `tokenizer.ggml.*`: `gpt2` (byte-level BPE with merges and a named
  *   pre-tokenizer) or `llama` (SentencePiece-style BPE with byte fallback, scored pieces).
  *
@@ -33,10 +40,12 @@ import { randomBytes } from 'node:crypto';
 import { checkWritableFile } from './atomic.js';
 import type { Checkpoint } from './checkpoint.js';
 import type { ModelConfig } from './config.js';
-import { fromFloat32, type DType } from './dtype.js';
+import { fromFloat32, toFloat32, type DType } from './dtype.js';
 import { BlocklabError } from './errors.js';
+import { dequantizeBlocks, QK, QUANT_BLOCK_BYTES, quantizeBlocks, quantScaleFits, type GgmlQuantType } from './ggml-quants.js';
 import { readTensorBytes, readTensorFloat32, type TensorInfo } from './safetensors.js';
 import { HfTokenizer } from './tokenizer.js';
+import { parseDtypeOption } from './write-checkpoint.js';
 
 // =============================================================================================
 // The container: key/values, tensor infos, aligned data
@@ -62,13 +71,22 @@ export const GGUF_TYPE = {
   FLOAT64: 12,
 } as const;
 
-/** ggml_type of the tensors this writer produces. */
-export const GGML_TYPE = { F32: 0, F16: 1 } as const;
+/** ggml_type of the tensors this writer produces (ggml.h). */
+export const GGML_TYPE = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 8 } as const;
 export type GgmlTypeName = keyof typeof GGML_TYPE;
-const GGML_TYPE_BYTES: Record<GgmlTypeName, number> = { F32: 4, F16: 2 };
 
-/** llama_ftype, written as general.file_type. */
-const LLAMA_FTYPE: Record<GgmlTypeName, number> = { F32: 0, F16: 1 }; // ALL_F32, MOSTLY_F16
+/** values per block and bytes per block of each type (ggml.c's type_traits blck_size, type_size) */
+const GGML_BLOCK: Record<GgmlTypeName, { values: number; bytes: number }> = {
+  F32: { values: 1, bytes: 4 },
+  F16: { values: 1, bytes: 2 },
+  Q4_0: { values: QK, bytes: QUANT_BLOCK_BYTES.Q4_0 },
+  Q8_0: { values: QK, bytes: QUANT_BLOCK_BYTES.Q8_0 },
+};
+
+const isQuantized = (t: GgmlTypeName): t is GgmlQuantType => t === 'Q8_0' || t === 'Q4_0';
+
+/** llama_ftype (llama.h), written as general.file_type: ALL_F32, MOSTLY_F16, MOSTLY_Q4_0, MOSTLY_Q8_0. */
+export const LLAMA_FTYPE: Record<GgmlTypeName, number> = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 7 };
 
 /** llama.cpp's token types (tokenizer.ggml.token_type). */
 export const TOKEN_TYPE = { NORMAL: 1, UNKNOWN: 2, CONTROL: 3, USER_DEFINED: 4, UNUSED: 5, BYTE: 6 } as const;
@@ -250,9 +268,12 @@ export interface GgufLayout {
   totalBytes: number;
 }
 
-/** Bytes of a tensor of this type and shape. */
+/** Bytes of a tensor of this type and shape (rows of a block type must be whole blocks). */
 export function ggufTensorBytes(type: GgmlTypeName, shape: number[]): number {
-  return shape.reduce((a, b) => a * b, GGML_TYPE_BYTES[type]);
+  const { values, bytes } = GGML_BLOCK[type];
+  const rowLength = shape[shape.length - 1];
+  if (rowLength % values !== 0) throw new Error(`a ${type} row of ${rowLength} values is not a whole number of ${values}-value blocks`);
+  return (shape.reduce((a, b) => a * b, 1) / values) * bytes;
 }
 
 /**
@@ -294,6 +315,9 @@ export function layoutGguf(kvs: GgufKv[], tensors: Pick<GgufTensor, 'name' | 'ty
     if (!(t.type in GGML_TYPE)) throw new BlocklabError(`GGUF tensor ${t.name}: unsupported type ${String(t.type)}`);
     if (t.shape.length < 1 || t.shape.length > 4 || t.shape.some((d) => !Number.isSafeInteger(d) || d <= 0)) {
       throw new BlocklabError(`GGUF tensor ${t.name}: shape [${t.shape.join(', ')}] must have 1 to 4 positive dimensions`);
+    }
+    if (t.shape[t.shape.length - 1] % GGML_BLOCK[t.type].values !== 0) {
+      throw new BlocklabError(`GGUF tensor ${t.name}: rows of ${t.shape[t.shape.length - 1]} values are not whole ${t.type} blocks of ${GGML_BLOCK[t.type].values}`);
     }
     w.string(t.name);
     w.u32(t.shape.length);
@@ -388,9 +412,9 @@ export async function writeGguf(
 /**
  * HF rotate-half row order → llama.cpp's interleaved pairs, per head:
  * `W.reshape(heads, 2, hd/2, cols).swapaxes(1, 2).reshape(W.shape)`. Row h·hd + 2i + j of the
- * result is row h·hd + j·hd/2 + i of `w`. `cols` is 1 for a bias.
+ * result is row h·hd + j·hd/2 + i of `w`. `cols` is 1 for a bias. `inverse` undoes it.
  */
-export function permuteRotaryRows(w: Float32Array, heads: number, cols: number): Float32Array {
+export function permuteRotaryRows(w: Float32Array, heads: number, cols: number, inverse = false): Float32Array {
   const rows = w.length / cols;
   if (!Number.isInteger(rows) || rows % heads !== 0 || (rows / heads) % 2 !== 0) {
     throw new Error(`cannot permute ${w.length} values as ${heads} heads of even size × ${cols}`);
@@ -401,8 +425,9 @@ export function permuteRotaryRows(w: Float32Array, heads: number, cols: number):
   for (let h = 0; h < heads; h++) {
     for (let i = 0; i < half; i++) {
       for (let j = 0; j < 2; j++) {
-        const src = (h * hd + j * half + i) * cols;
-        const dst = (h * hd + 2 * i + j) * cols;
+        let src = (h * hd + j * half + i) * cols;
+        let dst = (h * hd + 2 * i + j) * cols;
+        if (inverse) [src, dst] = [dst, src];
         out.set(w.subarray(src, src + cols), dst);
       }
     }
@@ -477,37 +502,65 @@ export function ggufTensorName(hf: string): string {
 /** The largest float32 that rounds to a finite half (65504 is the largest half; 65520 rounds to inf). */
 const HALF_OVERFLOW = 65520;
 
-function weightTensor(
-  hfName: string,
-  info: TensorInfo,
-  outType: GgmlTypeName,
-  permute: { heads: number } | null,
-): GgufTensor {
-  const name = ggufTensorName(hfName);
-  // 1-D tensors (norms, biases) stay F32, as llama.cpp's converter keeps them
-  const type: GgmlTypeName = info.shape.length === 1 ? 'F32' : outType;
-  return {
-    name,
+/**
+ * The ggml type of one weight in a file of `fileType` (see the file comment): 1-D tensors F32;
+ * in a quantized file, matrices whose rows are not whole 32-value blocks F16 (`fallback`), and
+ * in a Q4_0 file the output matrix (token_embd when `tied`) Q8_0.
+ */
+export function ggufTensorType(name: string, shape: number[], fileType: GgmlTypeName, tied: boolean): { type: GgmlTypeName; fallback: boolean } {
+  if (shape.length === 1) return { type: 'F32', fallback: false };
+  if (!isQuantized(fileType)) return { type: fileType, fallback: false };
+  if (shape[shape.length - 1] % QK !== 0) return { type: 'F16', fallback: true };
+  const isOutput = name === 'output.weight' || (tied && name === 'token_embd.weight');
+  return { type: fileType === 'Q4_0' && isOutput ? 'Q8_0' : fileType, fallback: false };
+}
+
+interface PlannedWeight {
+  tensor: GgufTensor;
+  /** the values llama.cpp will compute with, in the checkpoint's (HF) layout: the tensor's bytes decoded and un-permuted */
+  asWritten: () => Promise<Float32Array>;
+}
+
+function weightTensor(hfName: string, info: TensorInfo, type: GgmlTypeName, permute: { heads: number } | null): PlannedWeight {
+  const cols = info.shape.length === 1 ? 1 : info.shape[1];
+  const tensor: GgufTensor = {
+    name: ggufTensorName(hfName),
     type,
     shape: info.shape,
     data: async () => {
       if (!permute && info.dtype === type) return readTensorBytes(info); // bit for bit
       let values = await readTensorFloat32(info);
-      if (permute) {
-        const cols = info.shape.length === 1 ? 1 : info.shape[1];
-        values = permuteRotaryRows(values, permute.heads, cols);
-      }
+      if (permute) values = permuteRotaryRows(values, permute.heads, cols);
       if (type === 'F16') {
         for (let i = 0; i < values.length; i++) {
           if (Math.abs(values[i]) >= HALF_OVERFLOW && Number.isFinite(values[i])) {
-            throw new BlocklabError(
-              `tensor ${hfName} holds ${values[i]}, beyond the F16 range (±65504); export with --dtype f32`,
-              { file: info.file },
-            );
+            throw new BlocklabError(`tensor ${hfName} holds ${values[i]}, beyond the F16 range (±65504); export with --dtype f32`, { file: info.file });
           }
         }
       }
+      if (isQuantized(type)) {
+        let maxAbs = 0;
+        for (let i = 0; i < values.length; i++) maxAbs = Math.max(maxAbs, Math.abs(values[i])); // NaN propagates
+        if (!Number.isFinite(maxAbs)) {
+          throw new BlocklabError(`tensor ${hfName} holds ${maxAbs}, which a ${type} block cannot hold; the checkpoint looks damaged (export with --dtype f32 to keep it as it is)`, { file: info.file });
+        }
+        if (!quantScaleFits(type, maxAbs)) {
+          throw new BlocklabError(
+            `tensor ${hfName} holds a value of magnitude ${maxAbs}, beyond what a ${type} block's half-precision scale can hold; export with --dtype f32`,
+            { file: info.file },
+          );
+        }
+        return quantizeBlocks(type, values);
+      }
       return fromFloat32(values, type as DType);
+    },
+  };
+  return {
+    tensor,
+    asWritten: async () => {
+      const bytes = await tensor.data();
+      const values = isQuantized(type) ? dequantizeBlocks(type, bytes) : toFloat32(bytes, type as DType);
+      return permute ? permuteRotaryRows(values, permute.heads, cols, true) : values;
     },
   };
 }
@@ -761,6 +814,14 @@ export interface GgufExportPlan {
   tokenizer: { model: string; pre: string };
   /** things that differ between the GGUF and the engine, worth telling the user */
   warnings: string[];
+  /** how many tensors of each ggml type the file holds */
+  tensorTypes: Partial<Record<GgmlTypeName, number>>;
+  /**
+   * Each checkpoint weight (by HF name) as llama.cpp will see it: the bytes this plan writes,
+   * decoded (dequantized) and un-permuted back into the checkpoint's layout. A model loaded from
+   * these computes what the GGUF file computes, up to llama.cpp's arithmetic.
+   */
+  asWritten: Map<string, () => Promise<Float32Array>>;
 }
 
 /** The default GGUF dtype: F32 for an F32 checkpoint (exact), F16 for F16 and BF16 ones. */
@@ -806,6 +867,8 @@ export async function planGgufExport(ckpt: Checkpoint, opts: { dtype?: GgmlTypeN
   if (ckpt.expansion) kvs.push(['blocklab.expansion', gguf.string(JSON.stringify(ckpt.expansion))]);
 
   const tensors: GgufTensor[] = [];
+  const asWritten = new Map<string, () => Promise<Float32Array>>();
+  const fallbacks: string[] = [];
   const info = (hf: string): TensorInfo => {
     const t = ckpt.tensors.get(hf);
     if (!t) throw new BlocklabError(`tensor ${hf} is missing`, { file: ckpt.dir });
@@ -816,7 +879,12 @@ export async function planGgufExport(ckpt: Checkpoint, opts: { dtype?: GgmlTypeN
     let permute: { heads: number } | null = null;
     if (permuteQK && /\.self_attn\.q_proj\.(weight|bias)$/.test(hf)) permute = { heads: c.numHeads };
     if (permuteQK && /\.self_attn\.k_proj\.(weight|bias)$/.test(hf)) permute = { heads: c.numKvHeads };
-    tensors.push(weightTensor(hf, info(hf), dtype, permute));
+    const source = info(hf);
+    const { type, fallback } = ggufTensorType(ggufTensorName(hf), source.shape, dtype, c.tieWordEmbeddings);
+    if (fallback) fallbacks.push(hf);
+    const w = weightTensor(hf, source, type, permute);
+    tensors.push(w.tensor);
+    asWritten.set(hf, w.asWritten);
   };
   if (c.ropeScaling) {
     const factors = llama3RopeFactors(c);
@@ -840,7 +908,14 @@ export async function planGgufExport(ckpt: Checkpoint, opts: { dtype?: GgmlTypeN
   }
   add('model.norm.weight');
   if (!c.tieWordEmbeddings) add('lm_head.weight');
-  return { architecture: arch, dtype, kvs, tensors, tokenizer: { model: tokenizer.model, pre: tokenizer.pre }, warnings };
+  if (fallbacks.length) {
+    warnings.push(
+      `${fallbacks.length} matri${fallbacks.length === 1 ? 'x is' : 'ces are'} F16, not ${dtype}: ${dtype} needs rows of a multiple of ${QK} values (as llama.cpp's tools do, they fall back to F16): ${fallbacks.slice(0, 4).join(', ')}${fallbacks.length > 4 ? ', …' : ''}`,
+    );
+  }
+  const tensorTypes: Partial<Record<GgmlTypeName, number>> = {};
+  for (const t of tensors) tensorTypes[t.type] = (tensorTypes[t.type] ?? 0) + 1;
+  return { architecture: arch, dtype, kvs, tensors, tokenizer: { model: tokenizer.model, pre: tokenizer.pre }, warnings, tensorTypes, asWritten };
 }
 
 export interface GgufExportResult {
@@ -851,15 +926,16 @@ export interface GgufExportResult {
   tensors: number;
   architecture: GgufArchitecture;
   tokenizer: { model: string; pre: string };
+  tensorTypes: Partial<Record<GgmlTypeName, number>>;
   warnings: string[];
 }
 
-/** Writes a checkpoint as one GGUF file at `out` (atomically; see writeGguf). */
+/** Writes a checkpoint as one GGUF file at `out` (atomically; see writeGguf). `plan` is planGgufExport's, made here when not given. */
 export async function exportCheckpointGguf(
   ckpt: Checkpoint,
-  opts: { out: string; dtype?: GgmlTypeName; overwrite?: boolean; name?: string; onTensor?: (index: number, total: number, name: string) => void },
+  opts: { out: string; dtype?: GgmlTypeName; overwrite?: boolean; name?: string; plan?: GgufExportPlan; onTensor?: (index: number, total: number, name: string) => void },
 ): Promise<GgufExportResult> {
-  const plan = await planGgufExport(ckpt, { dtype: opts.dtype, name: opts.name });
+  const plan = opts.plan ?? (await planGgufExport(ckpt, { dtype: opts.dtype, name: opts.name }));
   const { bytes } = await writeGguf(opts.out, plan.kvs, plan.tensors, {
     overwrite: opts.overwrite,
     onTensor: opts.onTensor ? (i, name) => opts.onTensor!(i, plan.tensors.length, name) : undefined,
@@ -872,6 +948,17 @@ export async function exportCheckpointGguf(
     tensors: plan.tensors.length,
     architecture: plan.architecture,
     tokenizer: plan.tokenizer,
+    tensorTypes: plan.tensorTypes,
     warnings: plan.warnings,
   };
+}
+
+/** `--dtype` of a GGUF export: f32, f16, q8_0, q4_0 (case-insensitive; float32 and float16 too), or null. */
+export function parseGgufDtype(text: string): GgmlTypeName | null {
+  const float = parseDtypeOption(text);
+  if (float === 'F32' || float === 'F16') return float;
+  const t = text.toLowerCase();
+  if (t === 'q8_0') return 'Q8_0';
+  if (t === 'q4_0') return 'Q4_0';
+  return null;
 }

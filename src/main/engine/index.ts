@@ -10,7 +10,8 @@ import { parameterCount } from './config.js';
 import { BlocklabError } from './errors.js';
 import { expandCheckpoint, fallbackProbeIds, type ExpandResult } from './expand.js';
 import { exportHf } from './export.js';
-import { exportCheckpointGguf } from './gguf.js';
+import { exportCheckpointGguf, planGgufExport, type GgmlTypeName, type GgufExportResult } from './gguf.js';
+import { defaultNllProbe, measureGgufNll, nllMemoryProblem, nllProbeFromFile, type GgufNllChange } from './gguf-nll.js';
 import { generate, type GenerateOptions, type GenerateResult } from './generate.js';
 import { LlamaModel, tokenNll } from './model.js';
 import { HfTokenizer, type ChatMessage } from './tokenizer.js';
@@ -22,6 +23,8 @@ export { openCheckpoint, type Checkpoint } from './checkpoint.js';
 export { makeTinyCheckpoint, type TinyOptions } from './tiny.js';
 export { exportHf } from './export.js';
 export { parseDtypeOption } from './write-checkpoint.js';
+export { parseGgufDtype } from './gguf.js';
+export type { GgufNllChange } from './gguf-nll.js';
 export { LlamaModel, tokenNll } from './model.js';
 export { tf } from './backend.js';
 export { HfTokenizer, type ChatMessage } from './tokenizer.js';
@@ -190,7 +193,43 @@ export async function exportModel(dir: string, opts: Parameters<typeof exportHf>
   return exportHf(await openCheckpoint(dir), opts);
 }
 
-/** `blocklab export --format gguf`: one GGUF v3 file for llama.cpp (F32 or F16; see gguf.ts). */
-export async function exportGguf(dir: string, opts: Parameters<typeof exportCheckpointGguf>[1]) {
-  return exportCheckpointGguf(await openCheckpoint(dir), opts);
+export interface GgufExportOptions {
+  out: string;
+  dtype?: GgmlTypeName;
+  overwrite?: boolean;
+  name?: string;
+  /** measure the NLL change (default: for every dtype but F32, whose weights are the checkpoint's exactly) */
+  nll?: boolean;
+  /** a text file to measure it on (default: the bundled demo's held-out text) */
+  nllText?: string;
+  backend?: BackendName | 'auto';
+  onTensor?: (index: number, total: number, name: string) => void;
+  onPhase?: (message: string) => void;
+}
+
+/**
+ * `blocklab export --format gguf`: one GGUF v3 file for llama.cpp (F32, F16, Q8_0 or Q4_0; see
+ * gguf.ts), with the NLL change its rounding causes on a probe text (gguf-nll.ts). The file is
+ * the product: if the measurement fails afterwards (a model too large to score here), the
+ * export stands and says so in its warnings.
+ */
+export async function exportGguf(dir: string, opts: GgufExportOptions): Promise<GgufExportResult & { nll: GgufNllChange | null }> {
+  const ckpt = await openCheckpoint(dir);
+  const plan = await planGgufExport(ckpt, { dtype: opts.dtype, name: opts.name });
+  const measure = opts.nll ?? plan.dtype !== 'F32';
+  // a bad probe file is refused before anything is written
+  const probe = measure ? await (opts.nllText ? nllProbeFromFile(opts.nllText) : defaultNllProbe()) : null;
+  const result = await exportCheckpointGguf(ckpt, { out: opts.out, overwrite: opts.overwrite, plan, onTensor: opts.onTensor });
+  let nll: GgufNllChange | null = null;
+  if (probe) {
+    try {
+      const { active } = await initBackend(opts.backend);
+      const tooBig = nllMemoryProblem(ckpt.config, active);
+      if (tooBig) throw new BlocklabError(tooBig);
+      nll = await measureGgufNll(ckpt, plan, probe, opts.onPhase);
+    } catch (e) {
+      result.warnings.push(`the NLL change was not measured: ${(e as Error).message}`);
+    }
+  }
+  return { ...result, nll };
 }

@@ -93,8 +93,11 @@ const BLOCK_KEYS: [string, keyof BlockWeights, boolean][] = [
 // ----------------------------------------------------------------------------
 // Loading
 
-async function loadTensor(info: TensorInfo, transpose: boolean): Promise<Tensor> {
-  const values = await readTensorFloat32(info);
+/** Where a weight's float32 values come from: the checkpoint file, or (GGUF export) the values as a quantized file holds them. */
+export type WeightReader = (info: TensorInfo) => Promise<Float32Array>;
+
+async function loadTensor(info: TensorInfo, transpose: boolean, read: WeightReader): Promise<Tensor> {
+  const values = await read(info);
   const t = tf.tensor(values, info.shape, 'float32');
   if (!transpose) return t;
   const tt = tf.transpose(t); // [out, in] → [in, out]
@@ -106,12 +109,12 @@ async function loadTensor(info: TensorInfo, transpose: boolean): Promise<Tensor>
  * Reads every weight into float32 tensors. The caller (openCheckpoint) has already checked
  * that every tensor exists with the shape the config implies.
  */
-export async function loadWeights(config: ModelConfig, tensors: Map<string, TensorInfo>): Promise<LlamaWeights> {
+export async function loadWeights(config: ModelConfig, tensors: Map<string, TensorInfo>, read: WeightReader = readTensorFloat32): Promise<LlamaWeights> {
   const created: Tensor[] = [];
   const get = async (name: string, transpose: boolean): Promise<Tensor> => {
     const info = tensors.get(name);
     if (!info) throw new BlocklabError(`tensor ${name} is missing from the checkpoint`);
-    const t = await loadTensor(info, transpose);
+    const t = await loadTensor(info, transpose, read);
     created.push(t);
     return t;
   };
@@ -262,8 +265,8 @@ export class LlamaModel {
     this.invFreq = ropeInverseFrequencies(config);
   }
 
-  static async fromTensors(config: ModelConfig, tensors: Map<string, TensorInfo>): Promise<LlamaModel> {
-    return new LlamaModel(config, await loadWeights(config, tensors));
+  static async fromTensors(config: ModelConfig, tensors: Map<string, TensorInfo>, read?: WeightReader): Promise<LlamaModel> {
+    return new LlamaModel(config, await loadWeights(config, tensors, read));
   }
 
   dispose(): void {

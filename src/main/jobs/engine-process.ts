@@ -140,19 +140,24 @@ async function runGenerate(r: Extract<JobRequest, { kind: 'generate' }>, keep: b
 }
 
 async function runExport(r: Extract<JobRequest, { kind: 'export' }>): Promise<Result> {
-  const { exportModel, exportGguf, parseDtypeOption } = await import('../engine/index.js');
-  const dtype = r.dtype ? parseDtypeOption(r.dtype) ?? undefined : undefined;
+  const { BlocklabError, exportModel, exportGguf, parseDtypeOption, parseGgufDtype } = await import('../engine/index.js');
   if (r.format === 'gguf') {
+    const dtype = r.dtype ? parseGgufDtype(r.dtype) : undefined;
+    if (dtype === null) throw new BlocklabError(`${r.dtype} is not a GGUF type; choose float32, float16, q8_0 or q4_0`);
+    let scored = 0;
     const g = await exportGguf(r.model, {
       out: r.out,
       overwrite: r.overwrite,
-      dtype: dtype === 'F16' ? 'F16' : dtype === 'F32' ? 'F32' : undefined,
+      dtype,
       onTensor: (i, total, name) => void send({ type: 'progress', progress: { done: i + 1, total, unit: 'tensors', message: name, etaSeconds: null } }),
+      onPhase: (message) => void send({ type: 'progress', progress: { done: scored++, total: 2, unit: 'scores', message, etaSeconds: null } }),
     });
-    return { out: r.out, format: 'gguf', bytes: g.bytes };
+    return { out: r.out, format: 'gguf', bytes: g.bytes, dtype: g.dtype, nll: g.nll, warnings: g.warnings };
   }
+  const dtype = r.dtype ? parseDtypeOption(r.dtype) : undefined;
+  if (dtype === null) throw new BlocklabError(`${r.dtype} is a GGUF type; a Hugging Face export holds float32, float16 or bfloat16`);
   const w = await exportModel(r.model, { out: r.out, dtype, overwrite: r.overwrite });
-  return { out: w.dir, format: 'hf', bytes: w.bytes };
+  return { out: w.dir, format: 'hf', bytes: w.bytes, dtype: w.dtype, nll: null, warnings: [] };
 }
 
 async function runSql(r: Extract<JobRequest, { kind: 'sql' }>): Promise<Result> {

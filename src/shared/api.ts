@@ -19,6 +19,8 @@ const Id = z.number().int().nonnegative();
 export const TrainSpecSchema = z.object({
   model: Path,
   data: z.array(Path).min(1).max(64),
+  /** the .jsonl field / .parquet column holding the text (default "text") */
+  textColumn: z.string().min(1).max(200).optional(),
   out: Path.optional(),
   method: TrainMethodSchema,
   steps: z.number().int().positive().max(10_000_000),

@@ -36,7 +36,13 @@ export const TrainMethodSchema = z.discriminatedUnion('kind', [
 
 export const TrainJobSchema = z.object({
   model: z.string().min(1),
-  data: z.object({ paths: z.array(z.string().min(1)).min(1), include: z.array(z.string()).optional(), exclude: z.array(z.string()).optional() }),
+  data: z.object({
+    paths: z.array(z.string().min(1)).min(1),
+    include: z.array(z.string()).optional(),
+    exclude: z.array(z.string()).optional(),
+    /** the .jsonl field / .parquet column holding the text (default "text") */
+    textColumn: z.string().min(1).max(200).optional(),
+  }),
   out: z.string().min(1),
   method: TrainMethodSchema,
   steps: z.number().int().positive(),

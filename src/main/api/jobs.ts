@@ -47,7 +47,7 @@ export function trainJobFromSpec(spec: TrainSpec, ctx: Pick<JobContext, 'workDir
   const method = spec.method.kind === 'last' ? `last${spec.method.k}` : spec.method.kind;
   const job = {
     model: resolve(spec.model),
-    data: { paths: spec.data.map((p) => resolve(p)) },
+    data: { paths: spec.data.map((p) => resolve(p)), ...(spec.textColumn ? { textColumn: spec.textColumn } : {}) },
     out: resolve(spec.out ?? join(ctx.workDir, 'runs', `${slug(spec.name ?? method)}-${stamp()}`)),
     method: spec.method,
     steps: spec.steps,

@@ -359,6 +359,7 @@ interface TrainCliOptions {
   keepCheckpoints: number;
   include?: string[];
   exclude?: string[];
+  textColumn?: string;
   trainableLayers?: string;
   loraRank: number;
   loraAlpha?: number;
@@ -378,7 +379,7 @@ function trainJobFrom(model: string, o: TrainCliOptions, cmd: Command, storePath
     : undefined;
   const job = {
     model,
-    data: { paths: o.data, include: o.include, exclude: o.exclude },
+    data: { paths: o.data, include: o.include, exclude: o.exclude, ...(o.textColumn && o.textColumn !== 'text' ? { textColumn: o.textColumn } : {}) },
     out: o.out,
     method: parseMethod(o.method, { loraRank: o.loraRank, loraAlpha: o.loraAlpha, loraTargets: o.loraTargets, trainableLayers: layers }),
     steps: o.steps,
@@ -498,39 +499,47 @@ async function runTraining(cmd: Command, job: TrainJob, store: ExperimentStore, 
   if (json) return;
 }
 
-program
-  .command('train')
-  .description('tune a checkpoint on a corpus: the new blocks only (LLaMA Pro), or a baseline (full, last:K, lora)')
-  .argument('<model>', 'Hugging Face checkpoint folder (expanded, for --method blocks)')
-  .requiredOption('--data <paths...>', '.txt, .jsonl ("text" field) files or folders')
+/** The options train and export-run share: data, method and every hyperparameter. */
+function addTrainOptions(c: Command): Command {
+  return c
+    .requiredOption('--data <paths...>', '.txt, .jsonl ("text" field), .parquet ("text" column) files or folders')
+    .option('--method <m>', 'blocks | full | last:K | lora', 'blocks')
+    .option('--steps <n>', 'optimizer steps', intOption('--steps'), TRAIN_DEFAULTS.steps)
+    .option('--lr <x>', 'peak learning rate', floatOption('--lr'), TRAIN_DEFAULTS.lr)
+    .option('--batch <b>', 'sequences per micro-batch', intOption('--batch'), TRAIN_DEFAULTS.batch)
+    .option('--seq <t>', 'tokens per sequence', intOption('--seq'), TRAIN_DEFAULTS.seq)
+    .option('--grad-accum <a>', 'micro-batches per optimizer step', intOption('--grad-accum'), TRAIN_DEFAULTS.gradAccum)
+    .option('--warmup <w>', 'linear warmup steps, then cosine decay', intOption('--warmup'), TRAIN_DEFAULTS.warmup)
+    .option('--min-lr-ratio <r>', 'final learning rate as a fraction of --lr', floatOption('--min-lr-ratio'), TRAIN_DEFAULTS.minLrRatio)
+    .option('--seed <s>', 'data order and LoRA init', intOption('--seed'), TRAIN_DEFAULTS.seed)
+    .option('--weight-decay <wd>', 'AdamW decoupled weight decay (matrices only)', floatOption('--weight-decay'), DEFAULT_ADAMW.weightDecay)
+    .option('--beta1 <b>', 'AdamW beta1', floatOption('--beta1'), DEFAULT_ADAMW.beta1)
+    .option('--beta2 <b>', 'AdamW beta2', floatOption('--beta2'), DEFAULT_ADAMW.beta2)
+    .option('--clip <n>', 'global gradient-norm clipping (0: off)', floatOption('--clip'), TRAIN_DEFAULTS.clip)
+    .option('--save-every <n>', 'checkpoint every N steps (and at the end)', intOption('--save-every'), TRAIN_DEFAULTS.saveEvery)
+    .option('--eval-every <n>', 'validation loss every N steps (and at the end)', intOption('--eval-every'), TRAIN_DEFAULTS.evalEvery)
+    .option('--eval-batches <n>', 'validation batches per evaluation', intOption('--eval-batches'), TRAIN_DEFAULTS.evalBatches)
+    .option('--val-fraction <f>', 'held-out share of the sequences', floatOption('--val-fraction'), TRAIN_DEFAULTS.valFraction)
+    .option('--keep-checkpoints <n>', 'newest checkpoints kept (0: all)', intOption('--keep-checkpoints'), TRAIN_DEFAULTS.keepCheckpoints)
+    .option('--include <globs...>', 'for folders: files to read, e.g. "**/*.py"')
+    .option('--exclude <globs...>', 'for folders: files to leave out, e.g. "**/test_*"')
+    .option('--text-column <name>', 'the .jsonl field / .parquet column that holds the text', 'text')
+    .option('--trainable-layers <list>', 'with --method blocks: train these layers instead of the expansion record\'s new ones')
+    .option('--lora-rank <r>', 'LoRA rank', intOption('--lora-rank'), 8)
+    .option('--lora-alpha <a>', 'LoRA alpha (default 2 × rank)', floatOption('--lora-alpha'))
+    .option('--lora-targets <list>', 'q,v or all (q,k,v,o,gate,up,down)', 'q,v')
+    .option('--name <name>', 'a name for the run in the store');
+}
+
+addTrainOptions(
+  program
+    .command('train')
+    .description('tune a checkpoint on a corpus: the new blocks only (LLaMA Pro), or a baseline (full, last:K, lora)')
+    .argument('<model>', 'Hugging Face checkpoint folder (expanded, for --method blocks)'),
+)
   .requiredOption('--out <dir>', 'run folder: checkpoint-N/ folders and the final model/')
-  .option('--method <m>', 'blocks | full | last:K | lora', 'blocks')
-  .option('--steps <n>', 'optimizer steps', intOption('--steps'), TRAIN_DEFAULTS.steps)
-  .option('--lr <x>', 'peak learning rate', floatOption('--lr'), TRAIN_DEFAULTS.lr)
-  .option('--batch <b>', 'sequences per micro-batch', intOption('--batch'), TRAIN_DEFAULTS.batch)
-  .option('--seq <t>', 'tokens per sequence', intOption('--seq'), TRAIN_DEFAULTS.seq)
-  .option('--grad-accum <a>', 'micro-batches per optimizer step', intOption('--grad-accum'), TRAIN_DEFAULTS.gradAccum)
-  .option('--warmup <w>', 'linear warmup steps, then cosine decay', intOption('--warmup'), TRAIN_DEFAULTS.warmup)
-  .option('--min-lr-ratio <r>', 'final learning rate as a fraction of --lr', floatOption('--min-lr-ratio'), TRAIN_DEFAULTS.minLrRatio)
-  .option('--seed <s>', 'data order and LoRA init', intOption('--seed'), TRAIN_DEFAULTS.seed)
-  .option('--weight-decay <wd>', 'AdamW decoupled weight decay (matrices only)', floatOption('--weight-decay'), DEFAULT_ADAMW.weightDecay)
-  .option('--beta1 <b>', 'AdamW beta1', floatOption('--beta1'), DEFAULT_ADAMW.beta1)
-  .option('--beta2 <b>', 'AdamW beta2', floatOption('--beta2'), DEFAULT_ADAMW.beta2)
-  .option('--clip <n>', 'global gradient-norm clipping (0: off)', floatOption('--clip'), TRAIN_DEFAULTS.clip)
-  .option('--save-every <n>', 'checkpoint every N steps (and at the end)', intOption('--save-every'), TRAIN_DEFAULTS.saveEvery)
-  .option('--eval-every <n>', 'validation loss every N steps (and at the end)', intOption('--eval-every'), TRAIN_DEFAULTS.evalEvery)
-  .option('--eval-batches <n>', 'validation batches per evaluation', intOption('--eval-batches'), TRAIN_DEFAULTS.evalBatches)
-  .option('--val-fraction <f>', 'held-out share of the sequences', floatOption('--val-fraction'), TRAIN_DEFAULTS.valFraction)
-  .option('--keep-checkpoints <n>', 'newest checkpoints kept (0: all)', intOption('--keep-checkpoints'), TRAIN_DEFAULTS.keepCheckpoints)
-  .option('--include <globs...>', 'for folders: files to read, e.g. "**/*.py"')
-  .option('--exclude <globs...>', 'for folders: files to leave out, e.g. "**/test_*"')
-  .option('--trainable-layers <list>', 'with --method blocks: train these layers instead of the expansion record\'s new ones')
-  .option('--lora-rank <r>', 'LoRA rank', intOption('--lora-rank'), 8)
-  .option('--lora-alpha <a>', 'LoRA alpha (default 2 × rank)', floatOption('--lora-alpha'))
-  .option('--lora-targets <list>', 'q,v or all (q,k,v,o,gate,up,down)', 'q,v')
   .option('--resume', 'continue the run in --out from its newest checkpoint')
   .option('--stop-after <n>', 'pause after step N with a checkpoint (resume later with --resume)', intOption('--stop-after'))
-  .option('--name <name>', 'a name for the run in the store')
   .option('--json', 'print one JSON document at the end')
   .action(async (model: string, o: TrainCliOptions, cmd: Command) => {
     const store = openStore(cmd);
@@ -542,6 +551,64 @@ program
         resumeRunId = previous?.id;
       }
       await runTraining(cmd, job, store, resumeRunId, o.name);
+    } finally {
+      store.close();
+    }
+  });
+
+// ---------------------------------------------------------------------------- export-run
+addTrainOptions(
+  program
+    .command('export-run')
+    .description('hand a training run to LLaMA-Factory for a GPU cluster: the checkpoint, the corpus, train.yaml, a DeepSpeed config and the launch lines; the trainable set is checked against the expansion first')
+    .argument('<model>', 'Hugging Face checkpoint folder (expanded, for --method blocks)'),
+)
+  .addOption(new Option('--to <trainer>', 'the trainer to export for').choices(['llamafactory']).makeOptionMandatory())
+  .requiredOption('--out <dir>', 'a new (or empty) folder for the export')
+  .option('--overwrite', 'replace --out when an earlier export-run wrote it (never any other folder)')
+  .option('--nodes <n>', 'nodes in the multi-node launch lines', intOption('--nodes'), 2)
+  .option('--master-addr <host>', "node 0's address for the multi-node launch lines")
+  .option('--json', 'print JSON')
+  .action(async (model: string, o: TrainCliOptions & { overwrite?: boolean; nodes: number; masterAddr?: string }, cmd: Command) => {
+    const { exportRunLlamaFactory } = await import('../cluster/llamafactory.js');
+    if (o.nodes < 1) throw new BlocklabError(`--nodes must be at least 1 (got ${o.nodes})`);
+    const store = openStore(cmd);
+    try {
+      const job = trainJobFrom(model, o, cmd, store.path);
+      const r = await exportRunLlamaFactory(job, { out: o.out, overwrite: o.overwrite, nodes: o.nodes, masterAddr: o.masterAddr, store, name: o.name, log: (l) => progress(cmd, l) });
+      for (const s of r.corpus.skipped) process.stderr.write(`skipped ${s.path}: ${s.reason}\n`);
+      emit(
+        cmd,
+        {
+          out: r.out,
+          to: 'llamafactory',
+          method: r.method,
+          finetuning_type: r.finetuningType,
+          trainable_layers: r.trainableLayers,
+          expressed_as: r.expressedAs,
+          train_yaml: r.yaml,
+          files: r.files,
+          corpus: r.corpus,
+          base_fingerprint: r.baseFingerprint,
+          commands: { single_node: r.commands.singleNode, multi_node: r.commands.multiNode },
+          run_id: r.runId,
+          checkpoint_id: r.checkpointId,
+        },
+        () =>
+          [
+            `wrote ${r.out} for LLaMA-Factory (${r.finetuningType}: ${r.expressedAs})`,
+            r.finetuningType === 'freeze' ? `trainable layers (LLaMA-Factory's rule on train.yaml): ${r.trainableLayers.join(', ')}` : '',
+            `corpus: ${r.corpus.documents} documents in data/corpus.jsonl`,
+            '',
+            `cd ${r.out}`,
+            `one node:    ${r.commands.singleNode}`,
+            `many nodes:  ${r.commands.multiNode.join('\n             ')}`,
+            '',
+            `afterwards: blocklab import-run ${r.out}`,
+          ]
+            .filter((l, i) => l !== '' || i > 1)
+            .join('\n'),
+      );
     } finally {
       store.close();
     }

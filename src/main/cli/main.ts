@@ -614,6 +614,52 @@ addTrainOptions(
     }
   });
 
+// ---------------------------------------------------------------------------- import-run
+program
+  .command('import-run')
+  .description('record a LLaMA-Factory / Hugging Face Trainer output folder as a run: its loss curves, settings and checkpoints, linked by fingerprint to the checkpoint it started from')
+  .argument('<dir>', 'the output_dir of the run, or the folder export-run wrote with output/ copied back into it')
+  .option('--name <name>', 'a name for the run in the store')
+  .option('--json', 'print JSON')
+  .action(async (dir: string, o: { name?: string }, cmd: Command) => {
+    const { importRun } = await import('../cluster/import-run.js');
+    const store = openStore(cmd);
+    try {
+      const r = await importRun(store, dir, { name: o.name, log: (l) => progress(cmd, l) });
+      for (const n of r.notes) process.stderr.write(`note: ${n}\n`);
+      emit(
+        cmd,
+        {
+          run_id: r.runId,
+          created: r.created,
+          output_dir: r.outputDir,
+          trainer: r.trainer,
+          method: r.method,
+          steps: r.steps,
+          max_steps: r.maxSteps,
+          metrics: r.metrics,
+          first_loss: r.firstLoss,
+          last_loss: r.lastLoss,
+          val_loss: r.valLoss,
+          base_checkpoint_id: r.baseCheckpointId,
+          base_matched_by: r.baseMatchedBy,
+          checkpoints: r.checkpoints.map((c) => ({ path: c.path, step: c.step, kind: c.kind, checkpoint_id: c.checkpointId })),
+          notes: r.notes,
+        },
+        () =>
+          [
+            `${r.created ? 'imported' : 'updated'} run ${r.runId} (${r.method}, ${r.steps}${r.maxSteps ? ` of ${r.maxSteps}` : ''} steps) from ${r.outputDir}`,
+            `loss ${r.firstLoss?.toFixed(4) ?? '—'} → ${r.lastLoss?.toFixed(4) ?? '—'}${r.valLoss !== null ? `, validation ${r.valLoss.toFixed(4)}` : ''}; metrics: ${Object.entries(r.metrics).map(([k, v]) => `${k} ×${v}`).join(', ')}`,
+            `started from: ${r.baseCheckpointId !== null ? `checkpoint ${r.baseCheckpointId} (matched by fingerprint)` : 'unknown'}`,
+            ...r.checkpoints.map((c) => `checkpoint ${c.checkpointId}: ${c.path}${c.kind === 'adapter' ? ' (PEFT adapter)' : ''}`),
+            `see it with: blocklab runs show ${r.runId}`,
+          ].join('\n'),
+      );
+    } finally {
+      store.close();
+    }
+  });
+
 // ---------------------------------------------------------------------------- runs
 function runLine(r: RunRow): string[] {
   const summary = (r.summary ?? {}) as Record<string, unknown>;
@@ -664,6 +710,8 @@ runs
           ['steps', `${run.lastStep ?? 0}${run.totalSteps ? ` of ${run.totalSteps}` : ''}`],
           ['backend, seed', `${run.backend ?? '?'}, ${run.seed ?? '?'}`],
         ];
+        const imported = (run.config as { imported?: { from?: string; trainer?: string } } | null)?.imported;
+        if (imported?.from) rows.push(['imported from', `${imported.from} (${imported.trainer ?? 'trainer'})`]);
         if (run.error) rows.push(['error', run.error]);
         const byName = new Map<string, { step: number; value: number }[]>();
         for (const m of metrics) {

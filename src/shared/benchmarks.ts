@@ -14,6 +14,7 @@
  * Other fields are allowed and ignored (harness data often carries ids and labels).
  */
 import { z } from 'zod';
+import type { ForgettingSummary } from './forgetting.js';
 
 export const BENCHMARK_KINDS = ['multiple_choice', 'perplexity', 'generation'] as const;
 export const BenchmarkKindSchema = z.enum(BENCHMARK_KINDS);
@@ -192,7 +193,10 @@ export const CompareReportSchema = z.object({
   checkpoints: z.array(z.string()),
   delta_note: z.string(),
   rows: z.array(CompareRowSchema),
-  /** the trade-off scatter: per checkpoint, mean gain over new-domain benchmarks (x), mean forgetting over old-domain ones (y) */
+  /**
+   * the trade-off scatter: per checkpoint, mean gain over new-domain benchmarks (x), mean forgetting
+   * over old-domain ones (y) — both over the benchmarks of `summary_family` only (never mixing units)
+   */
   summary: z.array(
     z.object({
       checkpoint: z.string(),
@@ -202,5 +206,9 @@ export const CompareReportSchema = z.object({
       old_benchmarks: z.number().int(),
     }),
   ),
+  /** the metric family `summary` averages over (src/shared/forgetting.ts); null when no benchmark has one */
+  summary_family: z.enum(['accuracy', 'bits_per_byte']).nullable().optional(),
+  /** per-family means with standard errors, and what they let one conclude */
+  forgetting: z.custom<ForgettingSummary>((v) => typeof v === 'object' && v !== null).optional(),
 });
 export type CompareReport = z.infer<typeof CompareReportSchema>;

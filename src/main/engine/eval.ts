@@ -30,6 +30,7 @@ import {
   type EvalResult,
 } from '../../shared/benchmarks.js';
 import { backendReport, tf, type BackendName } from './backend.js';
+import { FAMILY_INFO, formatFamilyMean, metricFamily, summarizeForgetting, type MetricFamily } from '../../shared/forgetting.js';
 import { yieldToEventLoop } from './event-loop.js';
 import {
   DEFAULT_FEWSHOT_SEED,
@@ -579,15 +580,23 @@ export function forgettingFromEval(report: EvalReport, base: string, others: str
       }),
     });
   }
+  // the scatter's means stay within one metric family: bits per byte where both roles have it, else accuracy
+  const familyRoles = (f: MetricFamily) => new Set(rows.filter((r) => metricFamily(r.metric) === f).map((r) => r.role)).size;
+  const present = (['bits_per_byte', 'accuracy'] as const).filter((f) => familyRoles(f) > 0);
+  const family: MetricFamily | null = present.find((f) => familyRoles(f) === 2) ?? present[0] ?? null;
   const summary = labels.map((label) => {
     const deltas = (role: 'old' | 'new') =>
-      rows.filter((r) => r.role === role).map((r) => r.checkpoints.find((c) => c.checkpoint === label)?.delta ?? null).filter((d): d is number => d !== null);
+      rows
+        .filter((r) => r.role === role && family !== null && metricFamily(r.metric) === family)
+        .map((r) => r.checkpoints.find((c) => c.checkpoint === label)?.delta ?? null)
+        .filter((d): d is number => d !== null);
     const gains = deltas('new');
     const forgets = deltas('old');
     const avg = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : null);
     return { checkpoint: label, mean_gain: avg(gains), mean_forgetting: avg(forgets), new_benchmarks: gains.length, old_benchmarks: forgets.length };
   });
-  return { run_id: report.run_id, base, checkpoints: labels, delta_note: DELTA_NOTE, rows, summary };
+  const forgetting = summarizeForgetting({ checkpoints: labels, rows });
+  return { run_id: report.run_id, base, checkpoints: labels, delta_note: DELTA_NOTE, rows, summary, summary_family: family, forgetting };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -650,11 +659,11 @@ export function formatCompareTable(report: CompareReport): string {
     ]);
   }
   const lines = [grid(rows), ''];
-  for (const s of report.summary) {
-    lines.push(
-      `${s.checkpoint}: mean gain ${signed(s.mean_gain)} over ${s.new_benchmarks} new-domain, mean forgetting ${signed(s.mean_forgetting)} over ${s.old_benchmarks} old-domain benchmark(s)`,
-    );
+  const f = report.forgetting ?? summarizeForgetting(report);
+  for (const m of f.means) {
+    lines.push(`${m.checkpoint}: mean ${m.role === 'new' ? 'gain' : 'forgetting'} ${formatFamilyMean(m)} over ${m.benchmarks.length} ${m.role === 'new' ? 'new' : 'old'}-domain ${FAMILY_INFO[m.family].label} benchmark(s)${m.clear ? '' : ' (within noise)'}`);
   }
-  lines.push('', `(${report.delta_note})`);
+  if (f.verdicts.length) lines.push('', ...f.verdicts.map((v) => v.statement));
+  lines.push('', `(${f.note})`, `(${report.delta_note})`);
   return lines.join('\n');
 }

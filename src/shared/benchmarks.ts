@@ -167,6 +167,8 @@ export type EvalResult = z.infer<typeof EvalResultSchema>;
 export const EvalReportSchema = z.object({
   run_id: z.number().int(),
   results: z.array(EvalResultSchema),
+  /** with --output-path: the lm-evaluation-harness files written per checkpoint */
+  outputs: z.array(z.object({ checkpoint: z.string(), results_file: z.string(), samples_files: z.array(z.string()) })).optional(),
 });
 export type EvalReport = z.infer<typeof EvalReportSchema>;
 

@@ -7,7 +7,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { freezeFieldsFor, llamaFactoryFreezeLayers, llamaFactoryFreezeParams, planLlamaFactoryMethod } from '../../src/shared/llamafactory.js';
-import { PYYAML_FLOAT, yamlNumber } from '../../src/main/cluster/llamafactory.js';
+import { PYYAML_FLOAT, yamlNumber } from '../../src/main/interop/llamafactory.js';
 
 describe("LLaMA-Factory's trainable layers", () => {
   it('use_llama_pro: LLaMA2-7B 32 → 40 with 8 new blocks trains 4, 9, …, 39 (one after every 4 originals)', () => {

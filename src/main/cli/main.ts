@@ -570,7 +570,7 @@ addTrainOptions(
   .option('--master-addr <host>', "node 0's address for the multi-node launch lines")
   .option('--json', 'print JSON')
   .action(async (model: string, o: TrainCliOptions & { overwrite?: boolean; nodes: number; masterAddr?: string }, cmd: Command) => {
-    const { exportRunLlamaFactory } = await import('../cluster/llamafactory.js');
+    const { exportRunLlamaFactory } = await import('../interop/llamafactory.js');
     if (o.nodes < 1) throw new BlocklabError(`--nodes must be at least 1 (got ${o.nodes})`);
     const store = openStore(cmd);
     try {
@@ -622,7 +622,7 @@ program
   .option('--name <name>', 'a name for the run in the store')
   .option('--json', 'print JSON')
   .action(async (dir: string, o: { name?: string }, cmd: Command) => {
-    const { importRun } = await import('../cluster/import-run.js');
+    const { importRun } = await import('../interop/import-run.js');
     const store = openStore(cmd);
     try {
       const r = await importRun(store, dir, { name: o.name, log: (l) => progress(cmd, l) });
@@ -775,6 +775,8 @@ interface EvalCliOptions {
   seed: number;
   force?: boolean;
   name?: string;
+  outputPath?: string;
+  logSamples?: boolean;
 }
 
 /** Options shared by eval and compare; Ctrl-C cancels between batches and marks the run cancelled. */
@@ -794,6 +796,7 @@ async function withEvalOptions<T>(cmd: Command, o: EvalCliOptions, body: (opts: 
       seed: o.seed,
       force: o.force ?? false,
       name: o.name,
+      ...(o.outputPath ? { output: { dir: o.outputPath, logSamples: o.logSamples ?? false } } : {}),
       backend: globals(cmd).backend,
       signal: abort.signal,
       onProgress: evalProgressPrinter((line) => progress(cmd, line)),
@@ -826,6 +829,8 @@ function addEvalOptions(c: Command): Command {
     .option('--seed <s>', 'few-shot sampling seed', intOption('--seed'), 1234)
     .option('--force', 'recompute results the store already holds')
     .option('--name <name>', 'a name for the run in the store')
+    .option('--output-path <dir>', "also write lm-evaluation-harness's results file per checkpoint (DIR/<model>/results_<date>.json)")
+    .option('--log-samples', 'with --output-path: per-document samples_<task>_<date>.jsonl as the harness writes them (recomputes instead of reusing)')
     .option('--json', 'print one JSON document at the end');
 }
 
@@ -836,6 +841,7 @@ addEvalOptions(
     .argument('<models...>', 'Hugging Face checkpoint folders'),
 ).action(async (models: string[], o: EvalCliOptions, cmd: Command) => {
   const { runEval, formatEvalTable } = await import('../engine/eval.js');
+  if (o.logSamples && !o.outputPath) throw new BlocklabError('--log-samples needs --output-path DIR (where the samples files go)');
   const store = openStore(cmd);
   try {
     const report = await withEvalOptions(cmd, o, (opts) => runEval(store, { ...opts, models, benchmarks: o.bench }));
@@ -861,6 +867,40 @@ addEvalOptions(
     store.close();
   }
 });
+
+// ---------------------------------------------------------------------------- import-eval
+program
+  .command('import-eval')
+  .description("lm-evaluation-harness results (the results_<date>.json of lm_eval --output_path) into the store as a checkpoint's results; compare them with --bench lm-eval:TASK")
+  .argument('<results>', 'the results JSON file')
+  .requiredOption('--model <dir>', 'the checkpoint folder those results are of')
+  .option('--new <tasks...>', 'tasks of the new domain (their rise is gain); the others are old-domain (their drop is forgetting)')
+  .option('--domain <name>', 'domain tag of the --new tasks', 'new')
+  .option('--name <name>', 'a name for the run in the store')
+  .option('--json', 'print JSON')
+  .action(async (file: string, o: { model: string; new?: string[]; domain: string; name?: string }, cmd: Command) => {
+    const { importHarnessResults } = await import('../interop/lm-eval.js');
+    const store = openStore(cmd);
+    try {
+      const r = await importHarnessResults(store, file, { model: o.model, newTasks: o.new, domain: o.domain, name: o.name });
+      for (const s of r.skipped) process.stderr.write(`skipped ${s.task}: ${s.reason}\n`);
+      emit(cmd, { run_id: r.runId, checkpoint_id: r.checkpointId, tasks: r.tasks, skipped: r.skipped }, () =>
+        [
+          `run ${r.runId}: ${r.tasks.length} task(s) of ${o.model} imported`,
+          ...r.tasks.map(
+            (t) =>
+              `  ${t.task} (${t.kind}, ${t.role}, n=${t.n}): ` +
+              Object.entries(t.metrics)
+                .map(([k, v]) => `${k} ${v.value ?? '—'}${v.stderr !== null ? ` ± ${v.stderr.toPrecision(3)}` : ''}`)
+                .join(', '),
+          ),
+          `compare with: blocklab compare --base BASE ${o.model} --bench ${r.tasks.map((t) => `lm-eval:${t.task}`).join(' ')}`,
+        ].join('\n'),
+      );
+    } finally {
+      store.close();
+    }
+  });
 
 // ---------------------------------------------------------------------------- serve
 program

@@ -610,9 +610,9 @@ export interface EvaluateOptions {
 }
 
 export type ItemDetail =
-  | { kind: 'multiple_choice'; line: number; lls: number[]; pred: number; predNorm: number; gold: number }
+  | { kind: 'multiple_choice'; line: number; context: string; lls: number[]; greedy: boolean[]; pred: number; predNorm: number; gold: number }
   | { kind: 'perplexity'; line: number; ll: number; tokens: number; words: number; bytes: number; windows: number }
-  | { kind: 'generation'; line: number; output: string; extracted: string; answer: string; correct: boolean };
+  | { kind: 'generation'; line: number; context: string; until: string[]; maxTokens: number; output: string; extracted: string; answer: string; correct: boolean };
 
 export interface BenchmarkScores {
   /** every metric of KIND_METRICS[kind], in that order */
@@ -670,9 +670,11 @@ export async function evaluateBenchmark(bench: Benchmark, opts: EvaluateOptions)
   if (bench.kind === 'multiple_choice') {
     const requests: LoglikelihoodRequest[] = [];
     const owner: number[] = [];
+    const contexts: string[] = [];
     for (let i = 0; i < count; i++) {
       const item = bench.items[i];
       const context = buildContext(bench, i, { shots, seed, fewshot: opts.fewshot });
+      contexts.push(context);
       for (const choice of item.choices) {
         const r = encodePair(tok, context, bench.header.target_delimiter + choice);
         if (r.continuation.length === 0) throw new BlocklabError(`a choice tokenizes to nothing; give every choice some text`, { file: where(i) });
@@ -687,12 +689,13 @@ export async function evaluateBenchmark(bench: Benchmark, opts: EvaluateOptions)
     let k = 0;
     for (let i = 0; i < count; i++) {
       const item = bench.items[i];
+      const greedy = item.choices.map((_, j) => results[k + j].greedy);
       const lls = item.choices.map(() => results[k++].ll);
       const pred = argmaxFirst(lls);
       const predNorm = argmaxFirst(lls.map((ll, j) => ll / charLength(item.choices[j])));
       acc.push(pred === item.gold ? 1 : 0);
       accNorm.push(predNorm === item.gold ? 1 : 0);
-      details.push({ kind: 'multiple_choice', line: bench.lines[i], lls, pred, predNorm, gold: item.gold });
+      details.push({ kind: 'multiple_choice', line: bench.lines[i], context: contexts[i], lls, greedy, pred, predNorm, gold: item.gold });
     }
     return {
       metrics: [
@@ -777,7 +780,7 @@ export async function evaluateBenchmark(bench: Benchmark, opts: EvaluateOptions)
     }
     const ok = extracted === item.answer.trim();
     correct.push(ok ? 1 : 0);
-    details.push({ kind: 'generation', line: bench.lines[i], output, extracted, answer: item.answer, correct: ok });
+    details.push({ kind: 'generation', line: bench.lines[i], context: text, until, maxTokens: maxGen, output, extracted, answer: item.answer, correct: ok });
     report({ done: i + 1, total: count, work: i + 1, workTotal: count });
   }
   return { metrics: [{ metric: 'exact_match', value: mean(correct), stderr: meanStderr(correct) }], n: count, details };

@@ -65,6 +65,16 @@ export const JobSpecSchema = z.discriminatedUnion('kind', [
     shots: z.number().int().nonnegative().max(32).optional(),
   }),
   z.object({ kind: z.literal('chat'), model: Path, messages: z.array(ChatMessageSchema).min(1).max(500), settings: ChatSettingsSchema }),
+  /** a Train cell's run handed to LLaMA-Factory for a GPU cluster (blocklab export-run) */
+  z.object({
+    kind: z.literal('export-run'),
+    train: TrainSpecSchema,
+    to: z.literal('llamafactory'),
+    out: Path.optional(),
+    overwrite: z.boolean().optional(),
+    nodes: z.number().int().min(1).max(4096).optional(),
+    masterAddr: z.string().min(1).max(255).regex(/^[A-Za-z0-9._:\-\[\]]+$/, 'must be a host name or address').optional(),
+  }),
   z.object({ kind: z.literal('export-checkpoint'), model: Path, format: z.enum(['hf', 'gguf']), out: Path.optional(), dtype: z.enum(['float32', 'float16', 'bfloat16']).optional() }),
   z.object({
     kind: z.literal('export-report'),
@@ -111,6 +121,19 @@ export interface ExpandResultInfo {
   checkpointId: number | null;
 }
 
+export interface ExportRunInfo {
+  out: string;
+  method: string;
+  finetuningType: 'freeze' | 'full' | 'lora';
+  /** by LLaMA-Factory's rule applied to the train.yaml written */
+  trainableLayers: number[];
+  expressedAs: string;
+  files: string[];
+  documents: number;
+  commands: { singleNode: string; multiNode: string[] };
+  runId: number | null;
+}
+
 export interface ChatResultInfo {
   text: string;
   finishReason: string;
@@ -129,6 +152,7 @@ export type JobResult =
   | { kind: 'eval'; runId: number; report: EvalReport; compare: CompareReport | null }
   | ({ kind: 'chat' } & ChatResultInfo)
   | { kind: 'export-checkpoint'; out: string; format: 'hf' | 'gguf'; bytes: number }
+  | ({ kind: 'export-run' } & ExportRunInfo)
   | { kind: 'export-report'; files: { format: string; path: string; bytes: number }[]; html: string };
 
 export interface JobInfo {

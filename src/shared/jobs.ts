@@ -111,6 +111,15 @@ export const JobRequestSchema = z.discriminatedUnion('kind', [
     out: z.string().min(1),
     dtype: z.enum(['float32', 'float16', 'bfloat16']).optional(),
   }),
+  /** a training job written out for LLaMA-Factory (blocklab export-run); the caller records it in the store */
+  z.object({
+    kind: z.literal('export-run'),
+    train: TrainJobSchema,
+    out: z.string().min(1),
+    overwrite: z.boolean().optional(),
+    nodes: z.number().int().min(1).optional(),
+    masterAddr: z.string().min(1).optional(),
+  }),
   /** a read-only query of the store, on its own connection, in a process that can be killed */
   z.object({ kind: z.literal('sql'), storePath: z.string().min(1), sql: z.string().min(1), maxRows: z.number().int().positive() }),
 ]);

@@ -62,6 +62,41 @@ export type ExportMethod =
   | { kind: 'last'; k: number }
   | { kind: 'lora'; rank: number; alpha: number; targets: readonly ('q' | 'k' | 'v' | 'o' | 'gate' | 'up' | 'down')[] };
 
+/**
+ * The layers Blocklab's trainer trains every weight of (engine/trainable.ts uses this): for blocks
+ * the expansion record's new layers (or the layers named), for last:K the last K original blocks,
+ * every layer for full, none for LoRA (adapters on all). `fileProblem` marks an error about the
+ * checkpoint itself (it has no expansion record).
+ */
+export function blocklabTrainableLayers(
+  method: ExportMethod,
+  numLayers: number,
+  expansion: { new_layers: number[]; original_index: (number | null)[] } | null,
+): { layers: number[] } | { error: string; fileProblem?: true } {
+  const L = numLayers;
+  switch (method.kind) {
+    case 'full':
+      return { layers: Array.from({ length: L }, (_, i) => i) };
+    case 'lora':
+      return { layers: [] };
+    case 'blocks': {
+      const layers = method.layers ?? expansion?.new_layers;
+      if (!layers || layers.length === 0) {
+        return { error: 'has no expansion record, so there are no new blocks to train; expand it first (blocklab expand) or name the layers with --trainable-layers i,j', fileProblem: true };
+      }
+      for (const l of layers) {
+        if (!Number.isInteger(l) || l < 0 || l >= L) return { error: `--trainable-layers: layer ${l} does not exist (the model has layers 0 to ${L - 1})` };
+      }
+      return { layers: [...new Set(layers)].sort((a, b) => a - b) };
+    }
+    case 'last': {
+      const original = expansion ? expansion.original_index.flatMap((o, i) => (o === null ? [] : [i])) : Array.from({ length: L }, (_, i) => i);
+      if (method.k > original.length) return { error: `last:${method.k} asks for more blocks than the ${original.length} original ones` };
+      return { layers: original.slice(original.length - method.k) };
+    }
+  }
+}
+
 /** The `### method` fields of train.yaml. */
 export type MethodFields =
   | { finetuning_type: 'freeze'; freeze_trainable_layers: number; freeze_trainable_modules: 'all'; use_llama_pro?: true }

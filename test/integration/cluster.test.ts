@@ -11,7 +11,7 @@ import { parse as parseYaml } from 'yaml';
 import { parquetWriteFile } from 'hyparquet-writer';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { expandModel, makeTinyCheckpoint } from '../../src/main/engine/index.js';
-import { exportRunLlamaFactory, DS_Z2_CONFIG } from '../../src/main/interop/llamafactory.js';
+import { exportRunLlamaFactory, recordExportRun, DS_Z2_CONFIG } from '../../src/main/interop/llamafactory.js';
 import { importRun } from '../../src/main/interop/import-run.js';
 import { weightsFingerprint } from '../../src/main/engine/eval.js';
 import { ExperimentStore } from '../../src/main/store/index.js';
@@ -64,7 +64,8 @@ describe('export-run --to llamafactory', () => {
     const store = ExperimentStore.open(storePath);
     try {
       const out = join(root, 'export-interleaved');
-      const r = await exportRunLlamaFactory(job(interleaved, { kind: 'blocks' }), { out, store });
+      const j = job(interleaved, { kind: 'blocks' });
+      const r = await recordExportRun(store, j, await exportRunLlamaFactory(j, { out }));
       expect(r.trainableLayers).toEqual([2, 5]);
       expect(r.expressedAs).toBe('use_llama_pro: true, freeze_trainable_layers: 2');
       const y = parseYaml(readFileSync(join(out, 'train.yaml'), 'utf8'), { version: '1.1' }) as Record<string, unknown>;

@@ -251,6 +251,12 @@ export class JobManager {
           useTemplate: spec.settings.useTemplate,
         };
         break;
+      case 'export-run': {
+        const job = trainJobFromSpec(spec.train, this.ctx);
+        out = resolve(spec.out ?? join(workDir, 'cluster', `${basename(resolve(spec.train.model))}-${spec.train.method.kind}-${stamp()}`));
+        request = { kind: 'export-run', train: { ...job, out: join(out, 'output') }, out, overwrite: spec.overwrite, nodes: spec.nodes, masterAddr: spec.masterAddr };
+        break;
+      }
       case 'export-checkpoint': {
         const name = basename(resolve(spec.model));
         out = resolve(spec.out ?? join(workDir, 'exports', spec.format === 'gguf' ? `${name}-${stamp()}.gguf` : `${name}-hf-${stamp()}`));
@@ -356,6 +362,26 @@ export class JobManager {
           loadSeconds: Number(r.loadSeconds ?? 0),
         };
         return { kind: 'done', status: r.finishReason === 'aborted' ? 'cancelled' : 'completed', result };
+      case 'export-run': {
+        const { recordExportRun } = await import('../interop/llamafactory.js');
+        const req = request as Extract<typeof request, { kind: 'export-run' }>;
+        const e = await recordExportRun(store, req.train, r as unknown as import('../interop/llamafactory.js').ExportRunResult, spec.train.name);
+        this.ctx.push({ type: 'changed', what: 'runs' });
+        this.ctx.push({ type: 'changed', what: 'checkpoints' });
+        result = {
+          kind: 'export-run',
+          out: e.out,
+          method: e.method,
+          finetuningType: e.finetuningType,
+          trainableLayers: e.trainableLayers,
+          expressedAs: e.expressedAs,
+          files: e.files,
+          documents: e.corpus.documents,
+          commands: e.commands,
+          runId: e.runId,
+        };
+        break;
+      }
       case 'export-checkpoint': {
         const out = String(r.out ?? (request as { out: string }).out);
         if (spec.format === 'hf') await registerCheckpointDir(store, out, 'export', { parentId: store.findCheckpoint(resolve(spec.model))?.id ?? null });

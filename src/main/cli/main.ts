@@ -570,12 +570,12 @@ addTrainOptions(
   .option('--master-addr <host>', "node 0's address for the multi-node launch lines")
   .option('--json', 'print JSON')
   .action(async (model: string, o: TrainCliOptions & { overwrite?: boolean; nodes: number; masterAddr?: string }, cmd: Command) => {
-    const { exportRunLlamaFactory } = await import('../interop/llamafactory.js');
+    const { exportRunLlamaFactory, recordExportRun } = await import('../interop/llamafactory.js');
     if (o.nodes < 1) throw new BlocklabError(`--nodes must be at least 1 (got ${o.nodes})`);
     const store = openStore(cmd);
     try {
       const job = trainJobFrom(model, o, cmd, store.path);
-      const r = await exportRunLlamaFactory(job, { out: o.out, overwrite: o.overwrite, nodes: o.nodes, masterAddr: o.masterAddr, store, name: o.name, log: (l) => progress(cmd, l) });
+      const r = await recordExportRun(store, job, await exportRunLlamaFactory(job, { out: o.out, overwrite: o.overwrite, nodes: o.nodes, masterAddr: o.masterAddr, log: (l) => progress(cmd, l) }), o.name);
       for (const s of r.corpus.skipped) process.stderr.write(`skipped ${s.path}: ${s.reason}\n`);
       emit(
         cmd,

@@ -68,8 +68,6 @@ export interface ExportRunOptions {
   /** node 0's address for the multi-node command line (default: a shell check that asks for it) */
   masterAddr?: string;
   masterPort?: number;
-  store?: ExperimentStore;
-  name?: string;
   log?: (line: string) => void;
 }
 
@@ -401,23 +399,6 @@ export async function exportRunLlamaFactory(job: TrainJob, o: ExportRunOptions):
     await fsyncFolder(join(tmp, 'data')); // the top-level files are fsynced by writeFolderAtomically
   });
 
-  // 4. the store: the exported model as a checkpoint (parent: the source), and an export run
-  let runId: number | null = null;
-  let checkpointId: number | null = null;
-  if (o.store) {
-    const sourceId = await registerCheckpointDir(o.store, ckpt.dir, 'import');
-    runId = o.store.createRun({
-      kind: 'export',
-      method: job.method.kind === 'last' ? `last:${job.method.k}` : job.method.kind,
-      config: { to: 'llamafactory', out, job, yaml: parsed, trainable_layers: theirs.layers, base_fingerprint: baseFingerprint },
-      seed: job.seed,
-      baseCheckpointId: sourceId,
-      outDir: out,
-      name: o.name ?? null,
-    });
-    checkpointId = await registerCheckpointDir(o.store, join(out, 'model'), 'export', { parentId: sourceId, runId, info: { fingerprint: baseFingerprint, exported_for: 'llamafactory' } });
-    o.store.finishRun(runId, { status: 'completed', resultCheckpointId: checkpointId, summary: { documents, corpus_bytes: corpusBytes, trainable_layers: theirs.layers } });
-  }
   return {
     out,
     method: job.method.kind === 'last' ? `last:${job.method.k}` : job.method.kind,
@@ -429,9 +410,32 @@ export async function exportRunLlamaFactory(job: TrainJob, o: ExportRunOptions):
     corpus: { documents, bytes: corpusBytes, skipped },
     baseFingerprint,
     commands,
-    runId,
-    checkpointId,
+    runId: null,
+    checkpointId: null,
   };
+}
+
+/**
+ * Records an export in the store: the exported model as a checkpoint (its parent: the source,
+ * its fingerprint: what import-run matches lineage by) and a run of kind 'export'. Sets
+ * `r.runId` and `r.checkpointId`.
+ */
+export async function recordExportRun(store: ExperimentStore, job: TrainJob, r: ExportRunResult, name?: string): Promise<ExportRunResult> {
+  const sourceId = await registerCheckpointDir(store, job.model, 'import');
+  const runId = store.createRun({
+    kind: 'export',
+    method: r.method,
+    config: { to: 'llamafactory', out: r.out, job, yaml: r.yaml, trainable_layers: r.trainableLayers, base_fingerprint: r.baseFingerprint },
+    seed: job.seed,
+    baseCheckpointId: sourceId,
+    outDir: r.out,
+    name: name ?? null,
+  });
+  const checkpointId = await registerCheckpointDir(store, join(r.out, 'model'), 'export', { parentId: sourceId, runId, info: { fingerprint: r.baseFingerprint, exported_for: 'llamafactory' } });
+  store.finishRun(runId, { status: 'completed', resultCheckpointId: checkpointId, summary: { documents: r.corpus.documents, corpus_bytes: r.corpus.bytes, trainable_layers: r.trainableLayers } });
+  r.runId = runId;
+  r.checkpointId = checkpointId;
+  return r;
 }
 
 async function hasTokenizer(dir: string): Promise<boolean> {

@@ -192,6 +192,18 @@ async function run(request: JobRequest, keep: boolean): Promise<void> {
       case 'sql':
         result = await runSql(request);
         break;
+      case 'export-run': {
+        const { exportRunLlamaFactory } = await import('../interop/llamafactory.js');
+        const r = await exportRunLlamaFactory(request.train, {
+          out: request.out,
+          overwrite: request.overwrite,
+          nodes: request.nodes,
+          masterAddr: request.masterAddr,
+          log: (message) => void send({ type: 'log', message }),
+        });
+        result = r as unknown as Result;
+        break;
+      }
     }
     await send({ type: 'done', result });
   } catch (e) {

@@ -232,7 +232,7 @@ export class JobManager {
           storePath,
           base: spec.base ? resolve(spec.base) : undefined,
           checkpoints: spec.checkpoints.map((c) => resolve(c)),
-          benchmarks: spec.benchmarks.map((b) => (b.startsWith('builtin:') ? b : resolve(b))),
+          benchmarks: spec.benchmarks.map((b) => (b.startsWith('builtin:') || b.startsWith('lm-eval:') ? b : resolve(b))),
           limit: spec.limit,
           shots: spec.shots,
           name: 'eval (app)',

@@ -429,6 +429,7 @@ export async function importHarnessResults(store: ExperimentStore, resultsFile: 
       benchmarks: [] as string[],
     },
     baseCheckpointId: checkpointId,
+    totalSteps: Object.keys(h.results).length,
     name: o.name ?? `lm-eval import: ${basename(file)}`,
   });
   try {
@@ -484,6 +485,6 @@ export async function importHarnessResults(store: ExperimentStore, resultsFile: 
     throw new BlocklabError(`holds no task Blocklab can import (${skipped.map((s) => `${s.task}: ${s.reason}`).join('; ')})`, { file });
   }
   store.updateRun(runId, { config: { ...(store.getRun(runId)!.config as Record<string, unknown>), benchmarks: tasks.map((t) => t.benchmark_key) } });
-  store.finishRun(runId, { status: 'completed', lastStep: tasks.length, summary: { imported: tasks.length, skipped: skipped.length } });
+  store.finishRun(runId, { status: 'completed', lastStep: Object.keys(h.results).length, summary: { imported: tasks.length, skipped: skipped.length } });
   return { runId, checkpointId, tasks, skipped };
 }

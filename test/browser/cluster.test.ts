@@ -168,11 +168,11 @@ describe('Run on a cluster… and the forgetting summary, in Chromium', () => {
     await waitForStatus(ev, ['done'], 120_000);
     const summary = ev.locator('[data-testid="forgetting-summary"]');
     await expect.poll(() => summary.count(), { timeout: 30_000 }).toBe(1);
-    const rows = await summary.locator('[data-testid="forgetting-summary-row"]').allInnerTexts();
+    const rows = await ev.locator('[data-testid="forgetting-summary-row"]').allInnerTexts();
     // hellaswag acc_norm: 0.60 → 0.62 / 0.621, each ± 0.0049: +2.0 / +2.1 points ± sqrt(2)·0.49
-    expect(rows.find((r) => r.startsWith('gain'))).toMatch(/accuracy-type · 1 benchmark\s+\+2\.0 ± 0\.7 points\s+\+2\.1 ± 0\.7 points/);
+    expect(rows.find((r) => r.startsWith('mean gain'))).toMatch(/accuracy-type · 1 benchmark · ± standard error\s+—\s+\+2\.0 ± 0\.7 points\s+\+2\.1 ± 0\.7 points/);
     // arc_easy acc_norm: 0.38 → 0.375 / 0.30: forgot +0.5 / +8.0 points ± sqrt(2)·0.99
-    expect(rows.find((r) => r.startsWith('forgetting'))).toMatch(/\+0\.5 ± 1\.4 points\s+\+8\.0 ± 1\.4 points/);
+    expect(rows.find((r) => r.startsWith('mean forgetting'))).toMatch(/\+0\.5 ± 1\.4 points\s+\+8\.0 ± 1\.4 points/);
     const verdicts = await ev.locator('[data-testid="forgetting-verdicts"] li').allInnerTexts();
     expect(verdicts).toHaveLength(2);
     expect(verdicts.find((v) => v.startsWith('Most gain'))).toMatch(/no clear difference between 2 · top and 1 · interleaved .*difference 0\.1, within the combined standard error 0\.7/);

@@ -39,8 +39,8 @@ export interface FakeRun {
   loss: (step: number) => number;
   lr: (step: number) => number;
   evalLoss: (step: number) => number;
-  /** the folder whose weights play the trained model (copied) */
-  weightsFrom: string;
+  /** the folder whose weights play the trained model (copied); none for a LoRA run (the caller writes the adapters) */
+  weightsFrom?: string;
   deepspeed?: boolean;
   /** leave out the final model and trainer_state.json (a run that stopped) */
   unfinished?: boolean;
@@ -81,8 +81,9 @@ function trainerState(r: FakeRun, upTo: number, bestCkpt: string | null): Record
   };
 }
 
-function copyWeights(from: string, to: string): void {
+function copyWeights(from: string | undefined, to: string): void {
   mkdirSync(to, { recursive: true });
+  if (from === undefined) return;
   for (const f of readdirSync(from)) if (f.endsWith('.json') || f.endsWith('.safetensors')) copyFileSync(join(from, f), join(to, f));
 }
 

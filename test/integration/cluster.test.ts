@@ -250,6 +250,34 @@ describe('import-run', () => {
     expect(show.stdout).toMatch(/^val_loss\s+3 points/m);
   }, 90_000);
 
+  it('a LoRA run: each checkpoint and the final output are PEFT adapters, registered as such', async () => {
+    const out = join(root, 'lora-output');
+    writeLlamaFactoryOutput(out, { steps: 4, saveSteps: 2, evalSteps: 2, loss: (s) => 3 - s / 10, lr: () => 1e-4, evalLoss: () => 3 });
+    // PEFT's save_pretrained: adapter_config.json (LoraConfig) + adapter_model.safetensors, no config.json
+    const adapterConfig = { base_model_name_or_path: 'model', peft_type: 'LORA', task_type: 'CAUSAL_LM', r: 8, lora_alpha: 16, lora_dropout: 0.0, target_modules: ['q_proj', 'v_proj'], bias: 'none', inference_mode: true };
+    const emptySafetensors = Buffer.concat([Buffer.from([2, 0, 0, 0, 0, 0, 0, 0]), Buffer.from('{}')]);
+    for (const d of [out, join(out, 'checkpoint-2'), join(out, 'checkpoint-4')]) {
+      writeFileSync(join(d, 'adapter_config.json'), JSON.stringify(adapterConfig, null, 2));
+      writeFileSync(join(d, 'adapter_model.safetensors'), emptySafetensors);
+    }
+    // LLaMA Board saves the settings as training_args.yaml in the output folder (webui/common.py save_args)
+    writeFileSync(join(out, 'training_args.yaml'), 'model_name_or_path: /cluster/models/tiny\nstage: pt\nfinetuning_type: lora\nlora_rank: 8\nlora_target: q_proj,v_proj\n');
+    const store = ExperimentStore.open(storePath);
+    try {
+      const r = await importRun(store, out);
+      expect([r.trainer, r.method, r.baseCheckpointId]).toEqual(['llamafactory', 'lora', null]); // the base is not on this machine: no lineage claimed
+      expect(r.notes.join(' ')).toMatch(/starting checkpoint is unknown/);
+      expect(r.checkpoints.map((c) => [c.step, c.kind])).toEqual([
+        [2, 'adapter'],
+        [4, 'adapter'],
+        [4, 'adapter'],
+      ]);
+      expect(store.getCheckpoint(r.checkpoints[2].checkpointId)!.info).toMatchObject({ adapter: true });
+    } finally {
+      store.close();
+    }
+  }, 60_000);
+
   it('an unfinished run imports as interrupted from its newest checkpoint; what cannot be read is refused', async () => {
     const out = join(root, 'plain-output');
     writeLlamaFactoryOutput(out, { steps: 20, saveSteps: 10, evalSteps: 10, loss: () => 3, lr: () => 1e-4, evalLoss: () => 3, weightsFrom: base, unfinished: true });

@@ -184,13 +184,13 @@ describe('export-run --to llamafactory', () => {
 
   it('the command prints trainable_layers with --json, and refuses with one line', async () => {
     const out = join(root, 'export-cli');
-    const r = await runCli(['--store', storePath, 'export-run', interleaved, '--to', 'llamafactory', '--out', out, '--data', corpus, '--steps', '12', '--json']);
+    const r = await runCli(['--store', storePath, 'export-run', interleaved, '--to', 'llamafactory', '--out', out, '--data', corpus, '--steps', '12', '--json'], { timeoutMs: 120_000 });
     expect(r.code, r.stderr).toBe(0);
     const doc = oneJson<{ trainable_layers: number[]; finetuning_type: string; train_yaml: Record<string, unknown>; commands: { single_node: string } }>(r);
     expect(doc.trainable_layers).toEqual([2, 5]);
     expect(doc.finetuning_type).toBe('freeze');
     expect(doc.train_yaml.max_steps).toBe(12);
-    const bad = await runCli(['--store', storePath, 'export-run', positions, '--to', 'llamafactory', '--out', join(root, 'export-cli-bad'), '--data', corpus]);
+    const bad = await runCli(['--store', storePath, 'export-run', positions, '--to', 'llamafactory', '--out', join(root, 'export-cli-bad'), '--data', corpus], { timeoutMs: 120_000 });
     expect(bad.code).toBe(1);
     expect(bad.stderr.trim().split('\n')).toHaveLength(1);
     expect(bad.stderr).toMatch(/cannot train exactly layers 1, 4 of 6/);
@@ -243,7 +243,7 @@ describe('import-run', () => {
     } finally {
       store.close();
     }
-    const show = await runCli(['--store', storePath, 'runs', 'show', String((await runCli(['--store', storePath, 'import-run', exportDir, '--json']).then((x) => oneJson<{ run_id: number }>(x))).run_id)]);
+    const show = await runCli(['--store', storePath, 'runs', 'show', String((await runCli(['--store', storePath, 'import-run', exportDir, '--json'], { timeoutMs: 120_000 }).then((x) => oneJson<{ run_id: number }>(x))).run_id)]);
     expect(show.code, show.stderr).toBe(0);
     expect(show.stdout).toMatch(/imported from\s+.*export-interleaved\/output \(llamafactory\)/);
     expect(show.stdout).toMatch(/^loss\s+30 points, first 4\.900, last 2\.000/m);

@@ -29,6 +29,8 @@ const Id = z.number().int().nonnegative();
 export const TrainSpecSchema = z.object({
   model: Path,
   data: z.array(Path).min(1).max(64),
+  /** the .jsonl field / .parquet column holding the text (default "text") */
+  textColumn: z.string().min(1).max(200).optional(),
   out: Path.optional(),
   method: TrainMethodSchema,
   steps: z.number().int().positive().max(10_000_000),
@@ -82,6 +84,16 @@ export const JobSpecSchema = z.discriminatedUnion('kind', [
       .max(500)
       .refine((m) => jsonBytes(m) <= MAX_CHAT_BYTES, `the conversation is longer than ${mib(MAX_CHAT_BYTES)}; start a new chat`),
     settings: ChatSettingsSchema,
+  }),
+  /** a Train cell's run handed to LLaMA-Factory for a GPU cluster (blocklab export-run) */
+  z.object({
+    kind: z.literal('export-run'),
+    train: TrainSpecSchema,
+    to: z.literal('llamafactory'),
+    out: Path.optional(),
+    overwrite: z.boolean().optional(),
+    nodes: z.number().int().min(1).max(4096).optional(),
+    masterAddr: z.string().min(1).max(255).regex(/^[A-Za-z0-9._:\-\[\]]+$/, 'must be a host name or address').optional(),
   }),
   z.object({
     kind: z.literal('export-checkpoint'),
@@ -138,6 +150,19 @@ export interface ExpandResultInfo {
   checkpointId: number | null;
 }
 
+export interface ExportRunInfo {
+  out: string;
+  method: string;
+  finetuningType: 'freeze' | 'full' | 'lora';
+  /** by LLaMA-Factory's rule applied to the train.yaml written */
+  trainableLayers: number[];
+  expressedAs: string;
+  files: string[];
+  documents: number;
+  commands: { singleNode: string; multiNode: string[] };
+  runId: number | null;
+}
+
 export interface ChatResultInfo {
   text: string;
   finishReason: string;
@@ -170,6 +195,7 @@ export type JobResult =
   | { kind: 'eval'; runId: number; report: EvalReport; compare: CompareReport | null }
   | ({ kind: 'chat' } & ChatResultInfo)
   | { kind: 'export-checkpoint'; out: string; format: 'hf' | 'gguf'; bytes: number; dtype: string; nll: GgufNllChange | null; warnings: string[] }
+  | ({ kind: 'export-run' } & ExportRunInfo)
   | { kind: 'export-report'; files: { format: string; path: string; bytes: number }[]; html: string };
 
 export interface JobInfo {

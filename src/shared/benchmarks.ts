@@ -14,6 +14,7 @@
  * Other fields are allowed and ignored (harness data often carries ids and labels).
  */
 import { z } from 'zod';
+import type { ForgettingSummary } from './forgetting.js';
 
 export const BENCHMARK_KINDS = ['multiple_choice', 'perplexity', 'generation'] as const;
 export const BenchmarkKindSchema = z.enum(BENCHMARK_KINDS);
@@ -166,6 +167,8 @@ export type EvalResult = z.infer<typeof EvalResultSchema>;
 export const EvalReportSchema = z.object({
   run_id: z.number().int(),
   results: z.array(EvalResultSchema),
+  /** with --output-path: the lm-evaluation-harness files written per checkpoint */
+  outputs: z.array(z.object({ checkpoint: z.string(), results_file: z.string(), samples_files: z.array(z.string()) })).optional(),
 });
 export type EvalReport = z.infer<typeof EvalReportSchema>;
 
@@ -192,7 +195,10 @@ export const CompareReportSchema = z.object({
   checkpoints: z.array(z.string()),
   delta_note: z.string(),
   rows: z.array(CompareRowSchema),
-  /** the trade-off scatter: per checkpoint, mean gain over new-domain benchmarks (x), mean forgetting over old-domain ones (y) */
+  /**
+   * the trade-off scatter: per checkpoint, mean gain over new-domain benchmarks (x), mean forgetting
+   * over old-domain ones (y) — both over the benchmarks of `summary_family` only (never mixing units)
+   */
   summary: z.array(
     z.object({
       checkpoint: z.string(),
@@ -202,5 +208,9 @@ export const CompareReportSchema = z.object({
       old_benchmarks: z.number().int(),
     }),
   ),
+  /** the metric family `summary` averages over (src/shared/forgetting.ts); null when no benchmark has one */
+  summary_family: z.enum(['accuracy', 'bits_per_byte']).nullable().optional(),
+  /** per-family means with standard errors, and what they let one conclude */
+  forgetting: z.custom<ForgettingSummary>((v) => typeof v === 'object' && v !== null).optional(),
 });
 export type CompareReport = z.infer<typeof CompareReportSchema>;

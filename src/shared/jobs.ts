@@ -36,7 +36,13 @@ export const TrainMethodSchema = z.discriminatedUnion('kind', [
 
 export const TrainJobSchema = z.object({
   model: z.string().min(1),
-  data: z.object({ paths: z.array(z.string().min(1)).min(1), include: z.array(z.string()).optional(), exclude: z.array(z.string()).optional() }),
+  data: z.object({
+    paths: z.array(z.string().min(1)).min(1),
+    include: z.array(z.string()).optional(),
+    exclude: z.array(z.string()).optional(),
+    /** the .jsonl field / .parquet column holding the text (default "text") */
+    textColumn: z.string().min(1).max(200).optional(),
+  }),
   out: z.string().min(1),
   method: TrainMethodSchema,
   steps: z.number().int().positive(),
@@ -108,6 +114,15 @@ export const JobRequestSchema = z.discriminatedUnion('kind', [
   }),
   /** what `blocklab inspect` shows about a checkpoint folder (headers only), away from the caller's event loop */
   z.object({ kind: z.literal('inspect'), model: z.string().min(1) }),
+  /** a training job written out for LLaMA-Factory (blocklab export-run); the caller records it in the store */
+  z.object({
+    kind: z.literal('export-run'),
+    train: TrainJobSchema,
+    out: z.string().min(1),
+    overwrite: z.boolean().optional(),
+    nodes: z.number().int().min(1).optional(),
+    masterAddr: z.string().min(1).optional(),
+  }),
   /** a read-only query of the store, on its own connection, in a process that can be killed */
   z.object({ kind: z.literal('sql'), storePath: z.string().min(1), sql: z.string().min(1), maxRows: z.number().int().positive() }),
 ]);

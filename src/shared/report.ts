@@ -1,3 +1,5 @@
+import type { ForgettingSummary, MetricFamily } from './forgetting.js';
+
 /**
  * What a report shows, independent of how it is rendered (HTML with SVG charts, Markdown,
  * PDF) and of where the numbers came from (the store, a demo run).
@@ -57,8 +59,12 @@ export interface ReportForgetting {
   checkpoints: string[]; // labels, in display order
   benchmarks: ReportBenchmark[];
   rows: ReportForgettingRow[];
-  /** per checkpoint: mean gain over new-domain benchmarks (x), mean forgetting over old-domain ones (y) */
+  /** per checkpoint: mean gain over new-domain benchmarks (x), mean forgetting over old-domain ones (y), within `summaryFamily` only */
   summary: { checkpoint: string; meanGain: number | null; meanForgetting: number | null }[];
+  /** the one metric family the scatter's means are over (null: none) */
+  summaryFamily?: MetricFamily | null;
+  /** per-family means with standard errors and the conclusions they allow (src/shared/forgetting.ts) */
+  families?: ForgettingSummary;
   /** how delta is defined, for the reader */
   deltaNote: string;
 }

@@ -37,10 +37,15 @@ describe('blocklab demo', () => {
     const expansions = store.listCheckpoints().filter((c) => c.madeBy === 'expand');
     expect(expansions).toHaveLength(2);
     for (const e of expansions) expect(store.getExpansion(e.id)!.identityMaxAbsLogitDiff).toBe(0);
+    // the scatter's means stay within one metric family: bits per byte (code-ppl, general-ppl)
+    expect(r.compare.summary_family).toBe('bits_per_byte');
     for (const s of r.compare.summary) {
-      expect(s.new_benchmarks).toBe(2);
-      expect(s.old_benchmarks).toBe(2);
+      expect(s.new_benchmarks).toBe(1);
+      expect(s.old_benchmarks).toBe(1);
     }
+    // and the summary has both families for every method, each with a standard error
+    expect(r.compare.forgetting!.means).toHaveLength(4 * 2 * 2);
+    for (const m of r.compare.forgetting!.means) expect(m.stderr).toEqual(expect.any(Number));
 
     const html = readFileSync(r.report.html, 'utf8');
     expect(html).toContain('lora');

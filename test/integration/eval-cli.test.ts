@@ -49,7 +49,8 @@ describe('blocklab eval / compare', () => {
       [base, 'code_ppl', 'perplexity', 'code', 'new', 'token_perplexity', false],
     ]);
     expect(doc.results[0]).toMatchObject({ n: 3, stderr: expect.any(Number) });
-    expect(doc.results[4]).toMatchObject({ n: 2, stderr: null, value: expect.any(Number) });
+    expect(doc.results[4]).toMatchObject({ n: 2, stderr: expect.any(Number), value: expect.any(Number) }); // bits per byte: the ratio estimator's standard error
+    expect(doc.results[2]).toMatchObject({ n: 2, stderr: null }); // word perplexity: N/A, as in the harness
 
     const cmp = await runCli(['--store', store, 'compare', '--base', base, tuned, '--bench', mc, ppl, '--json']);
     expect(cmp.code, cmp.stderr).toBe(0);
@@ -65,8 +66,12 @@ describe('blocklab eval / compare', () => {
     expect(bpb.checkpoints[0].delta).toBeCloseTo(bpb.base.value! - bpb.checkpoints[0].value!, 12);
     const acc = report.rows[0];
     expect(acc.checkpoints[0].delta).toBeCloseTo(acc.base.value! - acc.checkpoints[0].value!, 12);
-    expect(report.summary).toEqual([
-      { checkpoint: tuned, mean_gain: bpb.checkpoints[0].delta, mean_forgetting: acc.checkpoints[0].delta, new_benchmarks: 1, old_benchmarks: 1 },
+    // the scatter's means never mix units: bits per byte (new domain) and acc_norm (old) are different families
+    expect(report.summary_family).toBe('bits_per_byte');
+    expect(report.summary).toEqual([{ checkpoint: tuned, mean_gain: bpb.checkpoints[0].delta, mean_forgetting: null, new_benchmarks: 1, old_benchmarks: 0 }]);
+    expect(report.forgetting!.means.map((m) => [m.role, m.family, m.mean])).toEqual([
+      ['new', 'bits_per_byte', expect.closeTo(bpb.checkpoints[0].delta!, 12)],
+      ['old', 'accuracy', expect.closeTo(100 * acc.checkpoints[0].delta!, 10)],
     ]);
     expect(report.delta_note).toMatch(/positive|delta > 0/);
   });

@@ -203,7 +203,8 @@ describe('runEval and compareForgetting through the store', () => {
     ]);
     expect(first.results.every((r) => !r.cached && r.n > 0)).toBe(true);
     expect(first.results.find((r) => r.metric === 'acc')).toMatchObject({ kind: 'multiple_choice', role: 'old', domain: 'general', n: 4, shots: 0, limit: null });
-    expect(first.results.find((r) => r.metric === 'bits_per_byte')).toMatchObject({ role: 'new', domain: 'code', stderr: null });
+    expect(first.results.find((r) => r.metric === 'bits_per_byte')).toMatchObject({ role: 'new', domain: 'code', stderr: expect.any(Number) });
+    expect(first.results.find((r) => r.metric === 'word_perplexity')).toMatchObject({ stderr: null });
     const run = store.getRun(first.run_id)!;
     expect([run.kind, run.status]).toEqual(['eval', 'completed']);
     const stored = getEvalResults(store, { runId: first.run_id });
@@ -271,7 +272,12 @@ describe('runEval and compareForgetting through the store', () => {
     const delta = (bench: string) => known.rows.find((r) => r.benchmark === bench)!.checkpoints[0].delta!;
     expect(delta('general_mc')).toBeCloseTo(0.15, 12);
     expect(delta('code_ppl')).toBeCloseTo(0.5, 12);
-    expect(known.summary).toEqual([{ checkpoint: ckB, mean_gain: expect.closeTo(0.5, 12), mean_forgetting: expect.closeTo(0.15, 12), new_benchmarks: 1, old_benchmarks: 1 }]);
+    // one family per mean: bits per byte on the new domain, accuracy (in points) on the old; never 0.5 and 0.15 averaged
+    expect(known.summary).toEqual([{ checkpoint: ckB, mean_gain: expect.closeTo(0.5, 12), mean_forgetting: null, new_benchmarks: 1, old_benchmarks: 0 }]);
+    expect(known.forgetting!.means.map((m) => [m.role, m.family, m.mean])).toEqual([
+      ['new', 'bits_per_byte', expect.closeTo(0.5, 12)],
+      ['old', 'accuracy', expect.closeTo(15, 10)],
+    ]);
     expect(known.delta_note).toMatch(/delta > 0/);
   });
 });

@@ -127,6 +127,15 @@ function fixture(): ReportData {
         { checkpoint: ck[2], meanGain: 0.29, meanForgetting: 0.252 },
       ],
       deltaNote: 'Positive Δ = better on new-domain benchmarks, and = forgot on old-domain ones.',
+      summaryFamily: 'accuracy',
+      families: {
+        means: [
+          { checkpoint: ck[1], role: 'old', family: 'accuracy', mean: 0.8, stderr: 2.97, benchmarks: ['general-mc'], clear: false },
+          { checkpoint: ck[2], role: 'old', family: 'accuracy', mean: 7.4, stderr: 3.04, benchmarks: ['general-mc'], clear: true },
+        ],
+        verdicts: [{ role: 'old', family: 'accuracy', winner: null, tied: [ck[1], ck[2]], statement: 'Least forgetting on old-domain benchmarks: no clear difference <b>here</b>.' }],
+        note: 'Means within one metric family only.',
+      },
     },
     notes: [
       'The **blocks** method gained almost as much on code as `full` while forgetting far less.',
@@ -180,7 +189,13 @@ describe('renderReport', () => {
     for (const s of ['4.812 → 2.346', '4.801 → 2.123', '2.457', '2,890', '1,511', '1.23 M / 3.70 M', '33% trainable', '3 min 05 s', '5 min 53 s']) {
       expect(html).toContain(s);
     }
-    for (const s of ['41.37', '43.91', '57.20', '0.604', '88.40', '49.10', '0.547', 'Δ +15.83', 'Δ +39.30', '+0.263', '+0.252']) expect(html).toContain(s);
+    for (const s of ['41.37', '43.91', '57.20', '0.604', '88.40', '49.10', '0.547', 'Δ +15.83', 'Δ +39.30']) expect(html).toContain(s);
+    // means only within a metric family, with their standard errors; no mean over mixed units (perplexity and accuracy)
+    expect(html).toContain('Summary by metric family');
+    expect(cellWith(html, '+0.8 ± 3.0 points')).toBe('num bad weak');
+    expect(cellWith(html, '+7.4 ± 3.0 points')).toBe('num bad');
+    expect(html).toContain('Least forgetting on old-domain benchmarks: no clear difference &lt;b&gt;here&lt;/b&gt;.');
+    expect(html).not.toContain('+0.263');
     expect(cellWith(html, '57.20')).toBe('num bad'); // perplexity up on the old domain: forgot
     expect(cellWith(html, '49.10')).toBe('num good'); // perplexity down on the new domain: gained
     expect(cellWith(html, '0.604')).toBe('num bad weak'); // worse, but within one standard error
@@ -240,7 +255,9 @@ describe('renderReport', () => {
     expect(markdown).toContain('| general-ppl | general (old: forgetting) | word\\_perplexity ↓ | 41.37 | 41.37 (Δ ±0) | 43.91 (Δ +2.540 ▼) | 57.20 (Δ +15.83 ▼) |');
     expect(markdown).toContain('| general-mc | general (old: forgetting) | acc\\_norm ↑ | 0.612 | 0.612 ± 0.0210 (Δ ±0) | 0.604 ± 0.0210 (Δ +0.0080 ≈) | 0.538 ± 0.0220 (Δ +0.0740 ▼) |');
     expect(markdown).toContain('| \\<img src=x onerror=alert(1)\\> | code (new: gain) | acc ↑ | 0.410 |');
-    expect(markdown).toContain('| **Mean gain, new domain** |  |  |  | ±0 | +0.263 | +0.290 |');
+    expect(markdown).toContain('| forgetting, old domain (accuracy-type, 1) | — | +0.8 ± 3.0 points ≈ | +7.4 ± 3.0 points |');
+    expect(markdown).toContain('- Least forgetting on old-domain benchmarks: no clear difference \\<b\\>here\\</b\\>.');
+    expect(markdown).not.toContain('**Mean gain, new domain**');
     expect(markdown).toContain('| {c} full fine-tune | +0.290 | +0.252 |');
     expect(markdown).toMatch(/^  - \*\*expanded\*\* \(expand\) — interleave: 4 → 6 layers, new 2←1, 5←3: `\/models\/expanded`$/m);
     expect(markdown).toMatch(/^- 1\\\. blocks \(interleave \+2\): loss `[▁▂▃▄▅▆▇█]{32}` · val_loss `[▁▂▃▄▅▆▇█]{8}`$/m);

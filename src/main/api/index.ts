@@ -280,6 +280,15 @@ export function createApi(ctx: ApiContext): Api {
         }
         out.push({ ref: `builtin:${name}`, name, kind: String(header.kind ?? ''), domain: String(header.domain ?? ''), role: String(header.role ?? ''), items });
       }
+      // evaluations done elsewhere (blocklab import-eval): compared from their stored results
+      const { listBenchmarks } = await import('../store/evals.js');
+      const imported = new Map<string, BenchmarkChoice>();
+      for (const b of listBenchmarks(store)) {
+        if (b.info?.source !== 'lm-eval') continue;
+        const name = String(b.info.display_name ?? b.name);
+        imported.set(name, { ref: `lm-eval:${name}`, name, kind: b.kind ?? '', domain: b.domain ?? '', role: String(b.info.role ?? ''), items: typeof b.info.items === 'number' ? b.info.items : null });
+      }
+      out.push(...imported.values());
       return out;
     },
 

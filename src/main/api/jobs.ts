@@ -51,7 +51,7 @@ export function trainJobFromSpec(spec: TrainSpec, ctx: Pick<JobContext, 'workDir
   const method = spec.method.kind === 'last' ? `last${spec.method.k}` : spec.method.kind;
   const job = {
     model: resolve(spec.model),
-    data: { paths: spec.data.map((p) => resolve(p)) },
+    data: { paths: spec.data.map((p) => resolve(p)), ...(spec.textColumn ? { textColumn: spec.textColumn } : {}) },
     out: resolve(spec.out ?? join(ctx.workDir, 'runs', `${slug(spec.name ?? method)}-${stamp()}`)),
     method: spec.method,
     steps: spec.steps,
@@ -167,6 +167,8 @@ export class JobManager {
       }
       case 'export-report':
         return { path: resolve(spec.out ?? join(workDir, 'reports', `report-${stamp()}`)), kind: 'report', overwrite: spec.overwrite === true };
+      case 'export-run':
+        return { path: resolve(spec.out ?? join(workDir, 'cluster', `${basename(resolve(spec.train.model))}-${spec.train.method.kind}-${stamp()}`)), kind: 'cluster', overwrite: spec.overwrite === true };
       case 'train':
         // a run folder is filled over time, never replaced: a new or empty folder, or a run's own
         return { path: trainJobFromSpec(spec.train, this.ctx).out, kind: 'run', overwrite: true };
@@ -272,7 +274,7 @@ export class JobManager {
           storePath,
           base: spec.base ? resolve(spec.base) : undefined,
           checkpoints: spec.checkpoints.map((c) => resolve(c)),
-          benchmarks: spec.benchmarks.map((b) => (b.startsWith('builtin:') ? b : resolve(b))),
+          benchmarks: spec.benchmarks.map((b) => (b.startsWith('builtin:') || b.startsWith('lm-eval:') ? b : resolve(b))),
           limit: spec.limit,
           shots: spec.shots,
           name: 'eval (app)',
@@ -291,6 +293,11 @@ export class JobManager {
           useTemplate: spec.settings.useTemplate,
         };
         break;
+      case 'export-run': {
+        const job = trainJobFromSpec(spec.train, this.ctx);
+        request = { kind: 'export-run', train: { ...job, out: join(out, 'output') }, out, overwrite: spec.overwrite, nodes: spec.nodes, masterAddr: spec.masterAddr };
+        break;
+      }
       case 'export-checkpoint':
         request = { kind: 'export', model: resolve(spec.model), format: spec.format, out, dtype: spec.dtype, overwrite: spec.overwrite === true };
         break;
@@ -393,6 +400,26 @@ export class JobManager {
           loadSeconds: Number(r.loadSeconds ?? 0),
         };
         return { kind: 'done', status: r.finishReason === 'aborted' ? 'cancelled' : 'completed', result };
+      case 'export-run': {
+        const { recordExportRun } = await import('../interop/llamafactory.js');
+        const req = request as Extract<typeof request, { kind: 'export-run' }>;
+        const e = await recordExportRun(store, req.train, r as unknown as import('../interop/llamafactory.js').ExportRunResult, spec.train.name);
+        this.ctx.push({ type: 'changed', what: 'runs' });
+        this.ctx.push({ type: 'changed', what: 'checkpoints' });
+        result = {
+          kind: 'export-run',
+          out: e.out,
+          method: e.method,
+          finetuningType: e.finetuningType,
+          trainableLayers: e.trainableLayers,
+          expressedAs: e.expressedAs,
+          files: e.files,
+          documents: e.corpus.documents,
+          commands: e.commands,
+          runId: e.runId,
+        };
+        break;
+      }
       case 'export-checkpoint': {
         const out = String(r.out ?? (request as { out: string }).out);
         if (spec.format === 'hf') await registerCheckpointDir(store, out, 'export', { parentId: store.findCheckpoint(resolve(spec.model))?.id ?? null });

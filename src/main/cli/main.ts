@@ -377,6 +377,7 @@ interface TrainCliOptions {
   keepCheckpoints: number;
   include?: string[];
   exclude?: string[];
+  textColumn?: string;
   trainableLayers?: string;
   loraRank: number;
   loraAlpha?: number;
@@ -396,7 +397,7 @@ function trainJobFrom(model: string, o: TrainCliOptions, cmd: Command, storePath
     : undefined;
   const job = {
     model,
-    data: { paths: o.data, include: o.include, exclude: o.exclude },
+    data: { paths: o.data, include: o.include, exclude: o.exclude, ...(o.textColumn && o.textColumn !== 'text' ? { textColumn: o.textColumn } : {}) },
     out: o.out,
     method: parseMethod(o.method, { loraRank: o.loraRank, loraAlpha: o.loraAlpha, loraTargets: o.loraTargets, trainableLayers: layers }),
     steps: o.steps,
@@ -516,39 +517,47 @@ async function runTraining(cmd: Command, job: TrainJob, store: ExperimentStore, 
   if (json) return;
 }
 
-program
-  .command('train')
-  .description('tune a checkpoint on a corpus: the new blocks only (LLaMA Pro), or a baseline (full, last:K, lora)')
-  .argument('<model>', 'Hugging Face checkpoint folder (expanded, for --method blocks)')
-  .requiredOption('--data <paths...>', '.txt, .jsonl ("text" field) files or folders')
+/** The options train and export-run share: data, method and every hyperparameter. */
+function addTrainOptions(c: Command): Command {
+  return c
+    .requiredOption('--data <paths...>', '.txt, .jsonl ("text" field), .parquet ("text" column) files or folders')
+    .option('--method <m>', 'blocks | full | last:K | lora', 'blocks')
+    .option('--steps <n>', 'optimizer steps', intOption('--steps'), TRAIN_DEFAULTS.steps)
+    .option('--lr <x>', 'peak learning rate', floatOption('--lr'), TRAIN_DEFAULTS.lr)
+    .option('--batch <b>', 'sequences per micro-batch', intOption('--batch'), TRAIN_DEFAULTS.batch)
+    .option('--seq <t>', 'tokens per sequence', intOption('--seq'), TRAIN_DEFAULTS.seq)
+    .option('--grad-accum <a>', 'micro-batches per optimizer step', intOption('--grad-accum'), TRAIN_DEFAULTS.gradAccum)
+    .option('--warmup <w>', 'linear warmup steps, then cosine decay', intOption('--warmup'), TRAIN_DEFAULTS.warmup)
+    .option('--min-lr-ratio <r>', 'final learning rate as a fraction of --lr', floatOption('--min-lr-ratio'), TRAIN_DEFAULTS.minLrRatio)
+    .option('--seed <s>', 'data order and LoRA init', intOption('--seed'), TRAIN_DEFAULTS.seed)
+    .option('--weight-decay <wd>', 'AdamW decoupled weight decay (matrices only)', floatOption('--weight-decay'), DEFAULT_ADAMW.weightDecay)
+    .option('--beta1 <b>', 'AdamW beta1', floatOption('--beta1'), DEFAULT_ADAMW.beta1)
+    .option('--beta2 <b>', 'AdamW beta2', floatOption('--beta2'), DEFAULT_ADAMW.beta2)
+    .option('--clip <n>', 'global gradient-norm clipping (0: off)', floatOption('--clip'), TRAIN_DEFAULTS.clip)
+    .option('--save-every <n>', 'checkpoint every N steps (and at the end)', intOption('--save-every'), TRAIN_DEFAULTS.saveEvery)
+    .option('--eval-every <n>', 'validation loss every N steps (and at the end)', intOption('--eval-every'), TRAIN_DEFAULTS.evalEvery)
+    .option('--eval-batches <n>', 'validation batches per evaluation', intOption('--eval-batches'), TRAIN_DEFAULTS.evalBatches)
+    .option('--val-fraction <f>', 'held-out share of the sequences', floatOption('--val-fraction'), TRAIN_DEFAULTS.valFraction)
+    .option('--keep-checkpoints <n>', 'newest checkpoints kept (0: all)', intOption('--keep-checkpoints'), TRAIN_DEFAULTS.keepCheckpoints)
+    .option('--include <globs...>', 'for folders: files to read, e.g. "**/*.py"')
+    .option('--exclude <globs...>', 'for folders: files to leave out, e.g. "**/test_*"')
+    .option('--text-column <name>', 'the .jsonl field / .parquet column that holds the text', 'text')
+    .option('--trainable-layers <list>', 'with --method blocks: train these layers instead of the expansion record\'s new ones')
+    .option('--lora-rank <r>', 'LoRA rank', intOption('--lora-rank'), 8)
+    .option('--lora-alpha <a>', 'LoRA alpha (default 2 × rank)', floatOption('--lora-alpha'))
+    .option('--lora-targets <list>', 'q,v or all (q,k,v,o,gate,up,down)', 'q,v')
+    .option('--name <name>', 'a name for the run in the store');
+}
+
+addTrainOptions(
+  program
+    .command('train')
+    .description('tune a checkpoint on a corpus: the new blocks only (LLaMA Pro), or a baseline (full, last:K, lora)')
+    .argument('<model>', 'Hugging Face checkpoint folder (expanded, for --method blocks)'),
+)
   .requiredOption('--out <dir>', 'run folder: checkpoint-N/ folders and the final model/')
-  .option('--method <m>', 'blocks | full | last:K | lora', 'blocks')
-  .option('--steps <n>', 'optimizer steps', intOption('--steps'), TRAIN_DEFAULTS.steps)
-  .option('--lr <x>', 'peak learning rate', floatOption('--lr'), TRAIN_DEFAULTS.lr)
-  .option('--batch <b>', 'sequences per micro-batch', intOption('--batch'), TRAIN_DEFAULTS.batch)
-  .option('--seq <t>', 'tokens per sequence', intOption('--seq'), TRAIN_DEFAULTS.seq)
-  .option('--grad-accum <a>', 'micro-batches per optimizer step', intOption('--grad-accum'), TRAIN_DEFAULTS.gradAccum)
-  .option('--warmup <w>', 'linear warmup steps, then cosine decay', intOption('--warmup'), TRAIN_DEFAULTS.warmup)
-  .option('--min-lr-ratio <r>', 'final learning rate as a fraction of --lr', floatOption('--min-lr-ratio'), TRAIN_DEFAULTS.minLrRatio)
-  .option('--seed <s>', 'data order and LoRA init', intOption('--seed'), TRAIN_DEFAULTS.seed)
-  .option('--weight-decay <wd>', 'AdamW decoupled weight decay (matrices only)', floatOption('--weight-decay'), DEFAULT_ADAMW.weightDecay)
-  .option('--beta1 <b>', 'AdamW beta1', floatOption('--beta1'), DEFAULT_ADAMW.beta1)
-  .option('--beta2 <b>', 'AdamW beta2', floatOption('--beta2'), DEFAULT_ADAMW.beta2)
-  .option('--clip <n>', 'global gradient-norm clipping (0: off)', floatOption('--clip'), TRAIN_DEFAULTS.clip)
-  .option('--save-every <n>', 'checkpoint every N steps (and at the end)', intOption('--save-every'), TRAIN_DEFAULTS.saveEvery)
-  .option('--eval-every <n>', 'validation loss every N steps (and at the end)', intOption('--eval-every'), TRAIN_DEFAULTS.evalEvery)
-  .option('--eval-batches <n>', 'validation batches per evaluation', intOption('--eval-batches'), TRAIN_DEFAULTS.evalBatches)
-  .option('--val-fraction <f>', 'held-out share of the sequences', floatOption('--val-fraction'), TRAIN_DEFAULTS.valFraction)
-  .option('--keep-checkpoints <n>', 'newest checkpoints kept (0: all)', intOption('--keep-checkpoints'), TRAIN_DEFAULTS.keepCheckpoints)
-  .option('--include <globs...>', 'for folders: files to read, e.g. "**/*.py"')
-  .option('--exclude <globs...>', 'for folders: files to leave out, e.g. "**/test_*"')
-  .option('--trainable-layers <list>', 'with --method blocks: train these layers instead of the expansion record\'s new ones')
-  .option('--lora-rank <r>', 'LoRA rank', intOption('--lora-rank'), 8)
-  .option('--lora-alpha <a>', 'LoRA alpha (default 2 × rank)', floatOption('--lora-alpha'))
-  .option('--lora-targets <list>', 'q,v or all (q,k,v,o,gate,up,down)', 'q,v')
   .option('--resume', 'continue the run in --out from its newest checkpoint')
   .option('--stop-after <n>', 'pause after step N with a checkpoint (resume later with --resume)', intOption('--stop-after'))
-  .option('--name <name>', 'a name for the run in the store')
   .option('--json', 'print one JSON document at the end')
   .action(async (model: string, o: TrainCliOptions, cmd: Command) => {
     const store = openStore(cmd);
@@ -560,6 +569,110 @@ program
         resumeRunId = previous?.id;
       }
       await runTraining(cmd, job, store, resumeRunId, o.name);
+    } finally {
+      store.close();
+    }
+  });
+
+// ---------------------------------------------------------------------------- export-run
+addTrainOptions(
+  program
+    .command('export-run')
+    .description('hand a training run to LLaMA-Factory for a GPU cluster: the checkpoint, the corpus, train.yaml, a DeepSpeed config and the launch lines; the trainable set is checked against the expansion first')
+    .argument('<model>', 'Hugging Face checkpoint folder (expanded, for --method blocks)'),
+)
+  .addOption(new Option('--to <trainer>', 'the trainer to export for').choices(['llamafactory']).makeOptionMandatory())
+  .requiredOption('--out <dir>', 'a new (or empty) folder for the export')
+  .option('--overwrite', 'replace --out when an earlier export-run wrote it (never any other folder)')
+  .option('--nodes <n>', 'nodes in the multi-node launch lines', intOption('--nodes'), 2)
+  .option('--master-addr <host>', "node 0's address for the multi-node launch lines")
+  .option('--json', 'print JSON')
+  .action(async (model: string, o: TrainCliOptions & { overwrite?: boolean; nodes: number; masterAddr?: string }, cmd: Command) => {
+    const { exportRunLlamaFactory, recordExportRun } = await import('../interop/llamafactory.js');
+    if (o.nodes < 1) throw new BlocklabError(`--nodes must be at least 1 (got ${o.nodes})`);
+    const store = openStore(cmd);
+    try {
+      const job = trainJobFrom(model, o, cmd, store.path);
+      const r = await recordExportRun(store, job, await exportRunLlamaFactory(job, { out: o.out, overwrite: o.overwrite, nodes: o.nodes, masterAddr: o.masterAddr, log: (l) => progress(cmd, l) }), o.name);
+      for (const s of r.corpus.skipped) process.stderr.write(`skipped ${s.path}: ${s.reason}\n`);
+      emit(
+        cmd,
+        {
+          out: r.out,
+          to: 'llamafactory',
+          method: r.method,
+          finetuning_type: r.finetuningType,
+          trainable_layers: r.trainableLayers,
+          expressed_as: r.expressedAs,
+          train_yaml: r.yaml,
+          files: r.files,
+          corpus: r.corpus,
+          base_fingerprint: r.baseFingerprint,
+          commands: { single_node: r.commands.singleNode, multi_node: r.commands.multiNode },
+          run_id: r.runId,
+          checkpoint_id: r.checkpointId,
+        },
+        () =>
+          [
+            `wrote ${r.out} for LLaMA-Factory (${r.finetuningType}: ${r.expressedAs})`,
+            r.finetuningType === 'freeze' ? `trainable layers (LLaMA-Factory's rule on train.yaml): ${r.trainableLayers.join(', ')}` : '',
+            `corpus: ${r.corpus.documents} documents in data/corpus.jsonl`,
+            '',
+            `cd ${r.out}`,
+            `one node:    ${r.commands.singleNode}`,
+            `many nodes:  ${r.commands.multiNode.join('\n             ')}`,
+            '',
+            `afterwards: blocklab import-run ${r.out}`,
+          ]
+            .filter((l, i) => l !== '' || i > 1)
+            .join('\n'),
+      );
+    } finally {
+      store.close();
+    }
+  });
+
+// ---------------------------------------------------------------------------- import-run
+program
+  .command('import-run')
+  .description('record a LLaMA-Factory / Hugging Face Trainer output folder as a run: its loss curves, settings and checkpoints, linked by fingerprint to the checkpoint it started from')
+  .argument('<dir>', 'the output_dir of the run, or the folder export-run wrote with output/ copied back into it')
+  .option('--name <name>', 'a name for the run in the store')
+  .option('--json', 'print JSON')
+  .action(async (dir: string, o: { name?: string }, cmd: Command) => {
+    const { importRun } = await import('../interop/import-run.js');
+    const store = openStore(cmd);
+    try {
+      const r = await importRun(store, dir, { name: o.name, log: (l) => progress(cmd, l) });
+      for (const n of r.notes) process.stderr.write(`note: ${n}\n`);
+      emit(
+        cmd,
+        {
+          run_id: r.runId,
+          created: r.created,
+          output_dir: r.outputDir,
+          trainer: r.trainer,
+          method: r.method,
+          steps: r.steps,
+          max_steps: r.maxSteps,
+          metrics: r.metrics,
+          first_loss: r.firstLoss,
+          last_loss: r.lastLoss,
+          val_loss: r.valLoss,
+          base_checkpoint_id: r.baseCheckpointId,
+          base_matched_by: r.baseMatchedBy,
+          checkpoints: r.checkpoints.map((c) => ({ path: c.path, step: c.step, kind: c.kind, checkpoint_id: c.checkpointId })),
+          notes: r.notes,
+        },
+        () =>
+          [
+            `${r.created ? 'imported' : 'updated'} run ${r.runId} (${r.method}, ${r.steps}${r.maxSteps ? ` of ${r.maxSteps}` : ''} steps) from ${r.outputDir}`,
+            `loss ${r.firstLoss?.toFixed(4) ?? '—'} → ${r.lastLoss?.toFixed(4) ?? '—'}${r.valLoss !== null ? `, validation ${r.valLoss.toFixed(4)}` : ''}; metrics: ${Object.entries(r.metrics).map(([k, v]) => `${k} ×${v}`).join(', ')}`,
+            `started from: ${r.baseCheckpointId !== null ? `checkpoint ${r.baseCheckpointId} (matched by fingerprint)` : 'unknown'}`,
+            ...r.checkpoints.map((c) => `checkpoint ${c.checkpointId}: ${c.path}${c.kind === 'adapter' ? ' (PEFT adapter)' : ''}`),
+            `see it with: blocklab runs show ${r.runId}`,
+          ].join('\n'),
+      );
     } finally {
       store.close();
     }
@@ -615,6 +728,8 @@ runs
           ['steps', `${run.lastStep ?? 0}${run.totalSteps ? ` of ${run.totalSteps}` : ''}`],
           ['backend, seed', `${run.backend ?? '?'}, ${run.seed ?? '?'}`],
         ];
+        const imported = (run.config as { imported?: { from?: string; trainer?: string } } | null)?.imported;
+        if (imported?.from) rows.push(['imported from', `${imported.from} (${imported.trainer ?? 'trainer'})`]);
         if (run.error) rows.push(['error', run.error]);
         const byName = new Map<string, { step: number; value: number }[]>();
         for (const m of metrics) {
@@ -678,6 +793,8 @@ interface EvalCliOptions {
   seed: number;
   force?: boolean;
   name?: string;
+  outputPath?: string;
+  logSamples?: boolean;
 }
 
 /** Options shared by eval and compare; Ctrl-C cancels between batches and marks the run cancelled. */
@@ -697,6 +814,7 @@ async function withEvalOptions<T>(cmd: Command, o: EvalCliOptions, body: (opts: 
       seed: o.seed,
       force: o.force ?? false,
       name: o.name,
+      ...(o.outputPath ? { output: { dir: o.outputPath, logSamples: o.logSamples ?? false } } : {}),
       backend: globals(cmd).backend,
       signal: abort.signal,
       onProgress: evalProgressPrinter((line) => progress(cmd, line)),
@@ -729,6 +847,8 @@ function addEvalOptions(c: Command): Command {
     .option('--seed <s>', 'few-shot sampling seed', intOption('--seed'), 1234)
     .option('--force', 'recompute results the store already holds')
     .option('--name <name>', 'a name for the run in the store')
+    .option('--output-path <dir>', "also write lm-evaluation-harness's results file per checkpoint (DIR/<model>/results_<date>.json)")
+    .option('--log-samples', 'with --output-path: per-document samples_<task>_<date>.jsonl as the harness writes them (recomputes instead of reusing)')
     .option('--json', 'print one JSON document at the end');
 }
 
@@ -739,6 +859,7 @@ addEvalOptions(
     .argument('<models...>', 'Hugging Face checkpoint folders'),
 ).action(async (models: string[], o: EvalCliOptions, cmd: Command) => {
   const { runEval, formatEvalTable } = await import('../engine/eval.js');
+  if (o.logSamples && !o.outputPath) throw new BlocklabError('--log-samples needs --output-path DIR (where the samples files go)');
   const store = openStore(cmd);
   try {
     const report = await withEvalOptions(cmd, o, (opts) => runEval(store, { ...opts, models, benchmarks: o.bench }));
@@ -764,6 +885,40 @@ addEvalOptions(
     store.close();
   }
 });
+
+// ---------------------------------------------------------------------------- import-eval
+program
+  .command('import-eval')
+  .description("lm-evaluation-harness results (the results_<date>.json of lm_eval --output_path) into the store as a checkpoint's results; compare them with --bench lm-eval:TASK")
+  .argument('<results>', 'the results JSON file')
+  .requiredOption('--model <dir>', 'the checkpoint folder those results are of')
+  .option('--new <tasks...>', 'tasks of the new domain (their rise is gain); the others are old-domain (their drop is forgetting)')
+  .option('--domain <name>', 'domain tag of the --new tasks', 'new')
+  .option('--name <name>', 'a name for the run in the store')
+  .option('--json', 'print JSON')
+  .action(async (file: string, o: { model: string; new?: string[]; domain: string; name?: string }, cmd: Command) => {
+    const { importHarnessResults } = await import('../interop/lm-eval.js');
+    const store = openStore(cmd);
+    try {
+      const r = await importHarnessResults(store, file, { model: o.model, newTasks: o.new, domain: o.domain, name: o.name });
+      for (const s of r.skipped) process.stderr.write(`skipped ${s.task}: ${s.reason}\n`);
+      emit(cmd, { run_id: r.runId, checkpoint_id: r.checkpointId, tasks: r.tasks, skipped: r.skipped }, () =>
+        [
+          `run ${r.runId}: ${r.tasks.length} task(s) of ${o.model} imported`,
+          ...r.tasks.map(
+            (t) =>
+              `  ${t.task} (${t.kind}, ${t.role}, n=${t.n}): ` +
+              Object.entries(t.metrics)
+                .map(([k, v]) => `${k} ${v.value ?? '—'}${v.stderr !== null ? ` ± ${v.stderr.toPrecision(3)}` : ''}`)
+                .join(', '),
+          ),
+          `compare with: blocklab compare --base BASE ${o.model} --bench ${r.tasks.map((t) => `lm-eval:${t.task}`).join(' ')}`,
+        ].join('\n'),
+      );
+    } finally {
+      store.close();
+    }
+  });
 
 // ---------------------------------------------------------------------------- serve
 program

@@ -11,6 +11,7 @@
  * then every checkpoint is evaluated against the base on the builtin benchmarks (general =
  * old domain: forgetting; code = new domain: gain), and a report is written.
  */
+import { FAMILY_INFO, formatFamilyMean, summarizeForgetting } from '../../shared/forgetting.js';
 import { demoDir } from '../engine/resources.js';
 import { existsSync } from 'node:fs';
 import { readdir, rm } from 'node:fs/promises';
@@ -207,20 +208,23 @@ export function demoNotes(c: CompareReport, runs: DemoResult['runs'], tokens: nu
       "Before training, both expanded models computed exactly the base model's logits (the identity check in the lineage above).",
   ];
   const trained = new Set(runs.map((r) => label(r.model)));
-  const s = c.summary.map((x) => ({ name: label(x.checkpoint), gain: x.mean_gain, forget: x.mean_forgetting })).filter((x) => trained.has(x.name));
-  const fmt = (v: number | null) => (v === null ? 'n/a' : v.toFixed(3));
-  if (s.length > 0) {
-    notes.push('Mean gain / mean forgetting per method: ' + s.map((x) => `**${x.name}** ${fmt(x.gain)} / ${fmt(x.forget)}`).join('; ') + '.');
-    const valid = s.filter((x) => x.gain !== null && x.forget !== null) as { name: string; gain: number; forget: number }[];
-    if (valid.length > 1) {
-      const leastForgetting = valid.reduce((a, b) => (b.forget < a.forget ? b : a));
-      const mostGain = valid.reduce((a, b) => (b.gain > a.gain ? b : a));
-      notes.push(
-        `Least forgetting: **${leastForgetting.name}** (${fmt(leastForgetting.forget)}); most gain: **${mostGain.name}** (${fmt(mostGain.gain)}).` +
-          (leastForgetting.name === mostGain.name ? ' One method leads on both.' : ' No method leads on both: the choice is a trade-off.'),
-      );
-    }
+  // averages within one metric family only, each with its standard error; a winner only beyond the combined standard error
+  const keep = (ck: string) => trained.has(label(ck));
+  const summary = summarizeForgetting({
+    checkpoints: c.checkpoints.filter(keep).map(label),
+    rows: c.rows.map((r) => ({ ...r, checkpoints: r.checkpoints.filter((v) => keep(v.checkpoint)).map((v) => ({ ...v, checkpoint: label(v.checkpoint) })) })),
+  });
+  for (const role of ['new', 'old'] as const) {
+    const ms = summary.means.filter((m) => m.role === role);
+    if (ms.length === 0) continue;
+    const families = [...new Set(ms.map((m) => m.family))];
+    notes.push(
+      `Mean ${role === 'new' ? 'gain on the new domain' : 'forgetting of the old domain'}, within each metric family: ` +
+        families.map((f) => `${FAMILY_INFO[f].label}: ` + ms.filter((m) => m.family === f).map((m) => `**${m.checkpoint}** ${formatFamilyMean(m)}`).join(', ')).join('; ') +
+        '.',
+    );
   }
+  notes.push(...summary.verdicts.map((v) => v.statement));
   const noisy: string[] = [];
   for (const row of c.rows) {
     if (row.base.stderr === null) continue;
@@ -249,5 +253,9 @@ export function relabelCompare(c: CompareReport, label: (p: string) => string): 
     checkpoints: c.checkpoints.map(label),
     rows: c.rows.map((r) => ({ ...r, checkpoints: r.checkpoints.map((v) => ({ ...v, checkpoint: label(v.checkpoint) })) })),
     summary: c.summary.map((x) => ({ ...x, checkpoint: label(x.checkpoint) })),
+    forgetting: summarizeForgetting({
+      checkpoints: c.checkpoints.map(label),
+      rows: c.rows.map((r) => ({ ...r, checkpoints: r.checkpoints.map((v) => ({ ...v, checkpoint: label(v.checkpoint) })) })),
+    }),
   };
 }

@@ -35,7 +35,7 @@ async function fsyncPath(path: string): Promise<void> {
  */
 export const OUTPUT_MARKER = '.blocklab-output.json';
 
-export type OutputKind = 'checkpoint' | 'run' | 'report' | 'demo';
+export type OutputKind = 'checkpoint' | 'run' | 'report' | 'demo' | 'cluster';
 
 /** What Blocklab writes at the top level of each kind of output folder. */
 const KNOWN_ENTRIES: Record<OutputKind, RegExp> = {
@@ -44,11 +44,13 @@ const KNOWN_ENTRIES: Record<OutputKind, RegExp> = {
   run: /^(checkpoint-\d+|model|adapter)$/,
   report: /^report\.(html|md|pdf)$/,
   demo: /^(expanded-(interleave|top)|run-[a-z]+|cache|report)$/,
+  // blocklab export-run: LLaMA-Factory's own output/ (trained weights) is not ours, so it is never replaced
+  cluster: /^(model|data|ds_z2_config\.json|train\.yaml|README\.md|blocklab-export\.json)$/,
 };
 /** What an interrupted atomic write leaves beside its target (ours too). */
 const LEFTOVER = /^\..+\.(tmp|old)-\d+-[0-9a-f]{8}$/;
 
-const KIND_WORDS: Record<OutputKind, string> = { checkpoint: 'a checkpoint', run: 'a training run', report: 'a report', demo: 'a demo' };
+const KIND_WORDS: Record<OutputKind, string> = { checkpoint: 'a checkpoint', run: 'a training run', report: 'a report', demo: 'a demo', cluster: 'a LLaMA-Factory export' };
 
 /** The kind of Blocklab output `dir` is, from its marker; null when it has none (or is not a folder). */
 export async function outputKindOf(dir: string): Promise<OutputKind | null> {

@@ -21,7 +21,8 @@
  *   word_perplexity = exp(−Σll / Σwords) with words = len(re.split(r"\s+", text)),
  *   byte_perplexity = exp(−Σll / Σbytes) (UTF-8), bits_per_byte = −Σll / Σbytes / ln 2;
  *   token_perplexity = exp(−Σll / Σtokens) is ours. Their standard errors are null, as the
- *   harness reports N/A for these aggregations.
+ *   harness reports N/A for these aggregations — except bits per byte's, which forgetting
+ *   summaries need: the ratio estimator's over documents (bitsPerByteStderr).
  * - generation (generate_until): greedy from encode(context) (left-truncated to
  *   max_length − max_gen_tokens), cut at the first stop string (default [fewshot_delimiter])
  *   or EOS; with a regex, the answer is the first match's first non-empty group (the whole
@@ -610,9 +611,9 @@ export interface EvaluateOptions {
 }
 
 export type ItemDetail =
-  | { kind: 'multiple_choice'; line: number; lls: number[]; pred: number; predNorm: number; gold: number }
+  | { kind: 'multiple_choice'; line: number; context: string; lls: number[]; greedy: boolean[]; pred: number; predNorm: number; gold: number }
   | { kind: 'perplexity'; line: number; ll: number; tokens: number; words: number; bytes: number; windows: number }
-  | { kind: 'generation'; line: number; output: string; extracted: string; answer: string; correct: boolean };
+  | { kind: 'generation'; line: number; context: string; until: string[]; maxTokens: number; output: string; extracted: string; answer: string; correct: boolean };
 
 export interface BenchmarkScores {
   /** every metric of KIND_METRICS[kind], in that order */
@@ -670,9 +671,11 @@ export async function evaluateBenchmark(bench: Benchmark, opts: EvaluateOptions)
   if (bench.kind === 'multiple_choice') {
     const requests: LoglikelihoodRequest[] = [];
     const owner: number[] = [];
+    const contexts: string[] = [];
     for (let i = 0; i < count; i++) {
       const item = bench.items[i];
       const context = buildContext(bench, i, { shots, seed, fewshot: opts.fewshot });
+      contexts.push(context);
       for (const choice of item.choices) {
         const r = encodePair(tok, context, bench.header.target_delimiter + choice);
         if (r.continuation.length === 0) throw new BlocklabError(`a choice tokenizes to nothing; give every choice some text`, { file: where(i) });
@@ -687,12 +690,13 @@ export async function evaluateBenchmark(bench: Benchmark, opts: EvaluateOptions)
     let k = 0;
     for (let i = 0; i < count; i++) {
       const item = bench.items[i];
+      const greedy = item.choices.map((_, j) => results[k + j].greedy);
       const lls = item.choices.map(() => results[k++].ll);
       const pred = argmaxFirst(lls);
       const predNorm = argmaxFirst(lls.map((ll, j) => ll / charLength(item.choices[j])));
       acc.push(pred === item.gold ? 1 : 0);
       accNorm.push(predNorm === item.gold ? 1 : 0);
-      details.push({ kind: 'multiple_choice', line: bench.lines[i], lls, pred, predNorm, gold: item.gold });
+      details.push({ kind: 'multiple_choice', line: bench.lines[i], context: contexts[i], lls, greedy, pred, predNorm, gold: item.gold });
     }
     return {
       metrics: [
@@ -738,7 +742,7 @@ export async function evaluateBenchmark(bench: Benchmark, opts: EvaluateOptions)
       sumBytes += bytes;
       details.push({ kind: 'perplexity', line: bench.lines[i], ll: lls[i], tokens: tokenCounts[i], words, bytes, windows: windows[i] });
     }
-    return { metrics: perplexityMetrics(sumLl, sumTokens, sumWords, sumBytes), n: count, details };
+    return { metrics: perplexityMetrics(sumLl, sumTokens, sumWords, sumBytes, { lls, bytes: details.map((d) => (d as { bytes: number }).bytes) }), n: count, details };
   }
 
   // generation
@@ -777,19 +781,42 @@ export async function evaluateBenchmark(bench: Benchmark, opts: EvaluateOptions)
     }
     const ok = extracted === item.answer.trim();
     correct.push(ok ? 1 : 0);
-    details.push({ kind: 'generation', line: bench.lines[i], output, extracted, answer: item.answer, correct: ok });
+    details.push({ kind: 'generation', line: bench.lines[i], context: text, until, maxTokens: maxGen, output, extracted, answer: item.answer, correct: ok });
     report({ done: i + 1, total: count, work: i + 1, workTotal: count });
   }
   return { metrics: [{ metric: 'exact_match', value: mean(correct), stderr: meanStderr(correct) }], n: count, details };
 }
 
-/** Harness weighted_perplexity / bits_per_byte over (Σ loglikelihood, Σ units); stderr null (N/A). */
-export function perplexityMetrics(sumLl: number, tokens: number, words: number, bytes: number): MetricValue[] {
+/**
+ * The standard error of bits per byte over documents: bits_per_byte = −Σll / Σbytes / ln 2 is a
+ * ratio of sums, so its standard error is the ratio estimator's (delta method),
+ *   sqrt(n/(n−1) · Σ (ll_i − R·bytes_i)²) / Σbytes / ln 2,   R = Σll / Σbytes,
+ * which for documents of equal length is the usual standard error of the per-document mean.
+ * (The harness reports N/A here; forgetting summaries need a number.) Null below two documents.
+ */
+export function bitsPerByteStderr(lls: readonly number[], bytes: readonly number[]): number | null {
+  const n = lls.length;
+  if (n < 2 || bytes.length !== n) return null;
+  const sumLl = lls.reduce((a, b) => a + b, 0);
+  const sumBytes = bytes.reduce((a, b) => a + b, 0);
+  if (!(sumBytes > 0)) return null;
+  const r = sumLl / sumBytes;
+  let ss = 0;
+  for (let i = 0; i < n; i++) ss += (lls[i] - r * bytes[i]) ** 2;
+  const se = Math.sqrt((n / (n - 1)) * ss) / sumBytes / Math.LN2;
+  return Number.isFinite(se) ? se : null;
+}
+
+/**
+ * Harness weighted_perplexity / bits_per_byte over (Σ loglikelihood, Σ units). Standard errors
+ * are null (the harness's N/A), except bits per byte's when the per-document values are given.
+ */
+export function perplexityMetrics(sumLl: number, tokens: number, words: number, bytes: number, docs?: { lls: readonly number[]; bytes: readonly number[] }): MetricValue[] {
   const safe = (v: number) => (Number.isFinite(v) ? v : null);
   return [
     { metric: 'word_perplexity', value: words > 0 ? safe(Math.exp(-sumLl / words)) : null, stderr: null },
     { metric: 'byte_perplexity', value: bytes > 0 ? safe(Math.exp(-sumLl / bytes)) : null, stderr: null },
-    { metric: 'bits_per_byte', value: bytes > 0 ? safe(-sumLl / bytes / Math.LN2) : null, stderr: null },
+    { metric: 'bits_per_byte', value: bytes > 0 ? safe(-sumLl / bytes / Math.LN2) : null, stderr: docs ? bitsPerByteStderr(docs.lls, docs.bytes) : null },
     { metric: 'token_perplexity', value: tokens > 0 ? safe(Math.exp(-sumLl / tokens)) : null, stderr: null },
   ];
 }

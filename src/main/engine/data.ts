@@ -19,6 +19,7 @@
  *   out (wrong length, wrong hash, unreadable sidecar) is rebuilt.
  */
 import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
 import { endianness } from 'node:os';
 import { extname, join, resolve } from 'node:path';
@@ -28,6 +29,7 @@ import { globMatcher } from './glob.js';
 import { yieldToEventLoop } from './event-loop.js';
 import { seededRandom } from './random.js';
 import { jsonSyntaxProblem } from '../../shared/json-error.js';
+import { parquetDocuments } from './parquet.js';
 
 export interface CorpusSpec {
   /** files (.txt, .md, any text; .jsonl with a "text" field) or folders, walked recursively */
@@ -36,6 +38,8 @@ export interface CorpusSpec {
   include?: string[];
   /** globs relative to each folder for files to leave out */
   exclude?: string[];
+  /** the field (.jsonl) or column (.parquet) that holds each document's text (default "text") */
+  textColumn?: string;
 }
 
 export interface CorpusProgress {
@@ -103,7 +107,7 @@ export interface TokenizedDocs {
   docLengths: Int32Array;
 }
 
-export type DocumentFormat = 'text' | 'jsonl';
+export type DocumentFormat = 'text' | 'jsonl' | 'parquet';
 
 const DEFAULT_MAX_BYTES = 256 * 1024 * 1024;
 const BINARY_PROBE_BYTES = 8192;
@@ -114,9 +118,10 @@ const CACHE_TAG = 'blocklab-corpus-tokens-v1';
 // ---------------------------------------------------------------------------------------------
 // Pure pieces
 
-/** Documents in a file's text: each non-blank JSONL line's "text", or the whole text; blank documents are left out. */
-export function parseDocuments(text: string, format: DocumentFormat, file: string): string[] {
+/** Documents in a file's text: each non-blank JSONL line's `column` ("text"), or the whole text; blank documents are left out. */
+export function parseDocuments(text: string, format: 'text' | 'jsonl', file: string, column = 'text'): string[] {
   if (format === 'text') return text.trim() === '' ? [] : [text];
+  const what = `a JSON object with a ${JSON.stringify(column)} string${column === 'text' ? '' : ' (--text-column)'}`;
   const docs: string[] = [];
   let start = 0;
   let line = 0;
@@ -132,14 +137,14 @@ export function parseDocuments(text: string, format: DocumentFormat, file: strin
       value = JSON.parse(raw);
     } catch (err) {
       throw new BlocklabError(
-        `line ${line} is not valid JSON (${jsonSyntaxProblem(err)}); each line of a .jsonl corpus must be a JSON object with a "text" string`,
+        `line ${line} is not valid JSON (${jsonSyntaxProblem(err)}); each line of a .jsonl corpus must be ${what}`,
         { file },
       );
     }
-    if (value === null || typeof value !== 'object' || Array.isArray(value) || typeof (value as { text?: unknown }).text !== 'string') {
-      throw new BlocklabError(`line ${line} has no "text" string field; each line of a .jsonl corpus must be a JSON object with a "text" string`, { file });
+    if (value === null || typeof value !== 'object' || Array.isArray(value) || typeof (value as Record<string, unknown>)[column] !== 'string') {
+      throw new BlocklabError(`line ${line} has no ${JSON.stringify(column)} string field; each line of a .jsonl corpus must be ${what}`, { file });
     }
-    const t = (value as { text: string }).text;
+    const t = (value as Record<string, string>)[column];
     if (t.trim() !== '') docs.push(t);
   }
   return docs;
@@ -155,6 +160,20 @@ export function tokenizeDocuments(docs: readonly string[], tokenizer: Tokenizes)
     docLengths[i] = ids.length;
   });
   return { tokens: builder.finish(), docLengths };
+}
+
+/** tokenizeDocuments over a stream of documents (a Parquet file's rows), yielding to the event loop now and then. */
+export async function tokenizeDocumentStream(docs: AsyncIterable<string>, tokenizer: Tokenizes): Promise<TokenizedDocs> {
+  const builder = new IntBuilder();
+  const lengths = new IntBuilder();
+  let n = 0;
+  for await (const d of docs) {
+    const ids = tokenizer.encode(d, { addSpecialTokens: false });
+    builder.push(ids);
+    lengths.push([ids.length]);
+    if (++n % 256 === 0) await yieldToEventLoop();
+  }
+  return { tokens: builder.finish(), docLengths: lengths.finish() };
 }
 
 /** Length of the packed stream of these files: every document plus its EOS (and BOS). */
@@ -324,7 +343,19 @@ interface Source {
 
 function formatOf(path: string): DocumentFormat {
   const ext = extname(path).toLowerCase();
+  if (ext === '.parquet') return 'parquet';
   return ext === '.jsonl' || ext === '.ndjson' ? 'jsonl' : 'text';
+}
+
+/** How a file is parsed, as the token cache and the corpus fingerprint key it: the format, and a non-default column. */
+function parseKey(format: DocumentFormat, column: string): string {
+  return format === 'text' || column === 'text' ? format : `${format}:${column}`;
+}
+
+async function sha256File(path: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 22 })) h.update(chunk as Buffer);
+  return h.digest('hex');
 }
 
 function sha256(data: string | Uint8Array): string {
@@ -456,14 +487,15 @@ function bytesToInt32(b: Uint8Array): Int32Array {
 interface CacheMeta {
   format: number;
   source_sha256: string;
-  parse: DocumentFormat;
+  /** the format, and the column when it is not "text" (parseKey) */
+  parse: string;
   documents: number;
   tokens: number;
   bin_sha256: string;
 }
 
 /** The cached tokens for `key`, or null when absent or not intact. */
-async function readCache(paths: ReturnType<typeof cachePaths>, sourceSha: string, format: DocumentFormat): Promise<TokenizedDocs | null> {
+async function readCache(paths: ReturnType<typeof cachePaths>, sourceSha: string, format: string): Promise<TokenizedDocs | null> {
   try {
     const meta = JSON.parse(await readFile(paths.meta, 'utf8')) as CacheMeta;
     if (meta.format !== CACHE_FORMAT || meta.source_sha256 !== sourceSha || meta.parse !== format) return null;
@@ -486,7 +518,7 @@ async function readCache(paths: ReturnType<typeof cachePaths>, sourceSha: string
   }
 }
 
-async function writeCache(paths: ReturnType<typeof cachePaths>, cacheDir: string, sourceSha: string, format: DocumentFormat, t: TokenizedDocs): Promise<void> {
+async function writeCache(paths: ReturnType<typeof cachePaths>, cacheDir: string, sourceSha: string, format: string, t: TokenizedDocs): Promise<void> {
   const all = new Int32Array(t.tokens.length + t.docLengths.length);
   all.set(t.tokens, 0);
   all.set(t.docLengths, t.tokens.length);
@@ -529,6 +561,69 @@ function checkOptions(opts: CorpusOptions): Required<Pick<CorpusOptions, 'valFra
 
 
 /**
+ * A text or JSONL source's bytes, checked as loadCorpus checks them (size limit, binary probe),
+ * with a decoder that applies the UTF-8 rule (an error for a named file, a note for a file found
+ * in a folder); null when the file is skipped (noted in `skipped`).
+ */
+async function readTextSource(src: Source, maxBytesPerFile: number, skipped: PackedCorpus['skipped']): Promise<{ bytes: Buffer; decode: () => string | null } | null> {
+  if (src.bytes > maxBytesPerFile) {
+    if (src.explicit) {
+      throw new BlocklabError(`is ${mb(src.bytes)}, over the ${mb(maxBytesPerFile)} limit per corpus file; split it into smaller files (e.g. split -C 100M) and give the folder, or convert it to Parquet (read streamed)`, {
+        file: src.path,
+      });
+    }
+    skipped.push({ path: src.path, reason: `over the ${mb(maxBytesPerFile)} limit per file (${mb(src.bytes)}); split it to include it` });
+    return null;
+  }
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(src.path);
+  } catch (err) {
+    throw new BlocklabError(`cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)}); check its permissions`, { file: src.path, cause: err });
+  }
+  const nul = binaryProbe(bytes);
+  if (nul >= 0) {
+    if (src.explicit) {
+      throw new BlocklabError(`looks binary (a NUL byte at offset ${nul}); a corpus file must be UTF-8 text (.txt, .md, source code), .jsonl with a "text" field, or .parquet`, {
+        file: src.path,
+      });
+    }
+    skipped.push({ path: src.path, reason: 'binary (NUL byte in the first 8 KB)' });
+    return null;
+  }
+  return {
+    bytes,
+    decode: () => {
+      const text = src.explicit ? decodeUtf8(bytes, src.path) : tryDecodeUtf8(bytes);
+      if (text === null) skipped.push({ path: src.path, reason: `not UTF-8 text (${utf8ProblemText(bytes)})` });
+      return text;
+    },
+  };
+}
+
+/**
+ * Every document of a corpus, in the order loadCorpus reads them, with the same rules for
+ * what is read and what is skipped (noted in `skipped`) — untokenized: for handing a corpus
+ * to another trainer. Parquet files are streamed.
+ */
+export async function* corpusDocuments(spec: CorpusSpec, opts: { cacheDir: string; maxBytesPerFile?: number; skipped?: PackedCorpus['skipped'] }): AsyncGenerator<{ file: string; text: string }> {
+  if (spec.paths.length === 0) throw new BlocklabError('the corpus is empty: no files or folders were given; name at least one .txt, .jsonl, .parquet or folder');
+  const skipped = opts.skipped ?? [];
+  const column = spec.textColumn ?? 'text';
+  const { sources } = await collectSources(spec, skipped, opts.cacheDir);
+  for (const src of sources) {
+    if (src.format === 'parquet') {
+      for await (const text of parquetDocuments(src.path, column)) yield { file: src.path, text };
+      continue;
+    }
+    const read = await readTextSource(src, opts.maxBytesPerFile ?? DEFAULT_MAX_BYTES, skipped);
+    const text = read?.decode() ?? null;
+    if (text === null) continue;
+    for (const doc of parseDocuments(text, src.format, src.path, column)) yield { file: src.path, text: doc };
+  }
+}
+
+/**
  * Reads, tokenizes (through the cache), packs and splits a corpus. Files are read in the order
  * given; a folder's files in sorted order of their relative paths.
  */
@@ -547,55 +642,50 @@ export async function loadCorpus(spec: CorpusSpec, tokenizer: Tokenizes, opts: C
     opts.onProgress?.({ file: src.path, done: doneBytes, total: totalBytes });
   };
 
+  const column = spec.textColumn ?? 'text';
   const files: CorpusFile[] = [];
   const tokenized: TokenizedDocs[] = [];
-  const formats: DocumentFormat[] = [];
+  const formats: string[] = [];
   for (const src of sources) {
-    if (src.bytes > maxBytesPerFile) {
-      if (src.explicit) {
-        throw new BlocklabError(`is ${mb(src.bytes)}, over the ${mb(maxBytesPerFile)} limit per corpus file; split it into smaller files (e.g. split -C 100M) and give the folder`, {
-          file: src.path,
-        });
+    const parse = parseKey(src.format, column);
+    let fileSha: string;
+    let docs: TokenizedDocs | null;
+    let bytes = src.bytes;
+    let cached: boolean;
+    if (src.format === 'parquet') {
+      // streamed: hashed and read a row group at a time, so no per-file size limit applies
+      fileSha = await sha256File(src.path);
+      const paths = cachePaths(opts.cacheDir, sha256(`${CACHE_TAG}\0${opts.tokenizerFingerprint}\0${fileSha}\0${parse}`));
+      docs = await readCache(paths, fileSha, parse);
+      cached = docs !== null;
+      if (!docs) {
+        docs = await tokenizeDocumentStream(parquetDocuments(src.path, column), tokenizer);
+        await writeCache(paths, opts.cacheDir, fileSha, parse, docs);
       }
-      skipped.push({ path: src.path, reason: `over the ${mb(maxBytesPerFile)} limit per file (${mb(src.bytes)}); split it to include it` });
-      progress(src);
-      continue;
-    }
-    let bytes: Buffer;
-    try {
-      bytes = await readFile(src.path);
-    } catch (err) {
-      throw new BlocklabError(`cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)}); check its permissions`, { file: src.path, cause: err });
-    }
-    const nul = binaryProbe(bytes);
-    if (nul >= 0) {
-      if (src.explicit) {
-        throw new BlocklabError(`looks binary (a NUL byte at offset ${nul}); a corpus file must be UTF-8 text (.txt, .md, source code) or .jsonl with a "text" field`, {
-          file: src.path,
-        });
-      }
-      skipped.push({ path: src.path, reason: 'binary (NUL byte in the first 8 KB)' });
-      progress(src);
-      continue;
-    }
-    const fileSha = sha256(bytes);
-    const key = sha256(`${CACHE_TAG}\0${opts.tokenizerFingerprint}\0${fileSha}\0${src.format}`);
-    const paths = cachePaths(opts.cacheDir, key);
-    let docs = await readCache(paths, fileSha, src.format);
-    const cached = docs !== null;
-    if (!docs) {
-      const text = src.explicit ? decodeUtf8(bytes, src.path) : tryDecodeUtf8(bytes);
-      if (text === null) {
-        skipped.push({ path: src.path, reason: `not UTF-8 text (${utf8ProblemText(bytes)})` });
+    } else {
+      const read = await readTextSource(src, maxBytesPerFile, skipped);
+      if (!read) {
         progress(src);
         continue;
       }
-      docs = tokenizeDocuments(parseDocuments(text, src.format, src.path), tokenizer);
-      await writeCache(paths, opts.cacheDir, fileSha, src.format, docs);
+      bytes = read.bytes.byteLength;
+      fileSha = sha256(read.bytes);
+      const paths = cachePaths(opts.cacheDir, sha256(`${CACHE_TAG}\0${opts.tokenizerFingerprint}\0${fileSha}\0${parse}`));
+      docs = await readCache(paths, fileSha, parse);
+      cached = docs !== null;
+      if (!docs) {
+        const text = read.decode();
+        if (text === null) {
+          progress(src);
+          continue;
+        }
+        docs = tokenizeDocuments(parseDocuments(text, src.format, src.path, column), tokenizer);
+        await writeCache(paths, opts.cacheDir, fileSha, parse, docs);
+      }
     }
     tokenized.push(docs);
-    files.push({ path: src.path, bytes: bytes.byteLength, sha256: fileSha, documents: docs.docLengths.length, tokens: docs.tokens.length, cached });
-    formats.push(src.format);
+    files.push({ path: src.path, bytes, sha256: fileSha, documents: docs.docLengths.length, tokens: docs.tokens.length, cached });
+    formats.push(parse);
     progress(src);
     await yieldToEventLoop();
   }

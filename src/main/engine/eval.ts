@@ -30,6 +30,7 @@ import {
   type EvalResult,
 } from '../../shared/benchmarks.js';
 import { backendReport, tf, type BackendName } from './backend.js';
+import { FAMILY_INFO, formatFamilyMean, metricFamily, summarizeForgetting, type MetricFamily } from '../../shared/forgetting.js';
 import { yieldToEventLoop } from './event-loop.js';
 import {
   DEFAULT_FEWSHOT_SEED,
@@ -54,9 +55,16 @@ import { generate } from './generate.js';
 import { loadModel, type LoadedModel } from './index.js';
 import type { LlamaModel } from './model.js';
 import type { HfTokenizer } from './tokenizer.js';
+import type { HarnessTaskEntry } from '../interop/lm-eval.js';
 import { registerCheckpointDir } from '../jobs/supervisor.js';
 import type { ExperimentStore } from '../store/index.js';
-import { getEvalResults, registerBenchmark, saveEvalResults } from '../store/evals.js';
+import { getEvalResults, listBenchmarks, registerBenchmark, saveEvalResults } from '../store/evals.js';
+
+/** Metric names a stored (imported) benchmark holds, falling back to its kind's. */
+function importedMetrics(info: Record<string, unknown> | null, kind: BenchmarkKind): string[] {
+  const m = info?.metrics;
+  return Array.isArray(m) && m.every((x) => typeof x === 'string') ? (m as string[]) : [...KIND_METRICS[kind]];
+}
 
 export * from './benchmarks.js';
 
@@ -302,11 +310,17 @@ export interface RunEvalOptions {
   onProgress?: (p: EvalProgress & { checkpoint: string }) => void;
   /** one line per event worth telling (loading a model, a reused result) */
   log?: (line: string) => void;
+  /** write lm-evaluation-harness's results file (and, with logSamples, samples JSONL; nothing is reused then) per model under dir */
+  output?: { dir: string; logSamples: boolean };
 }
 
 interface PreparedBenchmark {
   spec: string;
-  bench: Benchmark;
+  /** the task file; null for results imported from lm-evaluation-harness (only stored results exist) */
+  bench: Benchmark | null;
+  header: { name: string; kind: BenchmarkKind; domain: string; role: 'old' | 'new' };
+  /** the metrics stored for it */
+  metrics: readonly string[];
   fewshot: ItemList | null;
   setup: BenchmarkSetup;
   key: string;
@@ -322,6 +336,28 @@ async function prepareBenchmarks(store: ExperimentStore, opts: RunEvalOptions): 
   const out: PreparedBenchmark[] = [];
   const seen = new Set<string>();
   for (const spec of opts.benchmarks) {
+    if (spec.startsWith('lm-eval:')) {
+      // an lm-evaluation-harness task imported with blocklab import-eval: its newest stored setup
+      const task = spec.slice('lm-eval:'.length);
+      const row = listBenchmarks(store)
+        .filter((r: { info: Record<string, unknown> | null }) => r.info?.source === 'lm-eval' && r.info?.display_name === task)
+        .pop();
+      if (!row) throw new BlocklabError(`there is no imported lm-evaluation-harness task "${task}" in the store; import a results file first (blocklab import-eval results.json --model DIR)`);
+      if (seen.has(row.name)) continue;
+      seen.add(row.name);
+      const kind = row.kind as BenchmarkKind;
+      out.push({
+        spec,
+        bench: null,
+        header: { name: task, kind, domain: row.domain ?? 'general', role: row.info?.role === 'new' ? 'new' : 'old' },
+        metrics: importedMetrics(row.info, kind),
+        fewshot: null,
+        setup: { shots: Number(row.info?.shots ?? 0), limit: (row.info?.limit as number | null) ?? null, maxLength: null },
+        key: row.name,
+        id: row.id,
+      });
+      continue;
+    }
     const bench = await loadBenchmark(await resolveBenchmarkSpec(spec, opts.builtinDir));
     const shots = bench.kind === 'perplexity' ? 0 : (opts.shots ?? 0);
     const fewshot = shots > 0 ? await loadFewshotSplit(bench) : null;
@@ -351,7 +387,7 @@ async function prepareBenchmarks(store: ExperimentStore, opts: RunEvalOptions): 
         metrics: KIND_METRICS[bench.kind],
       },
     });
-    out.push({ spec, bench, fewshot, setup, key, id });
+    out.push({ spec, bench, header: { name: h.name, kind: bench.kind, domain: h.domain, role: h.role }, metrics: KIND_METRICS[bench.kind], fewshot, setup, key, id });
   }
   return out;
 }
@@ -373,7 +409,7 @@ function recordedFingerprint(store: ExperimentStore, runId: number | null, check
 function reusableResults(store: ExperimentStore, checkpointId: number, b: PreparedBenchmark, fingerprint: string) {
   const rows = getEvalResults(store, { checkpointId, benchmarkId: b.id });
   const byMetric = new Map(rows.map((r) => [r.metric, r]));
-  for (const metric of KIND_METRICS[b.bench.kind]) {
+  for (const metric of b.metrics) {
     const r = byMetric.get(metric);
     if (!r || recordedFingerprint(store, r.runId, checkpointId) !== fingerprint) return null;
   }
@@ -387,8 +423,8 @@ function resultRows(
   values: Map<string, { value: number | null; stderr: number | null; n: number }>,
   cached: boolean,
 ): EvalResult[] {
-  const h = b.bench.header;
-  return KIND_METRICS[b.bench.kind].map((metric) => {
+  const h = b.header;
+  return b.metrics.map((metric) => {
     const v = values.get(metric);
     return {
       checkpoint: label,
@@ -396,7 +432,7 @@ function resultRows(
       benchmark: h.name,
       benchmark_id: b.id,
       benchmark_key: b.key,
-      kind: b.bench.kind,
+      kind: h.kind,
       domain: h.domain,
       role: h.role,
       shots: b.setup.shots,
@@ -440,7 +476,7 @@ export async function runEval(store: ExperimentStore, opts: RunEvalOptions): Pro
     kind: 'eval',
     config: {
       models: models.map(({ path, checkpoint_id, fingerprint }) => ({ path, checkpoint_id, fingerprint })),
-      benchmarks: benches.map((b) => ({ spec: b.spec, file: b.bench.file, key: b.key, benchmark_id: b.id })),
+      benchmarks: benches.map((b) => ({ spec: b.spec, file: b.bench?.file ?? null, key: b.key, benchmark_id: b.id })),
       shots: opts.shots ?? 0,
       limit: opts.limit ?? null,
       batch: opts.batch ?? 8,
@@ -455,19 +491,30 @@ export async function runEval(store: ExperimentStore, opts: RunEvalOptions): Pro
   });
 
   const results: EvalResult[] = [];
+  const outputs: NonNullable<EvalReport['outputs']> = [];
   let computed = 0;
   let step = 0;
+  // per-document samples exist only for what is computed now
+  const force = (opts.force ?? false) || (opts.output?.logSamples ?? false);
   try {
     for (const m of models) {
       let loaded: LoadedModel | null = null;
+      const started = Date.now();
+      const harness: HarnessTaskEntry[] = [];
       try {
         for (const b of benches) {
-          const reuse = opts.force ? null : reusableResults(store, m.checkpoint_id, b, m.fingerprint);
+          const reuse = force ? null : reusableResults(store, m.checkpoint_id, b, m.fingerprint);
           if (reuse) {
-            log(`${m.label} × ${b.bench.header.name}: stored result reused`);
+            log(`${m.label} × ${b.header.name}: stored result reused`);
             const values = new Map([...reuse].map(([metric, r]) => [metric, { value: r.value, stderr: r.stderr, n: r.nItems ?? 0 }]));
             results.push(...resultRows(m.label, m.checkpoint_id, b, values, true));
+            if (b.bench) harness.push({ bench: b.bench, shots: b.setup.shots, limit: b.setup.limit, metrics: [...values].map(([metric, v]) => ({ metric, ...v })), n: values.values().next().value?.n ?? 0 });
           } else {
+            if (!b.bench) {
+              throw new BlocklabError(
+                `the store holds no lm-evaluation-harness result of ${m.label} on ${b.header.name} (for these exact weights); import one with blocklab import-eval results.json --model ${m.label}`,
+              );
+            }
             if (!loaded) {
               log(`loading ${m.label} …`);
               loaded = await loadModel(m.path, opts.backend);
@@ -492,11 +539,27 @@ export async function runEval(store: ExperimentStore, opts: RunEvalOptions): Pro
             computed++;
             const values = new Map(scores.metrics.map((x) => [x.metric, { value: x.value, stderr: x.stderr, n: scores.n }]));
             results.push(...resultRows(m.label, m.checkpoint_id, b, values, false));
+            harness.push({ bench: b.bench, shots: b.setup.shots, limit: b.setup.limit, metrics: scores.metrics, n: scores.n, details: scores.details });
           }
           store.heartbeat(runId, ++step);
         }
       } finally {
         loaded?.dispose();
+      }
+      if (opts.output && harness.length > 0) {
+        const { writeHarnessOutput } = await import('../interop/lm-eval.js');
+        const w = await writeHarnessOutput(opts.output.dir, {
+          model: m.label,
+          entries: harness,
+          logSamples: opts.output.logSamples,
+          batchSize: opts.batch ?? 8,
+          device: backendReport()?.active ?? null,
+          seed: opts.seed ?? DEFAULT_FEWSHOT_SEED,
+          startedAt: started,
+          limit: opts.limit ?? null,
+        });
+        outputs.push({ checkpoint: m.label, results_file: w.resultsFile, samples_files: w.sampleFiles });
+        log(`${m.label}: wrote ${w.resultsFile}${w.sampleFiles.length ? ` and ${w.sampleFiles.length} samples file(s)` : ''}`);
       }
     }
   } catch (e) {
@@ -509,7 +572,7 @@ export async function runEval(store: ExperimentStore, opts: RunEvalOptions): Pro
     lastStep: step,
     summary: { pairs: models.length * benches.length, computed, reused: models.length * benches.length - computed, results: results.length },
   });
-  return { run_id: runId, results };
+  return { run_id: runId, results, ...(opts.output ? { outputs } : {}) };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -551,7 +614,8 @@ export function forgettingFromEval(report: EvalReport, base: string, others: str
   const rows: CompareRow[] = [];
   for (const [key, rs] of byKey) {
     const kind = rs[0].kind as BenchmarkKind;
-    const metric = HEADLINE_METRIC[kind];
+    // the kind's headline metric; an imported harness task may lack it (acc without acc_norm, exact_match under a filter)
+    const metric = rs.some((r) => r.metric === HEADLINE_METRIC[kind]) ? HEADLINE_METRIC[kind] : (rs.find((r) => metricFamily(r.metric) !== null)?.metric ?? HEADLINE_METRIC[kind]);
     const hib = higherIsBetter(metric);
     const role = rs[0].role;
     const pick = (label: string) => rs.find((r) => r.metric === metric && r.checkpoint_id === idOf.get(resolve(label)));
@@ -580,15 +644,23 @@ export function forgettingFromEval(report: EvalReport, base: string, others: str
       }),
     });
   }
+  // the scatter's means stay within one metric family: bits per byte where both roles have it, else accuracy
+  const familyRoles = (f: MetricFamily) => new Set(rows.filter((r) => metricFamily(r.metric) === f).map((r) => r.role)).size;
+  const present = (['bits_per_byte', 'accuracy'] as const).filter((f) => familyRoles(f) > 0);
+  const family: MetricFamily | null = present.find((f) => familyRoles(f) === 2) ?? present[0] ?? null;
   const summary = labels.map((label) => {
     const deltas = (role: 'old' | 'new') =>
-      rows.filter((r) => r.role === role).map((r) => r.checkpoints.find((c) => c.checkpoint === label)?.delta ?? null).filter((d): d is number => d !== null);
+      rows
+        .filter((r) => r.role === role && family !== null && metricFamily(r.metric) === family)
+        .map((r) => r.checkpoints.find((c) => c.checkpoint === label)?.delta ?? null)
+        .filter((d): d is number => d !== null);
     const gains = deltas('new');
     const forgets = deltas('old');
     const avg = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : null);
     return { checkpoint: label, mean_gain: avg(gains), mean_forgetting: avg(forgets), new_benchmarks: gains.length, old_benchmarks: forgets.length };
   });
-  return { run_id: report.run_id, base, checkpoints: labels, delta_note: DELTA_NOTE, rows, summary };
+  const forgetting = summarizeForgetting({ checkpoints: labels, rows });
+  return { run_id: report.run_id, base, checkpoints: labels, delta_note: DELTA_NOTE, rows, summary, summary_family: family, forgetting };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -651,11 +723,11 @@ export function formatCompareTable(report: CompareReport): string {
     ]);
   }
   const lines = [grid(rows), ''];
-  for (const s of report.summary) {
-    lines.push(
-      `${s.checkpoint}: mean gain ${signed(s.mean_gain)} over ${s.new_benchmarks} new-domain, mean forgetting ${signed(s.mean_forgetting)} over ${s.old_benchmarks} old-domain benchmark(s)`,
-    );
+  const f = report.forgetting ?? summarizeForgetting(report);
+  for (const m of f.means) {
+    lines.push(`${m.checkpoint}: mean ${m.role === 'new' ? 'gain' : 'forgetting'} ${formatFamilyMean(m)} over ${m.benchmarks.length} ${m.role === 'new' ? 'new' : 'old'}-domain ${FAMILY_INFO[m.family].label} benchmark(s)${m.clear ? '' : ' (within noise)'}`);
   }
-  lines.push('', `(${report.delta_note})`);
+  if (f.verdicts.length) lines.push('', ...f.verdicts.map((v) => v.statement));
+  lines.push('', `(${f.note})`, `(${report.delta_note})`);
   return lines.join('\n');
 }

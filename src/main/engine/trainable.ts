@@ -17,6 +17,7 @@ import type { Checkpoint } from './checkpoint.js';
 import { BlocklabError } from './errors.js';
 import type { BlockWeights, ForwardHooks, LlamaModel, Projection } from './model.js';
 import { seededRandom } from './random.js';
+import { blocklabTrainableLayers } from '../../shared/llamafactory.js';
 
 type Tensor = tf.Tensor;
 
@@ -65,31 +66,9 @@ export function parseMethod(text: string, opts: { loraRank?: number; loraAlpha?:
 
 /** The block indices whose weights train (all blocks for full; none for lora). */
 export function trainableLayers(method: TrainMethod, ckpt: Checkpoint): number[] {
-  const L = ckpt.config.numLayers;
-  switch (method.kind) {
-    case 'full':
-      return Array.from({ length: L }, (_, i) => i);
-    case 'lora':
-      return [];
-    case 'blocks': {
-      const layers = method.layers ?? ckpt.expansion?.new_layers;
-      if (!layers || layers.length === 0) {
-        throw new BlocklabError(
-          'has no expansion record, so there are no new blocks to train; expand it first (blocklab expand) or name the layers with --trainable-layers i,j',
-          { file: ckpt.dir },
-        );
-      }
-      for (const l of layers) {
-        if (!Number.isInteger(l) || l < 0 || l >= L) throw new BlocklabError(`--trainable-layers: layer ${l} does not exist (the model has layers 0 to ${L - 1})`);
-      }
-      return [...new Set(layers)].sort((a, b) => a - b);
-    }
-    case 'last': {
-      const original = ckpt.expansion ? ckpt.expansion.original_index.flatMap((o, i) => (o === null ? [] : [i])) : Array.from({ length: L }, (_, i) => i);
-      if (method.k > original.length) throw new BlocklabError(`last:${method.k} asks for more blocks than the ${original.length} original ones`);
-      return original.slice(original.length - method.k);
-    }
-  }
+  const r = blocklabTrainableLayers(method, ckpt.config.numLayers, ckpt.expansion);
+  if ('error' in r) throw new BlocklabError(r.error, r.fileProblem ? { file: ckpt.dir } : {});
+  return r.layers;
 }
 
 /** BlockWeights key → HF suffix and whether it is stored transposed ([in, out]). */

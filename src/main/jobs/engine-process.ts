@@ -203,6 +203,18 @@ async function run(request: JobRequest, keep: boolean): Promise<void> {
         result = (await inspectCheckpoint(request.model)) as unknown as Result;
         break;
       }
+      case 'export-run': {
+        const { exportRunLlamaFactory } = await import('../interop/llamafactory.js');
+        const r = await exportRunLlamaFactory(request.train, {
+          out: request.out,
+          overwrite: request.overwrite,
+          nodes: request.nodes,
+          masterAddr: request.masterAddr,
+          log: (message) => void send({ type: 'log', message }),
+        });
+        result = r as unknown as Result;
+        break;
+      }
     }
     await send({ type: 'done', result });
   } catch (e) {

@@ -5,6 +5,7 @@
  */
 import type { ReportCheckpoint, ReportData, ReportForgetting, ReportRun } from '../../shared/report.js';
 import { BASE_COLOR, benchmarkPanel, colorAt, lossChart, tradeoffChart } from './charts.js';
+import { FAMILY_INFO, formatFamilyMean, type MetricFamily } from '../../shared/forgetting.js';
 import { escapeHtml as esc, markdownToSafeHtml } from './escape.js';
 import { fmtCount, fmtDate, fmtDelta, fmtInt, fmtPercent, fmtRate, fmtSeconds, fmtValue, improvement } from '../../shared/format.js';
 import { REPORT_CSS } from './style.js';
@@ -162,23 +163,32 @@ function forgettingTableHtml(f: ReportForgetting): string {
       return `<tr><td class="label">${esc(row.benchmark)}<span class="sub">${desc}</span></td><td class="num">${fmtValue(row.base)}</td>${cells}</tr>`;
     })
     .join('');
-  const summaryRow = (title: string, pick: (s: ReportForgetting['summary'][number]) => number | null, good: (v: number) => boolean) =>
-    `<tr class="summary"><td>${title}</td><td class="num">—</td>` +
-    f.checkpoints
-      .map((c) => {
-        const s = f.summary.find((x) => x.checkpoint === c);
-        const v = s ? pick(s) : null;
-        const cls = v === null || !Number.isFinite(v) || v === 0 ? '' : good(v) ? 'good' : 'bad';
-        return `<td class="num ${cls}">${fmtDelta(v)}</td>`;
-      })
-      .join('') +
-    '</tr>';
-  return (
-    `<table class="forgetting"><thead>${head}</thead><tbody>${body}` +
-    summaryRow('Mean gain, new domain', (s) => s.meanGain, (v) => v > 0) +
-    summaryRow('Mean forgetting, old domain', (s) => s.meanForgetting, (v) => v < 0) +
-    '</tbody></table>'
-  );
+  return `<table class="forgetting"><thead>${head}</thead><tbody>${body}</tbody></table>` + familiesHtml(f);
+}
+
+/** Means within one metric family, ± their standard error, and the conclusions they allow. */
+function familiesHtml(f: ReportForgetting): string {
+  const s = f.families;
+  if (!s || s.means.length === 0) return '';
+  const groups = [...new Set(s.means.map((m) => `${m.role}/${m.family}`))];
+  const rows = groups
+    .map((g) => {
+      const [role, family] = g.split('/') as ['old' | 'new', MetricFamily];
+      const cells = f.checkpoints
+        .map((c) => {
+          const m = s.means.find((x) => x.checkpoint === c && x.role === role && x.family === family);
+          if (!m) return '<td class="num">—</td>';
+          const good = role === 'new' ? m.mean > 0 : m.mean < 0;
+          const cls = m.mean === 0 ? '' : (good ? 'good' : 'bad') + (m.clear ? '' : ' weak');
+          return `<td class="num ${cls}">${esc(formatFamilyMean(m))}</td>`;
+        })
+        .join('');
+      const n = s.means.find((x) => x.role === role && x.family === family)?.benchmarks.length ?? 0;
+      return `<tr class="summary"><td>Mean ${role === 'new' ? 'gain, new domain' : 'forgetting, old domain'}<span class="sub">${esc(FAMILY_INFO[family].label)}, ${n} benchmark${n === 1 ? '' : 's'}</span></td><td class="num">—</td>${cells}</tr>`;
+    })
+    .join('');
+  const verdicts = s.verdicts.length ? `<ul class="verdicts">${s.verdicts.map((v) => `<li>${esc(v.statement)}</li>`).join('')}</ul>` : '';
+  return `<h3>Summary by metric family</h3><table class="forgetting families"><tbody>${rows}</tbody></table>${verdicts}<p class="caption">${esc(s.note)}</p>`;
 }
 
 function forgettingHtml(f: ReportForgetting | null): string {
@@ -204,7 +214,7 @@ function forgettingHtml(f: ReportForgetting | null): string {
     forgettingTableHtml(f) +
     (panels ? `<h3>Per benchmark</h3><div class="panels">${panels}</div>${legend}<p class="caption">Headline metric of each benchmark: the base model (B) and each checkpoint; whiskers are ±1 standard error.</p>` : '') +
     (tradeoff
-      ? `<h3>Trade-off</h3><figure>${tradeoff}<figcaption>Each point is a checkpoint: further right means more gain on the new domain, lower means less forgetting of the old one. The base model sits at the origin. The shaded lower-right quadrant is the ideal corner — gain without forgetting.</figcaption></figure>`
+      ? `<h3>Trade-off${f.summaryFamily ? ` (${esc(FAMILY_INFO[f.summaryFamily].label)}, ${esc(FAMILY_INFO[f.summaryFamily].unit)})` : ''}</h3><figure>${tradeoff}<figcaption>Each point is a checkpoint: its mean gain and forgetting over the ${f.summaryFamily ? esc(FAMILY_INFO[f.summaryFamily].label) : ''} benchmarks only. Further right means more gain on the new domain, lower means less forgetting of the old one. The base model sits at the origin. The shaded lower-right quadrant is the ideal corner — gain without forgetting.</figcaption></figure>`
       : '')
   );
 }

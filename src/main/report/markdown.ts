@@ -3,6 +3,7 @@
  * the HTML and a sparkline per run). Every string from the data is backslash-escaped so that
  * it cannot become HTML, a link or an image in a Markdown viewer.
  */
+import { FAMILY_INFO, formatFamilyMean, type MetricFamily } from '../../shared/forgetting.js';
 import type { ReportData, ReportForgetting, ReportRun } from '../../shared/report.js';
 import { escapeMarkdown as md, fenceFor, neutraliseMarkdown } from './escape.js';
 import { fmtCount, fmtDate, fmtDelta, fmtInt, fmtPercent, fmtRate, fmtSeconds, fmtValue, improvement, sparkline } from '../../shared/format.js';
@@ -87,27 +88,43 @@ function forgetting(f: ReportForgetting | null): string {
       }),
     ];
   });
-  const summary = (title: string, pick: (s: ReportForgetting['summary'][number]) => number | null) => [
-    `**${title}**`,
-    '',
-    '',
-    '',
-    ...f.checkpoints.map((c) => {
-      const s = f.summary.find((x) => x.checkpoint === c);
-      return fmtDelta(s ? pick(s) : null);
-    }),
-  ];
-  rows.push(summary('Mean gain, new domain', (s) => s.meanGain));
-  rows.push(summary('Mean forgetting, old domain', (s) => s.meanForgetting));
   out.push(table(head, rows, [false, false, false, true, ...f.checkpoints.map(() => true)]));
   out.push('');
-  out.push('### Trade-off');
+  const s = f.families;
+  if (s && s.means.length) {
+    out.push('### Summary by metric family');
+    out.push('');
+    const groups = [...new Set(s.means.map((m) => `${m.role}/${m.family}`))];
+    out.push(
+      table(
+        ['Mean', ...f.checkpoints.map((c, i) => `${i + 1}. ${md(c)}`)],
+        groups.map((g) => {
+          const [role, family] = g.split('/') as ['old' | 'new', MetricFamily];
+          const n = s.means.find((x) => x.role === role && x.family === family)?.benchmarks.length ?? 0;
+          return [
+            `${role === 'new' ? 'gain, new domain' : 'forgetting, old domain'} (${FAMILY_INFO[family].label}, ${n})`,
+            ...f.checkpoints.map((c) => {
+              const m = s.means.find((x) => x.checkpoint === c && x.role === role && x.family === family);
+              return m ? formatFamilyMean(m) + (m.clear ? '' : ' ≈') : '—';
+            }),
+          ];
+        }),
+        [false, ...f.checkpoints.map(() => true)],
+      ),
+    );
+    out.push('');
+    for (const v of s.verdicts) out.push(`- ${md(v.statement)}`);
+    if (s.verdicts.length) out.push('');
+    out.push(`_${md(s.note)}_`);
+    out.push('');
+  }
+  out.push(`### Trade-off${f.summaryFamily ? ` (${FAMILY_INFO[f.summaryFamily].label})` : ''}`);
   out.push('');
   out.push('The scatter chart is in report.html. Ideal: more gain on the new domain (x) with no forgetting of the old one (y ≤ 0).');
   out.push('');
   out.push(
     table(
-      ['Checkpoint', 'Mean gain, new domain (x)', 'Mean forgetting, old domain (y)'],
+      ['Checkpoint', `Mean gain, new domain (x)${f.summaryFamily ? `, ${FAMILY_INFO[f.summaryFamily].unit}` : ''}`, `Mean forgetting, old domain (y)${f.summaryFamily ? `, ${FAMILY_INFO[f.summaryFamily].unit}` : ''}`],
       f.summary.map((s) => [md(s.checkpoint), fmtDelta(s.meanGain), fmtDelta(s.meanForgetting)]),
       [false, true, true],
     ),

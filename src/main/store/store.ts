@@ -829,6 +829,12 @@ export class ExperimentStore {
     return rows;
   }
 
+  /** Removes every metric row of a run (a re-import writes them anew); returns how many. */
+  deleteMetrics(runId: number): number {
+    this.assertWritable();
+    return this.stmt('DELETE FROM metrics WHERE run_id = ?').run(runId).changes;
+  }
+
   /** The distinct metric names of a run, sorted. */
   metricNames(runId: number): string[] {
     return this.stmt('SELECT DISTINCT name FROM metrics WHERE run_id = ? ORDER BY name').pluck().all(runId) as string[];

@@ -65,6 +65,8 @@ export interface ExpansionCellState { model?: string; out?: string; result?: Exp
 export interface TrainCellState {
   model?: string;
   data?: string[];
+  /** the .jsonl field / .parquet column holding the text (default "text") */
+  textColumn?: string;
   method?: 'blocks' | 'full' | 'last' | 'lora';
   k?: number;
   rank?: number;

@@ -7,7 +7,8 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { expandModel, initBackend, loadModel, makeTinyCheckpoint, openCheckpoint, scoreIds } from '../../src/main/engine/index.js';
+import { initTestBackend } from '../helpers/backend.js';
+import { expandModel, loadModel, makeTinyCheckpoint, openCheckpoint, scoreIds } from '../../src/main/engine/index.js';
 import { readTensorBytes } from '../../src/main/engine/safetensors.js';
 import { blockTensorNames } from '../../src/main/engine/config.js';
 import { isZeroedInNewBlock } from '../../src/main/engine/expand.js';
@@ -18,7 +19,7 @@ let base: string;
 let biased: string;
 
 beforeAll(async () => {
-  await initBackend('auto');
+  await initTestBackend();
   root = await testDir('expand');
   base = join(root, 'base');
   await makeTinyCheckpoint(base, { layers: 4, hidden: 32, heads: 4, kvHeads: 2, intermediate: 64, dtype: 'BF16', tie: false });

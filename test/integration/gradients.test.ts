@@ -22,7 +22,8 @@
  */
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { expandModel, initBackend, makeTinyCheckpoint, openCheckpoint, tf, type TinyOptions } from '../../src/main/engine/index.js';
+import { initTestBackend } from '../helpers/backend.js';
+import { expandModel, makeTinyCheckpoint, openCheckpoint, tf, type TinyOptions } from '../../src/main/engine/index.js';
 import { ensureGradients } from '../../src/main/engine/autodiff.js';
 import { LlamaModel } from '../../src/main/engine/model.js';
 import { makeTrainable, type TrainableSet, type TrainMethod } from '../../src/main/engine/trainable.js';
@@ -40,7 +41,7 @@ const SHAPE = { layers: 2, hidden: 32, heads: 4, kvHeads: 2, intermediate: 64 } 
 
 let root: string;
 beforeAll(async () => {
-  await initBackend('auto');
+  await initTestBackend();
   ensureGradients();
   root = await testDir('gradients');
 });

@@ -7,7 +7,8 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { initBackend, loadModel, scoreIds } from '../../src/main/engine/index.js';
+import { initTestBackend } from '../helpers/backend.js';
+import { loadModel, scoreIds } from '../../src/main/engine/index.js';
 import { generate } from '../../src/main/engine/generate.js';
 
 const ROOT = join(import.meta.dirname, '..', 'fixtures', 'hf-reference');
@@ -22,7 +23,7 @@ interface Expected {
 }
 
 beforeAll(async () => {
-  await initBackend('auto');
+  await initTestBackend();
 });
 
 describe('matches the transformers reference', () => {

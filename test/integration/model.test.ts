@@ -4,7 +4,8 @@
  */
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { initBackend, loadModel, makeTinyCheckpoint, scoreIds, tf, type TinyOptions } from '../../src/main/engine/index.js';
+import { initTestBackend } from '../helpers/backend.js';
+import { loadModel, makeTinyCheckpoint, scoreIds, tf, type TinyOptions } from '../../src/main/engine/index.js';
 import { disposeCache } from '../../src/main/engine/model.js';
 import { referenceNll } from '../reference/llama-ref.js';
 import { someIds, testDir } from '../helpers/tmp.js';
@@ -22,7 +23,7 @@ const SHAPES: [string, TinyOptions][] = [
 
 let root: string;
 beforeAll(async () => {
-  await initBackend('auto');
+  await initTestBackend();
   root = await testDir('model');
 });
 

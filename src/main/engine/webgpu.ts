@@ -1,0 +1,337 @@
+/**
+ * WebGPU for the engine: Dawn (the `webgpu` npm package, a prebuilt `dawn.node`) under
+ * TensorFlow.js's webgpu backend. This file finds an adapter, says what it is, and registers
+ * tfjs's backend on a device created here; backend.ts decides whether to use it.
+ *
+ * Routes, in order:
+ *   1. Dawn's native API for the platform (Vulkan on Linux, Metal on macOS, D3D12 on Windows),
+ *      high-performance adapter first: a researcher's NVIDIA, AMD or Intel GPU.
+ *   2. Linux only, when (1) finds no adapter: OpenGL ES through EGL without a display
+ *      (EGL_PLATFORM=surfaceless) in WebGPU's compatibility feature level. Stock Mesa
+ *      (llvmpipe) runs there on the CPU, which is how CI tests this backend (STACK.md).
+ *
+ * A software adapter (llvmpipe, lavapipe, SwiftShader, …) is never picked automatically: it is
+ * several times slower than the wasm backend. `--backend webgpu` uses it anyway.
+ *
+ * tfjs-backend-webgpu registers itself only when `navigator.gpu` exists at import time, asks for
+ * an adapter without the compatibility feature level, and has no synchronous read under Node
+ * (`dataSync` needs OffscreenCanvas): so the engine registers the backend itself, on its own
+ * device, and reads tensors back only with `await t.data()`.
+ */
+import { createRequire } from 'node:module';
+import * as tf from '@tensorflow/tfjs-core';
+import { BlocklabError } from './errors.js';
+
+const nodeRequire = createRequire(import.meta.url);
+
+// ------------------------------------------------------------------------------ Dawn's types
+// The few parts of the WebGPU API used here, typed structurally (the `webgpu` package is an
+// optional dependency: its types cannot be required at compile time).
+
+interface GpuAdapterInfoLike {
+  vendor?: string;
+  architecture?: string;
+  device?: string;
+  description?: string;
+  isFallbackAdapter?: boolean;
+}
+interface GpuDeviceLike {
+  limits: Record<string, number>;
+  features: { has(name: string): boolean };
+  lost: Promise<{ reason?: string; message?: string }>;
+  addEventListener(type: 'uncapturederror', listener: (e: { error?: { message?: string; constructor?: { name?: string } } }) => void): void;
+  destroy(): void;
+}
+interface GpuAdapterLike {
+  info: GpuAdapterInfoLike;
+  limits: Record<string, number>;
+  features: Iterable<string> & { has(name: string): boolean };
+  requestDevice(descriptor?: { requiredFeatures?: string[]; requiredLimits?: Record<string, number> }): Promise<GpuDeviceLike>;
+}
+interface GpuLike {
+  requestAdapter(options?: { powerPreference?: 'high-performance' | 'low-power'; featureLevel?: 'core' | 'compatibility' }): Promise<GpuAdapterLike | null>;
+}
+interface DawnModule {
+  create(flags: string[]): GpuLike;
+  globals: Record<string, unknown>;
+}
+
+// ------------------------------------------------------------------------------ what we report
+
+export type WebgpuRoute = 'vulkan' | 'metal' | 'd3d12' | 'opengles';
+
+/** What `doctor` shows about the adapter (and the bench and the GPU measurement record). */
+export interface WebgpuAdapterInfo {
+  vendor: string;
+  architecture: string;
+  /** the device's name (Dawn: the GPU model, or the renderer string on OpenGL ES) */
+  device: string;
+  /** Dawn's description: the driver and its version (e.g. "NVIDIA: 550.54.14", "OpenGL ES 3.2 Mesa 22.3.6") */
+  description: string;
+  /** the native API Dawn drives it through */
+  route: WebgpuRoute;
+  featureLevel: 'core' | 'compatibility';
+  maxBufferSize: number;
+  maxStorageBufferBindingSize: number;
+  /** the adapter can run WGSL with f16 (`shader-f16`): half-precision weight kernels are possible */
+  shaderF16: boolean;
+  /** why this is a software (CPU) adapter, or null for a real GPU */
+  software: string | null;
+}
+
+export interface WebgpuProbe {
+  /** an adapter was found (a software one included) */
+  found: boolean;
+  adapter: WebgpuAdapterInfo | null;
+  /** why no adapter, or what was found */
+  note: string;
+  /** what to do to get one, when none was found */
+  install?: string;
+}
+
+const SOFTWARE_NAMES: [RegExp, string][] = [
+  [/llvmpipe/i, 'Mesa llvmpipe (OpenGL on the CPU)'],
+  [/lavapipe/i, 'Mesa lavapipe (Vulkan on the CPU)'],
+  [/swiftshader/i, 'SwiftShader (Vulkan on the CPU)'],
+  [/softpipe|swrast|software rasterizer/i, 'a Mesa software rasterizer'],
+  [/microsoft basic render/i, 'Microsoft Basic Render Driver (WARP, on the CPU)'],
+];
+
+/** Why an adapter is a software one (it runs on the CPU), or null for a real GPU. */
+export function softwareAdapterReason(info: GpuAdapterInfoLike): string | null {
+  const text = [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(' ');
+  for (const [re, what] of SOFTWARE_NAMES) if (re.test(text)) return what;
+  if (info.isFallbackAdapter) return 'a fallback (software) adapter';
+  return null;
+}
+
+/** The one-line description of an adapter, as doctor prints it. */
+export function describeAdapter(a: WebgpuAdapterInfo): string {
+  const mb = (n: number) => `${Math.round(n / 2 ** 20).toLocaleString('en-US')} MiB`;
+  const name = [a.vendor, a.architecture, a.device].filter((s) => s && s.trim()).join(' ') || 'unnamed adapter';
+  return (
+    `${name} via ${a.route}${a.featureLevel === 'compatibility' ? ' (compatibility mode)' : ''}; driver: ${a.description || 'not reported'}; ` +
+    `maxBufferSize ${mb(a.maxBufferSize)}, maxStorageBufferBindingSize ${mb(a.maxStorageBufferBindingSize)}, shader-f16 ${a.shaderF16 ? 'yes' : 'no'}`
+  );
+}
+
+// ------------------------------------------------------------------------------ finding an adapter
+
+function firstLine(e: unknown): string {
+  const text = e instanceof Error ? e.message : String(e);
+  return text.split('\n').find((l) => l.trim())?.trim().slice(0, 200) ?? 'unknown error';
+}
+
+const NATIVE_ROUTE: WebgpuRoute = process.platform === 'darwin' ? 'metal' : process.platform === 'win32' ? 'd3d12' : 'vulkan';
+const INSTALL_DAWN = 'npm install webgpu@0.6.2 (an optional dependency of Blocklab: a prebuilt Dawn, nothing to compile)';
+const INSTALL_DRIVER =
+  process.platform === 'linux'
+    ? 'a GPU driver with Vulkan (the NVIDIA/AMD/Intel driver and libvulkan1); for the CPU stand-in CI uses: apt-get install libegl1 libegl-mesa0 libgles2 libgl1-mesa-dri'
+    : 'an up-to-date GPU driver';
+
+interface Found {
+  gpu: GpuLike;
+  adapter: GpuAdapterLike;
+  info: WebgpuAdapterInfo;
+}
+
+let dawn: DawnModule | null = null;
+let probing: Promise<{ probe: WebgpuProbe; found: Found | null }> | null = null;
+
+async function loadDawn(): Promise<DawnModule> {
+  if (dawn) return dawn;
+  // an ESM package: imported, not required; the specifier is a variable so that bundlers leave
+  // the optional dependency to be resolved at run time
+  const specifier = 'webgpu';
+  dawn = (await import(specifier)) as DawnModule;
+  return dawn;
+}
+
+function adapterInfo(adapter: GpuAdapterLike, route: WebgpuRoute, featureLevel: 'core' | 'compatibility'): WebgpuAdapterInfo {
+  const i = adapter.info ?? {};
+  return {
+    vendor: i.vendor ?? '',
+    architecture: i.architecture ?? '',
+    device: i.device ?? '',
+    description: i.description ?? '',
+    route,
+    featureLevel,
+    maxBufferSize: adapter.limits.maxBufferSize,
+    maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize,
+    shaderF16: adapter.features.has('shader-f16'),
+    software: softwareAdapterReason(i),
+  };
+}
+
+async function findAdapter(): Promise<{ probe: WebgpuProbe; found: Found | null }> {
+  try {
+    nodeRequire.resolve('webgpu');
+  } catch {
+    return { probe: { found: false, adapter: null, note: 'not installed (the optional dependency `webgpu` did not install)', install: INSTALL_DAWN }, found: null };
+  }
+  let d: DawnModule;
+  try {
+    d = await loadDawn();
+  } catch (e) {
+    return { probe: { found: false, adapter: null, note: `installed but Dawn failed to load: ${firstLine(e)}`, install: INSTALL_DAWN }, found: null };
+  }
+  const tried: string[] = [];
+  try {
+    const gpu = d.create([]);
+    const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
+    if (adapter) return done(gpu, adapter, NATIVE_ROUTE, 'core');
+    tried.push(`no ${NATIVE_ROUTE} adapter`);
+  } catch (e) {
+    tried.push(`${NATIVE_ROUTE}: ${firstLine(e)}`);
+  }
+  if (process.platform === 'linux') {
+    // EGL reads EGL_PLATFORM when Dawn first opens it, which is below: no display is needed
+    process.env.EGL_PLATFORM ??= 'surfaceless';
+    try {
+      const gpu = d.create(['backend=opengles']);
+      const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance', featureLevel: 'compatibility' });
+      if (adapter) return done(gpu, adapter, 'opengles', 'compatibility');
+      tried.push('no OpenGL ES adapter through EGL');
+    } catch (e) {
+      tried.push(`OpenGL ES: ${firstLine(e)}`);
+    }
+  }
+  return { probe: { found: false, adapter: null, note: `Dawn found no GPU adapter (${tried.join('; ')})`, install: INSTALL_DRIVER }, found: null };
+
+  function done(gpu: GpuLike, adapter: GpuAdapterLike, route: WebgpuRoute, level: 'core' | 'compatibility') {
+    const info = adapterInfo(adapter, route, level);
+    const note = info.software ? `software adapter only: ${info.software}` : 'GPU adapter';
+    return { probe: { found: true, adapter: info, note }, found: { gpu, adapter, info } };
+  }
+}
+
+/** Looks for a WebGPU adapter once per process (loading Dawn; no device is created). */
+export async function probeWebgpu(): Promise<WebgpuProbe> {
+  probing ??= findAdapter();
+  return (await probing).probe;
+}
+
+// ------------------------------------------------------------------------------ the tfjs backend
+
+/** The first error the GPU reported on our device (validation, out of memory, device lost). */
+let gpuError: string | null = null;
+/** why the device could not be created (tfjs swallows the factory's error into a warning) */
+let initError: string | null = null;
+let registered = false;
+
+/** The device's limits after creation (what tfjs actually got), for the record. */
+export let deviceLimits: { maxBufferSize: number; maxStorageBufferBindingSize: number } | null = null;
+
+/**
+ * Registers tfjs's `webgpu` backend on a device of the adapter probeWebgpu found. The device is
+ * created when tfjs first initialises the backend (tf.setBackend('webgpu')), with the adapter's
+ * own buffer limits (WebGPU's defaults would cap a binding at 128 MiB) and shader-f16 when the
+ * adapter has it.
+ */
+export async function registerWebgpuBackend(): Promise<void> {
+  if (registered) return;
+  probing ??= findAdapter();
+  const { found } = await probing;
+  if (!found) throw new Error('no WebGPU adapter');
+  const d = await loadDawn();
+  // tfjs-backend-webgpu uses the WebGPU globals (GPUBufferUsage, GPUMapMode, …) and checks
+  // navigator.gpu in its backend's constructor
+  Object.assign(globalThis, d.globals);
+  const nav = (globalThis as { navigator?: Record<string, unknown> }).navigator;
+  if (nav) Object.defineProperty(nav, 'gpu', { value: found.gpu, configurable: true });
+  else Object.defineProperty(globalThis, 'navigator', { value: { gpu: found.gpu }, configurable: true, writable: true });
+  // tfjs's own registration (if it ran at import) asks for an adapter without the compatibility
+  // feature level; ours replaces it
+  const { WebGPUBackend } = nodeRequire('@tensorflow/tfjs-backend-webgpu') as { WebGPUBackend: new (device: unknown, info?: unknown) => tf.KernelBackend };
+  if (tf.findBackendFactory('webgpu')) tf.removeBackend('webgpu');
+  chunkAddN();
+  tf.registerBackend(
+    'webgpu',
+    async () => {
+      const a = found.adapter;
+      const want = ['maxBufferSize', 'maxStorageBufferBindingSize', 'maxComputeWorkgroupStorageSize', 'maxComputeWorkgroupsPerDimension', 'maxComputeWorkgroupSizeX', 'maxComputeInvocationsPerWorkgroup', 'maxStorageBuffersPerShaderStage'];
+      const requiredLimits: Record<string, number> = {};
+      for (const k of want) if (typeof a.limits[k] === 'number') requiredLimits[k] = a.limits[k];
+      const requiredFeatures = ['shader-f16', 'timestamp-query'].filter((f) => a.features.has(f));
+      let device: GpuDeviceLike;
+      try {
+        device = await a.requestDevice({ requiredFeatures, requiredLimits });
+      } catch (e) {
+        initError = firstLine(e);
+        throw e;
+      }
+      deviceLimits = { maxBufferSize: device.limits.maxBufferSize, maxStorageBufferBindingSize: device.limits.maxStorageBufferBindingSize };
+      device.addEventListener('uncapturederror', (e) => {
+        gpuError ??= `${e.error?.constructor?.name ?? 'GPU error'}: ${firstLine(e.error?.message ?? 'unknown')}`;
+      });
+      void device.lost.then((info) => {
+        gpuError ??= `the GPU device was lost (${info.reason ?? 'unknown'}: ${firstLine(info.message ?? '')})`;
+      });
+      const backend = new WebGPUBackend(device, a.info);
+      guardReads(backend, found.info);
+      return backend;
+    },
+    0, // never picked by tfjs on its own: backend.ts chooses
+  );
+  registered = true;
+}
+
+/**
+ * tfjs-backend-webgpu's AddN binds every input in one shader; a sum of more tensors than the
+ * adapter's maxStorageBuffersPerShaderStage (16 on llvmpipe; the global gradient norm of a
+ * new block's 18 tensors needs 19) fails validation. This wraps it to add in chunks.
+ */
+function chunkAddN(): void {
+  const original = tf.getKernel('AddN', 'webgpu');
+  if (!original || (original.kernelFunc as { chunked?: boolean }).chunked) return;
+  type Info = tf.TensorInfo;
+  type Gpu = { device: GpuDeviceLike; disposeData(dataId: object): void };
+  const kernelFunc = ((args: { inputs: Info[]; backend: Gpu; attrs?: unknown }) => {
+    const { backend } = args;
+    const max = Math.max(2, backend.device.limits.maxStorageBuffersPerShaderStage - 1); // one buffer is the output
+    const sum = (inputs: Info[]): Info => {
+      if (inputs.length <= max) return original.kernelFunc({ ...args, inputs } as never) as Info;
+      const partials: Info[] = [];
+      for (let i = 0; i < inputs.length; i += max) partials.push(sum(inputs.slice(i, i + max)));
+      const out = sum(partials);
+      for (const p of partials) backend.disposeData(p.dataId);
+      return out;
+    };
+    return sum(args.inputs);
+  }) as unknown as tf.KernelFunc;
+  (kernelFunc as { chunked?: boolean }).chunked = true;
+  tf.unregisterKernel('AddN', 'webgpu');
+  tf.registerKernel({ ...original, kernelFunc });
+}
+
+/**
+ * WebGPU reports errors (a tensor over the binding-size limit, out of memory) asynchronously
+ * and tfjs never looks: the result would be silently wrong. Every read of a tensor goes through
+ * here, and fails once the device has reported an error, with what it said.
+ */
+function guardReads(backend: tf.KernelBackend, info: WebgpuAdapterInfo): void {
+  const b = backend as unknown as { read(dataId: object): Promise<unknown> };
+  const read = b.read.bind(backend);
+  b.read = async (dataId: object) => {
+    const values = await read(dataId);
+    if (gpuError) {
+      const limit = Math.round(info.maxStorageBufferBindingSize / 2 ** 20);
+      throw new BlocklabError(
+        `the GPU refused the computation (${gpuError}); results after it are invalid. ` +
+          `A tensor over this adapter's maxStorageBufferBindingSize (${limit} MiB) or out of GPU memory causes this: ` +
+          `use a smaller batch or sequence length, or --backend wasm`,
+      );
+    }
+    return values;
+  };
+}
+
+/** Why the last attempt to create the device failed, if it did. */
+export function webgpuInitError(): string | null {
+  return initError;
+}
+
+/** The GPU error that poisoned the device, if any (tests and doctor). */
+export function webgpuError(): string | null {
+  return gpuError;
+}

@@ -7,7 +7,7 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { initTestBackend } from '../helpers/backend.js';
+import { initTestBackend, TEST_BACKEND } from '../helpers/backend.js';
 import { loadModel, scoreIds } from '../../src/main/engine/index.js';
 import { generate } from '../../src/main/engine/generate.js';
 
@@ -40,13 +40,17 @@ describe('matches the transformers reference', () => {
     try {
       const got = await scoreIds(loaded, want.ids);
       const nllDiff = Math.max(...want.nll.map((w, i) => Math.abs(w - got.nll[i])));
-      expect(nllDiff).toBeLessThan(1e-3);
-      expect(Math.abs(got.mean_nll - want.mean_nll)).toBeLessThan(1e-4);
+      // measured over the six fixtures, wasm / webgpu: max |Δnll| 9.5e-6 / 1.1e-5, |Δmean| 9.7e-7 /
+      // 5.5e-7, max |Δlogit| 8.1e-6 / 8.1e-6 (float32 on both sides, different summation orders)
+      expect(nllDiff).toBeLessThan(1e-4);
+      expect(Math.abs(got.mean_nll - want.mean_nll)).toBeLessThan(1e-5);
 
       const logits = loaded.model.forward([want.ids], { lastOnly: true });
       const last = Array.from(await logits.data());
       logits.dispose();
-      expect(Math.max(...want.last_logits.map((w, i) => Math.abs(w - last[i])))).toBeLessThan(1e-3);
+      const logitDiff = Math.max(...want.last_logits.map((w, i) => Math.abs(w - last[i])));
+      console.log(`transformers reference (${name}, ${TEST_BACKEND}): max |Δnll| ${nllDiff.toExponential(2)}, |Δmean| ${Math.abs(got.mean_nll - want.mean_nll).toExponential(2)}, max |Δlogit| ${logitDiff.toExponential(2)}`);
+      expect(logitDiff).toBeLessThan(1e-4);
 
       const greedy = await generate(loaded.model, want.ids, () => '', {
         temperature: 0,

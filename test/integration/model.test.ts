@@ -4,7 +4,7 @@
  */
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { initTestBackend } from '../helpers/backend.js';
+import { initTestBackend, TEST_BACKEND } from '../helpers/backend.js';
 import { loadModel, makeTinyCheckpoint, scoreIds, tf, type TinyOptions } from '../../src/main/engine/index.js';
 import { disposeCache } from '../../src/main/engine/model.js';
 import { referenceNll } from '../reference/llama-ref.js';
@@ -37,7 +37,9 @@ describe('forward pass matches the float64 reference', () => {
       const got = await scoreIds(loaded, ids);
       const want = await referenceNll(dir, ids);
       const maxDiff = Math.max(...want.map((w, i) => Math.abs(w - got.nll[i])));
-      expect(maxDiff).toBeLessThan(1e-3);
+      console.log(`forward (${name}, ${TEST_BACKEND}): max |Δnll| ${maxDiff.toExponential(2)}`);
+      // measured: at most 6.7e-6 on wasm, 3.5e-6 on webgpu (float32 against float64)
+      expect(maxDiff).toBeLessThan(5e-5);
       // the model is not trivially uniform: the test would notice a wrong mask or RoPE
       expect(Math.max(...want) - Math.min(...want)).toBeGreaterThan(1);
     } finally {

@@ -121,7 +121,7 @@ export function createApi(ctx: ApiContext): Api {
       const { chromiumMissing, chromiumPath } = await import('../report/index.js');
       let backend: AppInfo['backend'] = { active: null, candidates: [], note: null };
       try {
-        const r = await initBackend('auto');
+        const r = await initBackend('auto', { diagnose: true });
         backend = {
           active: r.active,
           candidates: r.candidates.map((c) => ({ name: c.name, available: c.available, reason: c.note, install: c.install })),

@@ -35,6 +35,8 @@ export interface BackendReport {
   candidates: BackendCandidate[];
   /** the WebGPU adapter Dawn found (a software one included), or null when none was looked for or found */
   webgpuAdapter: WebgpuAdapterInfo | null;
+  /** every WebGPU route was tried (doctor), not only those automatic selection uses */
+  diagnosed: boolean;
 }
 
 // not named `require`: the Electron bundle declares its own module-level `require` shim
@@ -63,11 +65,13 @@ function tryNative(pkg: string): { ok: boolean; note: string } {
 
 /**
  * Picks and initialises the best available backend once. `prefer` forces one (for tests and
- * `--backend`); an unavailable preference is an error that says why.
+ * `--backend`); an unavailable preference is an error that says why. `diagnose` (doctor) also
+ * looks for the WebGPU adapters automatic selection skips (OpenGL ES: software Mesa, mostly).
  */
-export async function initBackend(prefer?: BackendName | 'auto'): Promise<BackendReport> {
-  if (report && (!prefer || prefer === 'auto' || prefer === report.active)) return report;
-  if (initializing && (!prefer || prefer === 'auto')) return initializing;
+export async function initBackend(prefer?: BackendName | 'auto', opts: { diagnose?: boolean } = {}): Promise<BackendReport> {
+  const settled = (r: BackendReport) => !opts.diagnose || r.diagnosed;
+  if (report && (!prefer || prefer === 'auto' || prefer === report.active) && settled(report)) return report;
+  if (initializing && (!prefer || prefer === 'auto') && !opts.diagnose) return initializing;
   initializing = (async () => {
     const candidates: BackendCandidate[] = [];
     const wantNative = !prefer || prefer === 'auto' || prefer === 'tensorflow-gpu' || prefer === 'tensorflow-cpu';
@@ -87,7 +91,8 @@ export async function initBackend(prefer?: BackendName | 'auto'): Promise<Backen
     let webgpuAdapter: WebgpuAdapterInfo | null = null;
     const wantWebgpu = !active && (!prefer || prefer === 'auto' || prefer === 'webgpu');
     if (wantWebgpu) {
-      const probe = await probeWebgpu();
+      const allRoutes = prefer === 'webgpu' || opts.diagnose === true;
+      const probe = await probeWebgpu(allRoutes ? 'all' : 'native');
       webgpuAdapter = probe.adapter;
       const a = probe.adapter;
       const usable = probe.found && a !== null;
@@ -97,7 +102,7 @@ export async function initBackend(prefer?: BackendName | 'auto'): Promise<Backen
         package: '@tensorflow/tfjs-backend-webgpu + webgpu (Dawn)',
         available: usable,
         note: !a
-          ? probe.note
+          ? `${probe.note}${allRoutes || process.platform !== 'linux' ? '' : ' (the OpenGL ES route, a software renderer on most machines without a GPU, is tried by doctor and --backend webgpu)'}`
           : a.software
             ? `${describeAdapter(a)} — a software adapter (${a.software}), slower than wasm: never picked automatically; --backend webgpu forces it`
             : describeAdapter(a),
@@ -162,7 +167,7 @@ export async function initBackend(prefer?: BackendName | 'auto'): Promise<Backen
       if (c.name === active) c.note = `active: ${c.note}`;
       else if (c.available) c.note = `available, not chosen: ${c.note}`;
     }
-    report = { active, tfjsBackend: tf.getBackend(), candidates, webgpuAdapter };
+    report = { active, tfjsBackend: tf.getBackend(), candidates, webgpuAdapter, diagnosed: opts.diagnose === true || prefer === 'webgpu' };
     return report;
   })();
   try {

@@ -18,7 +18,9 @@
  * (`dataSync` needs OffscreenCanvas): so the engine registers the backend itself, on its own
  * device, and reads tensors back only with `await t.data()`.
  */
+import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { BlocklabError } from './errors.js';
 
@@ -126,7 +128,7 @@ const NATIVE_ROUTE: WebgpuRoute = process.platform === 'darwin' ? 'metal' : proc
 const INSTALL_DAWN = 'npm install webgpu@0.6.2 (an optional dependency of Blocklab: a prebuilt Dawn, nothing to compile)';
 const INSTALL_DRIVER =
   process.platform === 'linux'
-    ? 'a GPU driver with Vulkan (the NVIDIA/AMD/Intel driver and libvulkan1); for the CPU stand-in CI uses: apt-get install libegl1 libegl-mesa0 libgles2 libgl1-mesa-dri'
+    ? 'a GPU driver with Vulkan (the NVIDIA/AMD/Intel driver and libvulkan1); for Mesa's CPU stand-in (what CI tests on): apt-get install libegl-dev libegl-mesa0 libgl1-mesa-dri (Dawn opens the unversioned libEGL.so)'
     : 'an up-to-date GPU driver';
 
 interface Found {
@@ -135,8 +137,14 @@ interface Found {
   info: WebgpuAdapterInfo;
 }
 
+interface RouteResult {
+  probe: WebgpuProbe;
+  found: Found | null;
+}
+
 let dawn: DawnModule | null = null;
-let probing: Promise<{ probe: WebgpuProbe; found: Found | null }> | null = null;
+let nativeProbe: Promise<RouteResult> | null = null;
+let glesProbe: Promise<RouteResult> | null = null;
 
 async function loadDawn(): Promise<DawnModule> {
   if (dawn) return dawn;
@@ -145,6 +153,21 @@ async function loadDawn(): Promise<DawnModule> {
   const specifier = 'webgpu';
   dawn = (await import(specifier)) as DawnModule;
   return dawn;
+}
+
+/**
+ * Whether the Vulkan loader can be found, before asking Dawn (which prints a warning with a
+ * stack-like line to stderr when it cannot load libvulkan.so.1).
+ */
+function vulkanLoaderPresent(): boolean {
+  const name = 'libvulkan.so.1';
+  const dirs = [...(process.env.LD_LIBRARY_PATH ?? '').split(':'), '/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib64', '/usr/lib', '/usr/local/lib'];
+  if (dirs.some((d) => d && existsSync(join(d, name)))) return true;
+  try {
+    return readFileSync('/etc/ld.so.cache').includes(name);
+  } catch {
+    return false;
+  }
 }
 
 function adapterInfo(adapter: GpuAdapterLike, route: WebgpuRoute, featureLevel: 'core' | 'compatibility'): WebgpuAdapterInfo {
@@ -163,52 +186,69 @@ function adapterInfo(adapter: GpuAdapterLike, route: WebgpuRoute, featureLevel: 
   };
 }
 
-async function findAdapter(): Promise<{ probe: WebgpuProbe; found: Found | null }> {
+function foundAdapter(gpu: GpuLike, adapter: GpuAdapterLike, route: WebgpuRoute, level: 'core' | 'compatibility'): RouteResult {
+  const info = adapterInfo(adapter, route, level);
+  const note = info.software ? `software adapter only: ${info.software}` : 'GPU adapter';
+  return { probe: { found: true, adapter: info, note }, found: { gpu, adapter, info } };
+}
+
+function notFound(note: string, install: string): RouteResult {
+  return { probe: { found: false, adapter: null, note, install }, found: null };
+}
+
+/** Route 1: Dawn's native API (Vulkan, Metal, D3D12). */
+async function probeNative(): Promise<RouteResult> {
   try {
     nodeRequire.resolve('webgpu');
   } catch {
-    return { probe: { found: false, adapter: null, note: 'not installed (the optional dependency `webgpu` did not install)', install: INSTALL_DAWN }, found: null };
+    return notFound('not installed (the optional dependency `webgpu` did not install)', INSTALL_DAWN);
   }
   let d: DawnModule;
   try {
     d = await loadDawn();
   } catch (e) {
-    return { probe: { found: false, adapter: null, note: `installed but Dawn failed to load: ${firstLine(e)}`, install: INSTALL_DAWN }, found: null };
+    return notFound(`installed but Dawn failed to load: ${firstLine(e)}`, INSTALL_DAWN);
   }
-  const tried: string[] = [];
+  if (NATIVE_ROUTE === 'vulkan' && !vulkanLoaderPresent()) return notFound('no Vulkan loader (libvulkan.so.1) is installed', INSTALL_DRIVER);
   try {
     const gpu = d.create([]);
     const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
-    if (adapter) return done(gpu, adapter, NATIVE_ROUTE, 'core');
-    tried.push(`no ${NATIVE_ROUTE} adapter`);
+    if (adapter) return foundAdapter(gpu, adapter, NATIVE_ROUTE, 'core');
+    return notFound(`Dawn found no ${NATIVE_ROUTE} adapter`, INSTALL_DRIVER);
   } catch (e) {
-    tried.push(`${NATIVE_ROUTE}: ${firstLine(e)}`);
-  }
-  if (process.platform === 'linux') {
-    // EGL reads EGL_PLATFORM when Dawn first opens it, which is below: no display is needed
-    process.env.EGL_PLATFORM ??= 'surfaceless';
-    try {
-      const gpu = d.create(['backend=opengles']);
-      const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance', featureLevel: 'compatibility' });
-      if (adapter) return done(gpu, adapter, 'opengles', 'compatibility');
-      tried.push('no OpenGL ES adapter through EGL');
-    } catch (e) {
-      tried.push(`OpenGL ES: ${firstLine(e)}`);
-    }
-  }
-  return { probe: { found: false, adapter: null, note: `Dawn found no GPU adapter (${tried.join('; ')})`, install: INSTALL_DRIVER }, found: null };
-
-  function done(gpu: GpuLike, adapter: GpuAdapterLike, route: WebgpuRoute, level: 'core' | 'compatibility') {
-    const info = adapterInfo(adapter, route, level);
-    const note = info.software ? `software adapter only: ${info.software}` : 'GPU adapter';
-    return { probe: { found: true, adapter: info, note }, found: { gpu, adapter, info } };
+    return notFound(`${NATIVE_ROUTE}: ${firstLine(e)}`, INSTALL_DRIVER);
   }
 }
 
-/** Looks for a WebGPU adapter once per process (loading Dawn; no device is created). */
-export async function probeWebgpu(): Promise<WebgpuProbe> {
-  probing ??= findAdapter();
-  return (await probing).probe;
+/** Route 2 (Linux): OpenGL ES through EGL without a display, in compatibility mode. */
+async function probeGles(): Promise<RouteResult> {
+  const native = await probeNative();
+  if (native.found || process.platform !== 'linux' || !dawn) return native;
+  // EGL reads EGL_PLATFORM when Dawn first opens it, which is below: no display is needed
+  process.env.EGL_PLATFORM ??= 'surfaceless';
+  try {
+    const gpu = dawn.create(['backend=opengles']);
+    const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance', featureLevel: 'compatibility' });
+    if (adapter) return foundAdapter(gpu, adapter, 'opengles', 'compatibility');
+    return notFound(`${native.probe.note}; and no OpenGL ES adapter through EGL`, INSTALL_DRIVER);
+  } catch (e) {
+    return notFound(`${native.probe.note}; OpenGL ES: ${firstLine(e)}`, INSTALL_DRIVER);
+  }
+}
+
+function probeRoutes(routes: 'native' | 'all'): Promise<RouteResult> {
+  if (routes === 'native') return (nativeProbe ??= probeNative());
+  return (glesProbe ??= probeGles());
+}
+
+/**
+ * Looks for a WebGPU adapter once per process (loading Dawn; no device is created). `native`
+ * asks only Dawn's native API, what automatic selection needs: a real GPU is there. `all` also
+ * tries the OpenGL ES route, which on a machine without a GPU finds Mesa's llvmpipe (for
+ * `--backend webgpu` and doctor; Dawn prints two limit warnings on stderr when it opens it).
+ */
+export async function probeWebgpu(routes: 'native' | 'all' = 'native'): Promise<WebgpuProbe> {
+  return (await probeRoutes(routes)).probe;
 }
 
 // ------------------------------------------------------------------------------ the tfjs backend
@@ -230,8 +270,7 @@ export let deviceLimits: { maxBufferSize: number; maxStorageBufferBindingSize: n
  */
 export async function registerWebgpuBackend(): Promise<void> {
   if (registered) return;
-  probing ??= findAdapter();
-  const { found } = await probing;
+  const { found } = await probeRoutes('all');
   if (!found) throw new Error('no WebGPU adapter');
   const d = await loadDawn();
   // tfjs-backend-webgpu uses the WebGPU globals (GPUBufferUsage, GPUMapMode, …) and checks
@@ -245,6 +284,7 @@ export async function registerWebgpuBackend(): Promise<void> {
   const { WebGPUBackend } = nodeRequire('@tensorflow/tfjs-backend-webgpu') as { WebGPUBackend: new (device: unknown, info?: unknown) => tf.KernelBackend };
   if (tf.findBackendFactory('webgpu')) tf.removeBackend('webgpu');
   chunkAddN();
+  deterministicMatMul();
   tf.registerBackend(
     'webgpu',
     async () => {
@@ -301,6 +341,46 @@ function chunkAddN(): void {
   }) as unknown as tf.KernelFunc;
   (kernelFunc as { chunked?: boolean }).chunked = true;
   tf.unregisterKernel('AddN', 'webgpu');
+  tf.registerKernel({ ...original, kernelFunc });
+}
+
+/**
+ * tfjs-backend-webgpu computes a matmul with a long inner dimension (≥ 2000) and a small output
+ * by splitting the sum over workgroups that add into the output with atomics: the order of the
+ * additions changes from run to run, and so do the last bits (19 of 19 repeats differed on
+ * llvmpipe). Training must be reproducible (exact resume), so for those shapes this asks for
+ * tfjs's small-output program, which sums in a fixed order; every other shape keeps tfjs's choice.
+ */
+function deterministicMatMul(): void {
+  const original = tf.getKernel('BatchMatMul', 'webgpu');
+  if (!original || (original.kernelFunc as { deterministic?: boolean }).deterministic) return;
+  const FLAG = 'WEBGPU_MATMUL_PROGRAM_TYPE';
+  const SMALL_OUTPUT_PROGRAM = 2; // webgpu_util.MatMulProgramType.MatMulSmallOutputSizeProgram
+  const size = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
+  const kernelFunc = ((args: { inputs: { a: tf.TensorInfo; b: tf.TensorInfo }; backend: { thresholdToIncreaseWorkgroups: number }; attrs: { transposeA: boolean; transposeB: boolean } }) => {
+    const { a, b } = args.inputs;
+    const { transposeA, transposeB } = args.attrs;
+    const [ra, rb] = [a.shape.length, b.shape.length];
+    const inner = transposeA ? a.shape[ra - 2] : a.shape[ra - 1];
+    const outerA = transposeA ? a.shape[ra - 1] : a.shape[ra - 2];
+    const outerB = transposeB ? b.shape[rb - 2] : b.shape[rb - 1];
+    const batch = Math.max(size(a.shape.slice(0, -2)), size(b.shape.slice(0, -2)));
+    // tfjs's own test (kernels/BatchMatMul_impl): split-K when the output needs few 32×32
+    // workgroups, has more than 128 entries, batch is 1 and the inner dimension ≥ 2000
+    const threshold = args.backend.thresholdToIncreaseWorkgroups;
+    const workgroups = Math.ceil(outerA / 32) * Math.ceil(outerB / 32);
+    const few = workgroups <= threshold || (outerA <= 8 && workgroups <= threshold * 2);
+    const splitK = tf.env().getNumber(FLAG) < 0 && few && outerA * outerB > 128 && batch === 1 && inner >= 2000;
+    if (!splitK) return original.kernelFunc(args as never);
+    tf.env().set(FLAG, SMALL_OUTPUT_PROGRAM);
+    try {
+      return original.kernelFunc(args as never);
+    } finally {
+      tf.env().set(FLAG, -1);
+    }
+  }) as unknown as tf.KernelFunc;
+  (kernelFunc as { deterministic?: boolean }).deterministic = true;
+  tf.unregisterKernel('BatchMatMul', 'webgpu');
   tf.registerKernel({ ...original, kernelFunc });
 }
 

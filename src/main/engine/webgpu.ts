@@ -128,7 +128,7 @@ const NATIVE_ROUTE: WebgpuRoute = process.platform === 'darwin' ? 'metal' : proc
 const INSTALL_DAWN = 'npm install webgpu@0.6.2 (an optional dependency of Blocklab: a prebuilt Dawn, nothing to compile)';
 const INSTALL_DRIVER =
   process.platform === 'linux'
-    ? 'a GPU driver with Vulkan (the NVIDIA/AMD/Intel driver and libvulkan1); for Mesa's CPU stand-in (what CI tests on): apt-get install libegl-dev libegl-mesa0 libgl1-mesa-dri (Dawn opens the unversioned libEGL.so)'
+    ? 'a GPU driver with Vulkan (the NVIDIA/AMD/Intel driver and libvulkan1); for the Mesa CPU stand-in (what CI tests on): apt-get install libegl-dev libegl-mesa0 libgl1-mesa-dri (Dawn opens the unversioned libEGL.so)'
     : 'an up-to-date GPU driver';
 
 interface Found {

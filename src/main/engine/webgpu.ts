@@ -23,6 +23,7 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { BlocklabError } from './errors.js';
+import type { WebgpuAdapterInfo } from '../../shared/api.js';
 
 const nodeRequire = createRequire(import.meta.url);
 
@@ -60,26 +61,10 @@ interface DawnModule {
 
 // ------------------------------------------------------------------------------ what we report
 
-export type WebgpuRoute = 'vulkan' | 'metal' | 'd3d12' | 'opengles';
+export type WebgpuRoute = WebgpuAdapterInfo['route'];
 
 /** What `doctor` shows about the adapter (and the bench and the GPU measurement record). */
-export interface WebgpuAdapterInfo {
-  vendor: string;
-  architecture: string;
-  /** the device's name (Dawn: the GPU model, or the renderer string on OpenGL ES) */
-  device: string;
-  /** Dawn's description: the driver and its version (e.g. "NVIDIA: 550.54.14", "OpenGL ES 3.2 Mesa 22.3.6") */
-  description: string;
-  /** the native API Dawn drives it through */
-  route: WebgpuRoute;
-  featureLevel: 'core' | 'compatibility';
-  maxBufferSize: number;
-  maxStorageBufferBindingSize: number;
-  /** the adapter can run WGSL with f16 (`shader-f16`): half-precision weight kernels are possible */
-  shaderF16: boolean;
-  /** why this is a software (CPU) adapter, or null for a real GPU */
-  software: string | null;
-}
+export type { WebgpuAdapterInfo };
 
 export interface WebgpuProbe {
   /** an adapter was found (a software one included) */
@@ -148,8 +133,8 @@ let glesProbe: Promise<RouteResult> | null = null;
 
 async function loadDawn(): Promise<DawnModule> {
   if (dawn) return dawn;
-  // an ESM package: imported, not required; the specifier is a variable so that bundlers leave
-  // the optional dependency to be resolved at run time
+  // an ESM package, imported at run time (electron.vite.config.ts keeps it out of the bundle);
+  // the specifier is a variable so that the typecheck does not need the optional package
   const specifier = 'webgpu';
   dawn = (await import(specifier)) as DawnModule;
   return dawn;

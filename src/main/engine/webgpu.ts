@@ -380,12 +380,13 @@ function guardReads(backend: tf.KernelBackend, info: WebgpuAdapterInfo): void {
   b.read = async (dataId: object) => {
     const values = await read(dataId);
     if (gpuError) {
-      const limit = Math.round(info.maxStorageBufferBindingSize / 2 ** 20);
-      throw new BlocklabError(
-        `the GPU refused the computation (${gpuError}); results after it are invalid. ` +
-          `A tensor over this adapter's maxStorageBufferBindingSize (${limit} MiB) or out of GPU memory causes this: ` +
-          `use a smaller batch or sequence length, or --backend wasm`,
-      );
+      const limit = `${Math.round(info.maxStorageBufferBindingSize / 2 ** 20)} MiB`;
+      const hint = /binding size/i.test(gpuError)
+        ? `a tensor is larger than this adapter's maxStorageBufferBindingSize (${limit}): use a smaller batch × sequence length (logits are batch·seq·vocab floats), or --backend wasm`
+        : /memory/i.test(gpuError)
+          ? 'the GPU ran out of memory: use a smaller batch or sequence length, or a smaller model'
+          : 'this is a bug in a GPU kernel; please report it with the command that triggered it (--backend wasm avoids it)';
+      throw new BlocklabError(`the GPU refused the computation (${gpuError}); results after it are invalid. ${hint}`);
     }
     return values;
   };

@@ -1,11 +1,10 @@
 /**
  * The compute-backend choice the Train, Eval and Chat cells offer: what each option says, which
- * are unavailable and why, read from the Doctor's findings (app.info). Pure, apart from the one
- * cached app.info request.
+ * are unavailable and why, read from the Doctor's findings (app.info). Pure: the component
+ * (components/BackendPicker.svelte) asks for app.info.
  */
 import type { AppInfo } from '../../../shared/api';
 import type { BackendChoice } from '../../../shared/jobs';
-import { api } from './api';
 
 type BackendFacts = AppInfo['backend'];
 
@@ -54,13 +53,4 @@ export function backendNote(choice: BackendChoice | undefined, facts: BackendFac
   const a = facts.webgpuAdapter;
   if (choice === 'webgpu' && a?.software) return `${a.software}: runs on the CPU, several times slower than WebAssembly (useful for checking, not for speed)`;
   return '';
-}
-
-let facts: Promise<BackendFacts> | null = null;
-
-/** app.info's backend facts, asked once per page (the first call waits for the engine's probe). */
-export function backendFacts(): Promise<BackendFacts> {
-  facts ??= api('app.info').then((i) => i.backend);
-  facts.catch(() => (facts = null));
-  return facts;
 }

@@ -77,6 +77,7 @@ export function formatBenchReport(r: BenchReport): string {
   const head = [
     `blocklab bench ${r.quick ? '(quick: a smoke run, not a measurement) ' : ''}— backend ${b.active}` +
       (b.wasm_simd !== null ? ` (SIMD ${b.wasm_simd ? 'on' : 'off'}, threads ${b.wasm_threads ? 'on' : 'off'})` : '') +
+      (b.webgpu_adapter ? ` on ${b.webgpu_adapter.device || b.webgpu_adapter.description}${b.webgpu_adapter.software ? ` (${b.webgpu_adapter.software}: a correctness path, not a GPU measurement)` : ` (${b.webgpu_adapter.description})`}` : '') +
       `, node ${r.node}, ${r.cpu.model} × ${r.cpu.cores}, load ${r.cpu.load_average_1m_at_start.toFixed(2)} at start`,
   ];
   if (r.torch.requested && r.torch.available) {

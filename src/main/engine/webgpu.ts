@@ -266,7 +266,7 @@ export async function registerWebgpuBackend(): Promise<void> {
   else Object.defineProperty(globalThis, 'navigator', { value: { gpu: found.gpu }, configurable: true, writable: true });
   // tfjs's own registration (if it ran at import) asks for an adapter without the compatibility
   // feature level; ours replaces it
-  const { WebGPUBackend } = nodeRequire('@tensorflow/tfjs-backend-webgpu') as { WebGPUBackend: new (device: unknown, info?: unknown) => tf.KernelBackend };
+  const { WebGPUBackend } = (await import('@tensorflow/tfjs-backend-webgpu')) as unknown as { WebGPUBackend: new (device: unknown, info?: unknown) => tf.KernelBackend };
   if (tf.findBackendFactory('webgpu')) tf.removeBackend('webgpu');
   chunkAddN();
   deterministicMatMul();

@@ -56,6 +56,10 @@ function shapeSection(s: ShapeReport): string {
     const p = s.profile;
     const ph = p.phases_ms;
     lines.push(`  where a ${p.method} step goes: forward ${ph.forward.toFixed(0)} ms, backward ${ph.backward.toFixed(0)} ms, clip ${ph.clip.toFixed(1)} ms, optimizer ${ph.optimizer.toFixed(1)} ms`);
+    if (p.kernel_times_note) {
+      lines.push(`  ${p.kernel_times_note}`);
+      return lines.join('\n');
+    }
     lines.push(
       grid([
         ['kernel time by category (one profiled step)', 'ms', 'share', 'GFLOP/s'],

@@ -63,6 +63,8 @@ export interface StepProfile {
   profiled_step_ms: number;
   categories: ProfileCategory[];
   top_kernels: ProfileKernel[];
+  /** why there are no per-kernel times (a backend whose kernels run asynchronously: webgpu) */
+  kernel_times_note?: string;
 }
 
 export interface TorchMethod {

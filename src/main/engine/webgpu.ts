@@ -303,8 +303,8 @@ export async function registerWebgpuBackend(): Promise<void> {
 
 /**
  * tfjs-backend-webgpu's AddN binds every input in one shader; a sum of more tensors than the
- * adapter's maxStorageBuffersPerShaderStage (16 on llvmpipe; the global gradient norm of a
- * new block's 18 tensors needs 19) fails validation. This wraps it to add in chunks.
+ * adapter's maxStorageBuffersPerShaderStage (16 on llvmpipe; the global gradient norm over the
+ * 18 tensors of two new blocks needs 19 buffers) fails validation. This wraps it to add in chunks.
  */
 function chunkAddN(): void {
   const original = tf.getKernel('AddN', 'webgpu');

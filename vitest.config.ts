@@ -81,12 +81,12 @@ function webgpuProject() {
 export default defineConfig({
   test: {
     environment: 'node',
-    include: ['test/**/*.test.ts'],
+    // `include` is per project: a project that extends this config would add its files to these
     globalSetup: ['test/helpers/global-setup.ts'],
     testTimeout: 60_000,
     hookTimeout: 60_000,
     // The wasm backend is single-threaded here; forks keep each file's tfjs state apart.
     pool: 'forks',
-    projects: [{ extends: true, test: { name: 'default' } }, ...webgpuProject()],
+    projects: [{ extends: true, test: { name: 'default', include: ['test/**/*.test.ts'] } }, ...webgpuProject()],
   },
 });

@@ -9,6 +9,8 @@ export default defineConfig({
   main: {
     build: {
       rollupOptions: {
+        // an optional dependency with a native addon beside its index.js: loaded from node_modules at run time
+        external: ['webgpu'],
         input: {
           index: resolve(__dirname, 'src/main/index.ts'),
           'engine-process': resolve(__dirname, 'src/main/jobs/engine-process.ts'),

@@ -9,6 +9,9 @@ torch falls back to the reference BLAS and runs ~30x slower: the script says whi
 found and measures a 512x512 matmul so that an unfair baseline does not go unnoticed.
 
     /usr/bin/python3 scripts/bench_torch.py --config CONFIG.json [--threads 1,2]
+
+`--device cuda` runs the same step in float32 eager on the GPU instead (scripts/gpu-measure.ts:
+the PyTorch side of the WebGPU measurement), with the peak of torch.cuda.max_memory_allocated.
 """
 import argparse
 import ctypes
@@ -118,10 +121,10 @@ def build(torch, cfg):
 
         def forward(self, ids):
             B, T = ids.shape
-            freqs = torch.outer(torch.arange(T).float(), self.inv_freq)
+            freqs = torch.outer(torch.arange(T, device=ids.device).float(), self.inv_freq.to(ids.device))
             emb = torch.cat((freqs, freqs), dim=-1)
             cos, sin = emb.cos(), emb.sin()
-            mask = torch.full((T, T), float('-inf')).triu(1)
+            mask = torch.full((T, T), float('-inf'), device=ids.device).triu(1)
             x = self.embed_tokens(ids)
             for block in self.layers:
                 x = block(x, cos, sin, mask)
@@ -136,8 +139,12 @@ def build(torch, cfg):
     return model
 
 
-def time_method(torch, cfg, method, batches, warmup, steps):
+def time_method(torch, cfg, method, batches, warmup, steps, device='cpu'):
     F = torch.nn.functional
+    cuda = device != 'cpu'
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+        torch.set_default_device(device)  # weights made (and initialised) on the GPU
     model = build(torch, cfg)
     if method == 'blocks':
         for p in model.parameters():
@@ -159,15 +166,23 @@ def time_method(torch, cfg, method, batches, warmup, steps):
         loss.item()
         torch.nn.utils.clip_grad_norm_(params, cfg['clip']).item()
         opt.step()
+        if cuda:
+            torch.cuda.synchronize()
         if s >= warmup:
             times.append(time.perf_counter() - t0)
     srt = sorted(times)
     median = statistics.median(times)
-    return {
+    out = {
         'tokens_per_second': ids.numel() / median,
         'step_seconds': {'median': median, 'mean': sum(times) / len(times), 'min': srt[0], 'max': srt[-1], 'samples': len(times)},
         'trainable_params': sum(p.numel() for p in params),
     }
+    if cuda:
+        out['peak_memory_bytes'] = torch.cuda.max_memory_allocated()
+        del model, opt, params
+        torch.set_default_device('cpu')
+        torch.cuda.empty_cache()
+    return out
 
 
 def main():
@@ -175,6 +190,7 @@ def main():
     ap.add_argument('--config', required=True, help='JSON written by blocklab bench: shape, new layers, batches, step counts')
     ap.add_argument('--threads', default='1,2', help='thread counts to try (torch.set_num_threads)')
     ap.add_argument('--methods', default='blocks,full')
+    ap.add_argument('--device', default='cpu', help='cpu, or cuda: float32 eager on the GPU (no thread counts)')
     args = ap.parse_args()
     try:
         import torch
@@ -184,6 +200,20 @@ def main():
     with open(args.config) as f:
         cfg = json.load(f)
     torch.set_grad_enabled(True)
+    if args.device != 'cpu':
+        if not torch.cuda.is_available():
+            print(json.dumps({'available': False, 'reason': f'torch {torch.__version__} sees no CUDA device'}))
+            return 0
+        batches = [torch.tensor(b, dtype=torch.long, device=args.device).view(cfg['batch'], cfg['seq']) for b in cfg['batches']]
+        methods = {m: time_method(torch, cfg, m, batches, cfg['warmup'], cfg['steps'], args.device) for m in args.methods.split(',')}
+        print(json.dumps({
+            'available': True,
+            'python': sys.executable,
+            'torch_version': torch.__version__,
+            'device': torch.cuda.get_device_name(0),
+            'methods': methods,
+        }))
+        return 0
     blas = blas_check(torch)
     batches = [torch.tensor(b, dtype=torch.long).view(cfg['batch'], cfg['seq']) for b in cfg['batches']]
     by_threads = {}

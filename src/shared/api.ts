@@ -6,7 +6,7 @@
  */
 import { z } from 'zod';
 import { ExpansionRequestSchema } from './expansion.js';
-import { TrainMethodSchema, type StepEvent } from './jobs.js';
+import { BackendChoiceSchema, TrainMethodSchema, type StepEvent } from './jobs.js';
 import { CellsSchema, NOTEBOOK_LIMITS, type Notebook } from './notebook.js';
 import type { CompareReport, EvalReport } from './benchmarks.js';
 import { jsonBytes, mib } from './size.js';
@@ -43,6 +43,8 @@ export const TrainSpecSchema = z.object({
   saveEvery: z.number().int().nonnegative().optional(),
   seed: z.number().int().optional(),
   name: z.string().max(200).optional(),
+  /** the compute backend (default auto) */
+  backend: BackendChoiceSchema.optional(),
 });
 export type TrainSpec = z.infer<typeof TrainSpecSchema>;
 
@@ -54,6 +56,8 @@ export const ChatSettingsSchema = z.object({
   seed: z.number().int().optional(),
   /** format the conversation with the tokenizer's chat template (when it has one); off: plain text turns, for base models */
   useTemplate: z.boolean().default(true),
+  /** the compute backend the model runs on (default auto) */
+  backend: BackendChoiceSchema.optional(),
 });
 export type ChatSettings = z.output<typeof ChatSettingsSchema>;
 
@@ -74,6 +78,7 @@ export const JobSpecSchema = z.discriminatedUnion('kind', [
     benchmarks: z.array(z.string().min(1).max(4096)).min(1).max(64),
     limit: z.number().int().positive().optional(),
     shots: z.number().int().nonnegative().max(32).optional(),
+    backend: BackendChoiceSchema.optional(),
   }),
   z.object({
     kind: z.literal('chat'),
@@ -173,6 +178,8 @@ export interface ChatResultInfo {
   templated: boolean;
   /** seconds spent loading the model for this answer: 0 when its chat engine already held it */
   loadSeconds: number;
+  /** the backend that computed it (wasm, webgpu, …) */
+  backend: string;
 }
 
 /** What a GGUF export's rounding costs: mean next-token NLL of a probe text with the checkpoint's weights and with the file's. */
@@ -245,6 +252,25 @@ export interface NotebookSummary {
   updatedAt: string;
 }
 
+/** The WebGPU adapter Dawn found (engine/webgpu.ts): what Doctor shows. */
+export interface WebgpuAdapterInfo {
+  vendor: string;
+  architecture: string;
+  /** the device's name (Dawn: the GPU model, or the renderer string on OpenGL ES) */
+  device: string;
+  /** Dawn's description: the driver and its version (e.g. "NVIDIA: 550.54.14", "OpenGL ES 3.2 Mesa 22.3.6") */
+  description: string;
+  /** the native API Dawn drives it through */
+  route: 'vulkan' | 'metal' | 'd3d12' | 'opengles';
+  featureLevel: 'core' | 'compatibility';
+  maxBufferSize: number;
+  maxStorageBufferBindingSize: number;
+  /** the adapter can run WGSL with f16 (`shader-f16`) */
+  shaderF16: boolean;
+  /** why this is a software (CPU) adapter, or null for a real GPU */
+  software: string | null;
+}
+
 export interface AppInfo {
   version: string;
   mode: 'electron' | 'server';
@@ -257,6 +283,8 @@ export interface AppInfo {
     active: string | null;
     candidates: { name: string; available: boolean; reason?: string; install?: string }[];
     note: string | null;
+    /** the WebGPU adapter found (a software one included), or null */
+    webgpuAdapter: WebgpuAdapterInfo | null;
   };
   gpu: { available: boolean; detail: string; missing: string[] };
   chromium: string | null;

@@ -34,6 +34,10 @@ export const TrainMethodSchema = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('lora'), rank: z.number().int().positive(), alpha: z.number().positive(), targets: z.array(Projection).min(1) }),
 ]);
 
+/** The compute backend a job asks for (`auto`: the engine picks; see engine/backend.ts). */
+export const BackendChoiceSchema = z.enum(['auto', 'tensorflow-gpu', 'webgpu', 'tensorflow-cpu', 'wasm', 'cpu']);
+export type BackendChoice = z.infer<typeof BackendChoiceSchema>;
+
 export const TrainJobSchema = z.object({
   model: z.string().min(1),
   data: z.object({
@@ -62,12 +66,12 @@ export const TrainJobSchema = z.object({
   keepCheckpoints: z.number().int().nonnegative(),
   cacheDir: z.string().min(1),
   resume: z.boolean(),
-  backend: z.enum(['auto', 'tensorflow-gpu', 'tensorflow-cpu', 'webgpu', 'wasm', 'cpu']).optional(),
+  backend: BackendChoiceSchema.optional(),
   stopAfter: z.number().int().positive().optional(),
 });
 export type TrainJob = z.infer<typeof TrainJobSchema>;
 
-const Backend = z.enum(['auto', 'tensorflow-gpu', 'tensorflow-cpu', 'webgpu', 'wasm', 'cpu']).optional();
+const Backend = BackendChoiceSchema.optional();
 
 /** Work the engine process does besides training: each kind is one request, one result. */
 export const JobRequestSchema = z.discriminatedUnion('kind', [

@@ -184,6 +184,23 @@ describe('jobs through the app API', () => {
     expect(plain.promptTokens).toBeLessThan(r.promptTokens);
   });
 
+  it('runs a chat on the backend the cell chose (webgpu: a warm engine of its own) with the same greedy answer', async (ctx) => {
+    const info = (await api.handle('app.info', {})) as { backend: { webgpuAdapter: { device: string } | null; candidates: { name: string; reason?: string }[] } };
+    if (!info.backend.webgpuAdapter) {
+      const why = info.backend.candidates.find((c) => c.name === 'webgpu')?.reason ?? 'no adapter';
+      if (process.env.BLOCKLAB_REQUIRE_WEBGPU === '1') throw new Error(`BLOCKLAB_REQUIRE_WEBGPU=1, but no WebGPU adapter: ${why}`);
+      ctx.skip(`no WebGPU adapter could be created here: ${why}`);
+    }
+    const ask = (backend: 'webgpu' | 'wasm') =>
+      runJob({ kind: 'chat', model: base(), messages: [{ role: 'user', content: 'The' }], settings: { system: '', temperature: 0, topP: 1, maxTokens: 8, useTemplate: false, backend } });
+    const gpu = result(await ask('webgpu'), 'chat');
+    const cpu = result(await ask('wasm'), 'chat');
+    expect(gpu.backend).toBe('webgpu');
+    expect(cpu.backend).toBe('wasm');
+    expect(gpu.decodeTokensPerSecond).toBeGreaterThan(0);
+    expect(gpu.text).toBe(cpu.text);
+  });
+
   it('stops a chat mid-answer and keeps what was generated', async () => {
     let stopped = false;
     const f = await runJob({ kind: 'chat', model: base(), messages: [{ role: 'user', content: 'The' }], settings: { system: '', temperature: 0.7, topP: 0.95, maxTokens: 4000, useTemplate: true } }, (e, jobId) => {

@@ -8,7 +8,8 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { initBackend, loadModel, makeTinyCheckpoint, scoreIds, type LoadedModel } from '../../src/main/engine/index.js';
+import { initTestBackend } from '../helpers/backend.js';
+import { loadModel, makeTinyCheckpoint, scoreIds, type LoadedModel } from '../../src/main/engine/index.js';
 import {
   compareForgetting,
   encodePair,
@@ -43,7 +44,7 @@ let genFile: string;
 const jsonl = (rows: unknown[]) => rows.map((r) => JSON.stringify(r)).join('\n') + '\n';
 
 beforeAll(async () => {
-  await initBackend('auto');
+  await initTestBackend();
   root = await testDir('eval');
   ckA = join(root, 'a');
   ckB = join(root, 'b');
@@ -110,23 +111,13 @@ describe('batched scoring', () => {
   });
 
   it('marks a continuation greedy exactly when each token is the argmax (checked against a full-vocabulary reference)', async () => {
-    const V = loaded.checkpoint.config.vocabSize;
-    const reference = functionScorer((prefix) => {
-      const out = loaded.model.forward([[...prefix]]);
-      const all = out.dataSync() as Float32Array;
-      out.dispose();
-      const row = all.slice((prefix.length - 1) * V, prefix.length * V);
-      const max = Math.max(...row);
-      const lse = max + Math.log(row.reduce((s, x) => s + Math.exp(x - max), 0));
-      return Float64Array.from(row, (x) => x - lse);
-    }, MAX_POS);
     // greedy continuations: take the model's own argmax tokens after a context
     const ctx = tok.encode('Hello');
     const greedy: number[] = [];
     let prefix = [tok.prefixTokenId, ...ctx];
     for (let i = 0; i < 3; i++) {
       const out = loaded.model.forward([prefix], { lastOnly: true });
-      const row = Array.from(out.dataSync());
+      const row = Array.from(await out.data());
       out.dispose();
       const next = row.indexOf(Math.max(...row));
       greedy.push(next);
@@ -136,6 +127,24 @@ describe('batched scoring', () => {
       { context: [tok.prefixTokenId, ...ctx], continuation: greedy },
       { context: [tok.prefixTokenId, ...ctx], continuation: [greedy[0], (greedy[1] + 1) % 256, greedy[2]] },
     ];
+    // the reference: a full forward pass over each prefix the scorer asks about, read back
+    // before scoring (tensors are read asynchronously; functionScorer's callback is synchronous)
+    const V = loaded.checkpoint.config.vocabSize;
+    const rows = new Map<string, Float64Array>();
+    for (const r of reqs) {
+      const { input, targets } = requestInput(r, MAX_POS);
+      for (let j = 0; j < targets.length; j++) {
+        const p = input.slice(0, input.length - targets.length + j + 1);
+        const out = loaded.model.forward([p]);
+        const all = (await out.data()) as Float32Array;
+        out.dispose();
+        const row = all.slice((p.length - 1) * V, p.length * V);
+        const max = Math.max(...row);
+        const lse = max + Math.log(row.reduce((s, x) => s + Math.exp(x - max), 0));
+        rows.set(p.join(','), Float64Array.from(row, (x) => x - lse));
+      }
+    }
+    const reference = functionScorer((p) => rows.get(p.join(','))!, MAX_POS);
     const got = await modelScorer(loaded.model, { batch: 2 }).loglikelihood(reqs);
     const want = await reference.loglikelihood(reqs);
     expect(got.map((g) => g.greedy)).toEqual([true, false]);

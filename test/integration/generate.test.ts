@@ -7,7 +7,8 @@
  */
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BlocklabError, generateText, initBackend, loadModel, makeTinyCheckpoint, tf, type LoadedModel } from '../../src/main/engine/index.js';
+import { initTestBackend } from '../helpers/backend.js';
+import { BlocklabError, generateText, loadModel, makeTinyCheckpoint, tf, type LoadedModel } from '../../src/main/engine/index.js';
 import { generate, type GenerateOptions } from '../../src/main/engine/generate.js';
 import type { LlamaModel } from '../../src/main/engine/model.js';
 import type { ModelConfig } from '../../src/main/engine/config.js';
@@ -21,7 +22,7 @@ let model: LlamaModel;
 const PROMPT = someIds(6, 256, 11);
 
 beforeAll(async () => {
-  await initBackend('auto');
+  await initTestBackend();
   const root = await testDir('generate');
   const dir = join(root, 'tiny');
   await makeTinyCheckpoint(dir, { layers: 2, hidden: 32, heads: 4, kvHeads: 2, intermediate: 64, maxPositions: MAX_POS, seed: 3 });

@@ -8,18 +8,18 @@
  */
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { initBackend } from '../../src/main/engine/index.js';
+import { initTestBackend, TEST_BACKEND } from '../helpers/backend.js';
 import { FIXTURES, FIXTURE_ROOT, expectedFor, measureAgainstReference, referenceFailures, toleranceFor, type Measured } from '../helpers/reference-comparison.js';
 
 const measured = new Map<string, Measured>();
 
 beforeAll(async () => {
-  await initBackend('auto');
+  await initTestBackend();
 });
 
 afterAll(() => {
   const rows = [...measured].map(([name, m]) => `${name.padEnd(30)} nll ${m.nll.toExponential(2)}  mean ${m.meanNll.toExponential(2)}  last logits ${m.lastLogits.toExponential(2)}`);
-  if (rows.length) console.log(`engine vs transformers reference, measured:\n${rows.join('\n')}`);
+  if (rows.length) console.log(`engine vs transformers reference on ${TEST_BACKEND}, measured:\n${rows.join('\n')}`);
 });
 
 describe('matches the transformers reference', () => {

@@ -5,7 +5,8 @@
  */
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { initBackend, loadModel, makeTinyCheckpoint, scoreIds, tf, type TinyOptions } from '../../src/main/engine/index.js';
+import { initTestBackend, TEST_BACKEND } from '../helpers/backend.js';
+import { loadModel, makeTinyCheckpoint, scoreIds, tf, type TinyOptions } from '../../src/main/engine/index.js';
 import { disposeCache } from '../../src/main/engine/model.js';
 import { referenceNll } from '../reference/llama-ref.js';
 import { someIds, testDir } from '../helpers/tmp.js';
@@ -34,7 +35,7 @@ const IDS = someIds(T, 261, 3);
 
 let root: string;
 beforeAll(async () => {
-  await initBackend('auto');
+  await initTestBackend();
   root = await testDir('model');
 });
 
@@ -55,7 +56,7 @@ describe('forward pass matches the float64 reference', () => {
     const want = await referenceNll(dir, IDS);
     const tol = NLL_TOLERANCE[options.dtype ?? 'F32'];
     const maxDiff = await maxNllError(dir, want);
-    console.log(`float64 reference, ${name}: max |Δnll| ${maxDiff.toExponential(2)} (tolerance ${tol})`);
+    console.log(`float64 reference, ${name} (${TEST_BACKEND}): max |Δnll| ${maxDiff.toExponential(2)} (tolerance ${tol})`);
     expect(maxDiff).toBeLessThan(tol);
     // the model is not trivially uniform: the test would notice a wrong mask or RoPE
     expect(Math.max(...want) - Math.min(...want)).toBeGreaterThan(1);

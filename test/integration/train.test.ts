@@ -7,7 +7,8 @@ import { existsSync } from 'node:fs';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { expandModel, initBackend, makeTinyCheckpoint, tf } from '../../src/main/engine/index.js';
+import { initTestBackend } from '../helpers/backend.js';
+import { expandModel, makeTinyCheckpoint, tf } from '../../src/main/engine/index.js';
 import { learningRate, DEFAULT_ADAMW } from '../../src/main/engine/optimizer.js';
 import { readSafetensorsHeader, readTensorBytes, readTensorFloat32 } from '../../src/main/engine/safetensors.js';
 import { train, TRAIN_DEFAULTS, type StepMetrics, type TrainOptions } from '../../src/main/engine/trainer.js';
@@ -24,7 +25,7 @@ const SEQ = 32;
 const BATCH = 2;
 
 beforeAll(async () => {
-  await initBackend('auto');
+  await initTestBackend();
   root = await testDir('train');
   base = join(root, 'base');
   expanded = join(root, 'expanded');

@@ -135,19 +135,22 @@ export function createApi(ctx: ApiContext): Api {
     async 'app.info'() {
       const { initBackend } = await import('../engine/backend.js');
       const { chromiumMissing, chromiumPath } = await import('../report/index.js');
-      let backend: AppInfo['backend'] = { active: null, candidates: [], note: null };
+      let backend: AppInfo['backend'] = { active: null, candidates: [], note: null, webgpuAdapter: null };
       try {
-        const r = await initBackend('auto');
+        const r = await initBackend('auto', { diagnose: true });
         backend = {
           active: r.active,
           candidates: r.candidates.map((c) => ({ name: c.name, available: c.available, reason: c.note, install: c.install })),
           note: r.active === 'wasm' || r.active === 'cpu' ? 'running on the CPU; see the GPU backends below for what to install' : null,
+          webgpuAdapter: r.webgpuAdapter,
         };
       } catch (e) {
         backend.note = `no backend could start: ${(e as Error).message}`;
       }
       const gpuCandidates = backend.candidates.filter((c) => c.name === 'tensorflow-gpu' || c.name === 'webgpu');
-      const gpuOn = gpuCandidates.some((c) => c.available);
+      // a software WebGPU adapter (llvmpipe) is available but is not a GPU
+      const isGpu = (c: (typeof gpuCandidates)[number]) => c.available && !(c.name === 'webgpu' && backend.webgpuAdapter?.software);
+      const gpuOn = gpuCandidates.some(isGpu);
       const chromium = chromiumPath();
       return {
         version,
@@ -160,7 +163,7 @@ export function createApi(ctx: ApiContext): Api {
         backend,
         gpu: {
           available: gpuOn,
-          detail: gpuOn ? `GPU backend available: ${gpuCandidates.filter((c) => c.available).map((c) => c.name).join(', ')}` : 'no GPU backend is available; training and chat run on the CPU',
+          detail: gpuOn ? `GPU backend available: ${gpuCandidates.filter(isGpu).map((c) => c.name).join(', ')}` : 'no GPU backend is available; training and chat run on the CPU',
           missing: gpuOn ? [] : gpuCandidates.map((c) => `${c.name}: ${c.reason ?? 'unavailable'}${c.install ? ` — ${c.install}` : ''}`),
         },
         chromium: (await chromiumMissing(chromium)) ? null : chromium,

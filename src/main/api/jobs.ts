@@ -71,6 +71,7 @@ export function trainJobFromSpec(spec: TrainSpec, ctx: Pick<JobContext, 'workDir
     keepCheckpoints: TRAIN_DEFAULTS.keepCheckpoints,
     cacheDir: join(resolve(ctx.storePath, '..'), 'cache'),
     resume: false,
+    ...(spec.backend ? { backend: spec.backend } : {}),
   };
   return TrainJobSchema.parse(job);
 }
@@ -93,7 +94,7 @@ const CHAT_IDLE_MS = 10 * 60_000;
 
 export class JobManager {
   private readonly active = new Map<string, Active>();
-  /** model folder → its warm chat engine, least recently used first */
+  /** model folder and backend → its warm chat engine, least recently used first */
   private readonly chatEngines = new Map<string, EngineWorker>();
 
   constructor(private readonly ctx: JobContext) {}
@@ -104,7 +105,9 @@ export class JobManager {
    * (the same model on both sides), in a one-shot engine process.
    */
   private chatEngine(model: string, request: Parameters<typeof runEngineTask>[0], onMessage: (m: FromEngine) => void): TaskHandle {
-    let worker = this.chatEngines.get(model);
+    // one engine per model and backend: a model loaded on one backend is not moved to another
+    const key = `${request.kind === 'generate' ? (request.backend ?? 'auto') : 'auto'}:${model}`;
+    let worker = this.chatEngines.get(key);
     if (worker?.busy) return runEngineTask(request, { onMessage });
     if (!worker) {
       worker = new EngineWorker({ keepAlive: true, idleMs: CHAT_IDLE_MS });
@@ -115,8 +118,8 @@ export class JobManager {
         this.chatEngines.delete(oldest);
       }
     }
-    this.chatEngines.delete(model);
-    this.chatEngines.set(model, worker);
+    this.chatEngines.delete(key);
+    this.chatEngines.set(key, worker);
     return worker.run(request, { onMessage });
   }
 
@@ -278,6 +281,7 @@ export class JobManager {
           limit: spec.limit,
           shots: spec.shots,
           name: 'eval (app)',
+          backend: spec.backend,
         };
         break;
       case 'chat':
@@ -291,6 +295,7 @@ export class JobManager {
           maxTokens: spec.settings.maxTokens,
           seed: spec.settings.seed,
           useTemplate: spec.settings.useTemplate,
+          backend: spec.settings.backend,
         };
         break;
       case 'export-run': {
@@ -398,6 +403,7 @@ export class JobManager {
           prefillTokensPerSecond: Number(r.prefillTokensPerSecond ?? 0),
           templated: Boolean(r.templated),
           loadSeconds: Number(r.loadSeconds ?? 0),
+          backend: String(r.backend ?? ''),
         };
         return { kind: 'done', status: r.finishReason === 'aborted' ? 'cancelled' : 'completed', result };
       case 'export-run': {

@@ -56,6 +56,10 @@ function shapeSection(s: ShapeReport): string {
     const p = s.profile;
     const ph = p.phases_ms;
     lines.push(`  where a ${p.method} step goes: forward ${ph.forward.toFixed(0)} ms, backward ${ph.backward.toFixed(0)} ms, clip ${ph.clip.toFixed(1)} ms, optimizer ${ph.optimizer.toFixed(1)} ms`);
+    if (p.kernel_times_note) {
+      lines.push(`  ${p.kernel_times_note}`);
+      return lines.join('\n');
+    }
     lines.push(
       grid([
         ['kernel time by category (one profiled step)', 'ms', 'share', 'GFLOP/s'],
@@ -77,6 +81,7 @@ export function formatBenchReport(r: BenchReport): string {
   const head = [
     `blocklab bench ${r.quick ? '(quick: a smoke run, not a measurement) ' : ''}— backend ${b.active}` +
       (b.wasm_simd !== null ? ` (SIMD ${b.wasm_simd ? 'on' : 'off'}, threads ${b.wasm_threads ? 'on' : 'off'})` : '') +
+      (b.webgpu_adapter ? ` on ${b.webgpu_adapter.device || b.webgpu_adapter.description}${b.webgpu_adapter.software ? ` (${b.webgpu_adapter.software}: a correctness path, not a GPU measurement)` : ` (${b.webgpu_adapter.description})`}` : '') +
       `, node ${r.node}, ${r.cpu.model} × ${r.cpu.cores}, load ${r.cpu.load_average_1m_at_start.toFixed(2)} at start`,
   ];
   if (r.torch.requested && r.torch.available) {

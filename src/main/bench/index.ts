@@ -186,7 +186,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     seconds: (performance.now() - t0) / 1000,
     quick: o.quick,
     note: o.quick ? 'quick: a smoke run with few steps; the figures are not measurements' : 'medians over the timed repetitions; warm-up excluded',
-    backend: backend ?? { active: 'unknown', tfjs_backend: 'unknown', wasm_simd: null, wasm_threads: null },
+    backend: backend ?? { active: 'unknown', tfjs_backend: 'unknown', wasm_simd: null, wasm_threads: null, webgpu_adapter: null },
     node: process.version,
     platform: `${process.platform}-${process.arch}`,
     cpu: { model: cpuModel(), cores: cpus().length, load_average_1m_at_start: load1 },

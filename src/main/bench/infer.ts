@@ -5,6 +5,7 @@
  * as `generate` starts), and greedy decode with the KV cache through the engine's `generate`.
  */
 import { tf, initBackend, openCheckpoint, LlamaModel, type BackendName } from '../engine/index.js';
+import type { WebgpuAdapterInfo } from '../../shared/api.js';
 import { generate } from '../engine/generate.js';
 import { disposeCache } from '../engine/model.js';
 import type { InferenceFigures } from './report.js';
@@ -25,6 +26,8 @@ export interface BackendInfo {
   tfjs_backend: string;
   wasm_simd: boolean | null;
   wasm_threads: boolean | null;
+  /** the adapter the webgpu backend runs on (null on other backends) */
+  webgpu_adapter: WebgpuAdapterInfo | null;
 }
 
 export async function backendInfo(backend?: BackendName | 'auto'): Promise<BackendInfo> {
@@ -35,6 +38,7 @@ export async function backendInfo(backend?: BackendName | 'auto'): Promise<Backe
     tfjs_backend: report.tfjsBackend,
     wasm_simd: wasm ? Boolean(await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT')) : null,
     wasm_threads: wasm ? Boolean(await tf.env().getAsync('WASM_HAS_MULTITHREAD_SUPPORT')) : null,
+    webgpu_adapter: report.active === 'webgpu' ? report.webgpuAdapter : null,
   };
 }
 

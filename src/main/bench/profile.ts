@@ -102,6 +102,12 @@ export async function profileStep(s: Stepper, method: 'blocks' | 'full', firstSt
   }
   const clip = summarize(clipTimes).median;
   const optimizer = summarize(optTimes).median;
+  const phases_ms = { forward, forward_backward: forwardBackward, backward: forwardBackward - forward, clip, optimizer, step: forwardBackward + clip + optimizer };
+  if (tf.getBackend() !== 'wasm' && tf.getBackend() !== 'cpu') {
+    // tf.profile's per-kernel wall time is the kernel's own only where kernels run synchronously
+    const note = `per-kernel times are not measured on ${tf.getBackend()}: its kernels run asynchronously (the phases above are wall times)`;
+    return { method, phases_ms, profiled_step_ms: 0, categories: [], top_kernels: [], kernel_times_note: note };
+  }
 
   // one step under the profiler: the gradient pass and the update profiled separately, so the
   // optimizer's elementwise kernels get their own category
@@ -155,7 +161,7 @@ export async function profileStep(s: Stepper, method: 'blocks' | 'full', firstSt
     .map(({ flops, ...k }) => ({ ...k, ...(flops > 0 && k.ms > 0 ? { gflops: flops / (k.ms / 1000) / 1e9 } : {}) }));
   return {
     method,
-    phases_ms: { forward, forward_backward: forwardBackward, backward: forwardBackward - forward, clip, optimizer, step: forwardBackward + clip + optimizer },
+    phases_ms,
     profiled_step_ms: total,
     categories,
     top_kernels,

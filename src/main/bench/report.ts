@@ -1,4 +1,5 @@
 /** The bench's JSON document (`blocklab bench --json`): every figure, and what it was measured on. */
+import type { BackendInfo } from './infer.js';
 
 export interface Timing {
   /** seconds per item: median, mean, fastest, slowest over the timed repetitions */
@@ -62,6 +63,8 @@ export interface StepProfile {
   profiled_step_ms: number;
   categories: ProfileCategory[];
   top_kernels: ProfileKernel[];
+  /** why there are no per-kernel times (a backend whose kernels run asynchronously: webgpu) */
+  kernel_times_note?: string;
 }
 
 export interface TorchMethod {
@@ -129,7 +132,7 @@ export interface BenchReport {
   seconds: number;
   quick: boolean;
   note: string;
-  backend: { active: string; tfjs_backend: string; wasm_simd: boolean | null; wasm_threads: boolean | null };
+  backend: BackendInfo;
   node: string;
   platform: string;
   cpu: { model: string; cores: number; load_average_1m_at_start: number };

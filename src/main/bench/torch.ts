@@ -25,10 +25,20 @@ export interface TorchRun {
 }
 
 export async function runTorch(r: TorchRun): Promise<TorchFigures> {
+  const doc = await runTorchScript(r, ['--threads', r.threads.join(',')]);
+  return doc as unknown as TorchFigures;
+}
+
+/**
+ * Runs scripts/bench_torch.py on `r`'s shape and token ids with `args` (thread counts; or
+ * `--device cuda` for scripts/gpu-measure.ts) and returns its JSON document, or
+ * `{ available: false, reason }`. `python` defaults to TORCH_PYTHON, `script` to TORCH_SCRIPT.
+ */
+export async function runTorchScript(r: Omit<TorchRun, 'threads'>, args: string[], python = TORCH_PYTHON, script = TORCH_SCRIPT): Promise<{ available: boolean; reason?: string } & Record<string, unknown>> {
   try {
-    await access(TORCH_PYTHON);
+    await access(python);
   } catch {
-    return { available: false, reason: `${TORCH_PYTHON} not found (PyTorch comparison needs Debian's python3 with python3-torch)` };
+    return { available: false, reason: `${python} not found (PyTorch comparison needs Debian's python3 with python3-torch)` };
   }
   const ids = JSON.parse(await readFile(r.idsFile, 'utf8')) as { batch: number; seq: number; batches: number[][] };
   const c = r.config;
@@ -61,13 +71,13 @@ export async function runTorch(r: TorchRun): Promise<TorchFigures> {
     }),
   );
   const out = await new Promise<{ stdout: string; stderr: string; error: Error | null }>((resolve) => {
-    execFile(TORCH_PYTHON, [TORCH_SCRIPT, '--config', cfgFile, '--threads', r.threads.join(',')], { maxBuffer: 16 << 20, timeout: 30 * 60_000 }, (error, stdout, stderr) =>
+    execFile(python, [script, '--config', cfgFile, ...args], { maxBuffer: 16 << 20, timeout: 30 * 60_000 }, (error, stdout, stderr) =>
       resolve({ stdout, stderr, error }),
     );
   });
   const last = out.stdout.trim().split('\n').pop() ?? '';
   try {
-    const doc = JSON.parse(last) as TorchFigures;
+    const doc = JSON.parse(last) as { available: boolean; reason?: string } & Record<string, unknown>;
     if (typeof doc.available === 'boolean') return doc;
   } catch {
     // falls through to the error below

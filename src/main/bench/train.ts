@@ -7,10 +7,10 @@
  * batches (the same ones PyTorch gets).
  */
 import { readFile } from 'node:fs/promises';
-import { tf, initBackend, openCheckpoint, LlamaModel, type BackendName } from '../engine/index.js';
+import { tf, initBackend, openCheckpoint, LlamaModel, type BackendName, type Checkpoint } from '../engine/index.js';
 import { ensureGradients } from '../engine/autodiff.js';
 import { AdamW, DEFAULT_ADAMW, clipByGlobalNorm, learningRate } from '../engine/optimizer.js';
-import { makeTrainable, parseMethod, type TrainableSet } from '../engine/trainable.js';
+import { makeTrainable, parseMethod, type TrainableSet, type TrainMethod } from '../engine/trainable.js';
 import { TRAIN_DEFAULTS } from '../engine/trainer.js';
 import { profileStep } from './profile.js';
 import type { StepProfile, TrainFigures } from './report.js';
@@ -53,14 +53,22 @@ export interface Stepper {
 }
 
 export async function makeStepper(task: Pick<TrainTask, 'model' | 'method' | 'idsFile' | 'warmup' | 'steps'>): Promise<Stepper> {
-  ensureGradients();
   const ids = await readIds(task.idsFile);
   const ckpt = await openCheckpoint(task.model);
   const model = await LlamaModel.fromTensors(ckpt.config, ckpt.tensors);
-  const set = makeTrainable(model, ckpt, parseMethod(task.method), 0);
+  return stepperFor(model, ckpt, parseMethod(task.method), ids, task.warmup + task.steps);
+}
+
+/**
+ * The trainer's step on a model already on the backend (a loaded checkpoint, or one made in
+ * memory by scripts/gpu-measure.ts): `totalSteps` sets the learning-rate schedule.
+ */
+export function stepperFor(model: LlamaModel, ckpt: Checkpoint, method: TrainMethod, ids: IdsFile, totalSteps: number): Stepper {
+  ensureGradients();
+  const set = makeTrainable(model, ckpt, method, 0);
   const optimizer = new AdamW(set.params, DEFAULT_ADAMW);
   const variables = set.params.map((p) => p.variable);
-  const schedule = { lr: TRAIN_DEFAULTS.lr, warmup: TRAIN_DEFAULTS.warmup, totalSteps: task.warmup + task.steps, minLrRatio: TRAIN_DEFAULTS.minLrRatio };
+  const schedule = { lr: TRAIN_DEFAULTS.lr, warmup: TRAIN_DEFAULTS.warmup, totalSteps, minLrRatio: TRAIN_DEFAULTS.minLrRatio };
   // a small trained tensor to read back after the update: a barrier on asynchronous backends
   const barrier = set.params.reduce((a, b) => (b.variable.size < a.variable.size ? b : a)).variable;
   const batch = (i: number) => tf.tensor2d(ids.batches[i % ids.batches.length], [ids.batch, ids.seq], 'int32');
@@ -78,7 +86,7 @@ export async function makeStepper(task: Pick<TrainTask, 'model' | 'method' | 'id
     model,
     set,
     optimizer,
-    vocab: ckpt.config.vocabSize,
+    vocab: model.config.vocabSize,
     seq: ids.seq,
     batch,
     async step(i) {

@@ -88,7 +88,7 @@ function floatOption(name: string) {
   };
 }
 
-const backendOption = new Option('--backend <name>', 'tfjs backend to use').choices(['auto', 'tensorflow-gpu', 'tensorflow-cpu', 'wasm', 'cpu']).default('auto');
+const backendOption = new Option('--backend <name>', 'tfjs backend to use (webgpu: forces a software adapter too)').choices(['auto', 'tensorflow-gpu', 'webgpu', 'tensorflow-cpu', 'wasm', 'cpu']).default('auto');
 
 const program = new Command('blocklab')
   .description('Block expansion (LLaMA Pro) for LLaMA-family checkpoints: inspect, expand, train, score, generate, export.')
@@ -140,13 +140,28 @@ program
   .description('which compute backend is active, and why the others are not')
   .option('--json', 'print JSON')
   .action(async (_o, cmd: Command) => {
-    const report = await initBackend(globals(cmd).backend);
+    const report = await initBackend(globals(cmd).backend, { diagnose: true });
     const doc = { ...report, node: process.version, platform: `${process.platform}-${process.arch}` };
     emit(cmd, doc, () => {
       const lines = [`active backend: ${report.active} (tfjs "${report.tfjsBackend}")`, ''];
       for (const c of report.candidates) {
         lines.push(`${c.name === report.active ? '*' : c.available ? '+' : '-'} ${c.name.padEnd(15)} ${c.note}`);
         if (!c.available && c.install) lines.push(`  ${''.padEnd(15)} to get it: ${c.install}`);
+      }
+      const a = report.webgpuAdapter;
+      if (a) {
+        lines.push('', 'WebGPU adapter');
+        lines.push(
+          table([
+            ['device', [a.vendor, a.architecture, a.device].filter((x) => x).join(' ') || '(not reported)'],
+            ['driver', a.description || '(not reported)'],
+            ['api', `${a.route}${a.featureLevel === 'compatibility' ? ' (compatibility mode)' : ''}`],
+            ['maxBufferSize', formatBytes(a.maxBufferSize)],
+            ['maxStorageBufferBindingSize', formatBytes(a.maxStorageBufferBindingSize)],
+            ['shader-f16', a.shaderF16 ? 'yes' : 'no'],
+            ['kind', a.software ? `software: ${a.software} (never picked automatically)` : 'GPU'],
+          ]),
+        );
       }
       lines.push('', `node ${process.version}, ${doc.platform}`);
       return lines.join('\n');

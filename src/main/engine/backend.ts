@@ -1,14 +1,19 @@
 /**
  * The one place that picks the TensorFlow.js backend. Everything else imports `tf` from here
- * and stays backend-agnostic (reads tensors back with `await t.data()` only).
+ * and stays backend-agnostic (reads tensors back with `await t.data()` only: the webgpu backend
+ * has no synchronous read under Node).
  *
- * Order (DESIGN.md §2): tensorflow from @tensorflow/tfjs-node-gpu (CUDA), tensorflow from
- * @tensorflow/tfjs-node (CPU, optional), wasm (ships with the package: the default), cpu.
+ * Order (DESIGN.md §2): tensorflow from @tensorflow/tfjs-node-gpu (CUDA), webgpu (Dawn; a real
+ * GPU adapter only, never a software one — see webgpu.ts), tensorflow from @tensorflow/tfjs-node
+ * (CPU, optional), wasm (ships with the package: the default), cpu. `--backend NAME` forces one,
+ * a software WebGPU adapter included.
  */
 import { createRequire } from 'node:module';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
+import { BlocklabError } from './errors.js';
+import { describeAdapter, probeWebgpu, registerWebgpuBackend, webgpuInitError, type WebgpuAdapterInfo } from './webgpu.js';
 
 export { tf };
 
@@ -28,6 +33,10 @@ export interface BackendReport {
   active: BackendName;
   tfjsBackend: string;
   candidates: BackendCandidate[];
+  /** the WebGPU adapter Dawn found (a software one included), or null when none was looked for or found */
+  webgpuAdapter: WebgpuAdapterInfo | null;
+  /** every WebGPU route was tried (doctor), not only those automatic selection uses */
+  diagnosed: boolean;
 }
 
 // not named `require`: the Electron bundle declares its own module-level `require` shim
@@ -56,11 +65,13 @@ function tryNative(pkg: string): { ok: boolean; note: string } {
 
 /**
  * Picks and initialises the best available backend once. `prefer` forces one (for tests and
- * `--backend`); an unavailable preference is an error that says why.
+ * `--backend`); an unavailable preference is an error that says why. `diagnose` (doctor) also
+ * looks for the WebGPU adapters automatic selection skips (OpenGL ES: software Mesa, mostly).
  */
-export async function initBackend(prefer?: BackendName | 'auto'): Promise<BackendReport> {
-  if (report && (!prefer || prefer === 'auto' || prefer === report.active)) return report;
-  if (initializing && (!prefer || prefer === 'auto')) return initializing;
+export async function initBackend(prefer?: BackendName | 'auto', opts: { diagnose?: boolean } = {}): Promise<BackendReport> {
+  const settled = (r: BackendReport) => !opts.diagnose || r.diagnosed;
+  if (report && (!prefer || prefer === 'auto' || prefer === report.active) && settled(report)) return report;
+  if (initializing && (!prefer || prefer === 'auto') && !opts.diagnose) return initializing;
   initializing = (async () => {
     const candidates: BackendCandidate[] = [];
     const wantNative = !prefer || prefer === 'auto' || prefer === 'tensorflow-gpu' || prefer === 'tensorflow-cpu';
@@ -76,6 +87,37 @@ export async function initBackend(prefer?: BackendName | 'auto'): Promise<Backen
     });
     if (gpu.ok) active = 'tensorflow-gpu';
 
+    // WebGPU: looked for unless another backend is forced or CUDA is active (then only named)
+    let webgpuAdapter: WebgpuAdapterInfo | null = null;
+    const wantWebgpu = !active && (!prefer || prefer === 'auto' || prefer === 'webgpu');
+    if (wantWebgpu) {
+      const allRoutes = prefer === 'webgpu' || opts.diagnose === true;
+      const probe = await probeWebgpu(allRoutes ? 'all' : 'native');
+      webgpuAdapter = probe.adapter;
+      const a = probe.adapter;
+      const usable = probe.found && a !== null;
+      const chosen = usable && (prefer === 'webgpu' || a.software === null);
+      candidates.push({
+        name: 'webgpu',
+        package: '@tensorflow/tfjs-backend-webgpu + webgpu (Dawn)',
+        available: usable,
+        note: !a
+          ? `${probe.note}${allRoutes || process.platform !== 'linux' ? '' : ' (the OpenGL ES route, a software renderer on most machines without a GPU, is tried by doctor and --backend webgpu)'}`
+          : a.software
+            ? `${describeAdapter(a)} — a software adapter (${a.software}), slower than wasm: never picked automatically; --backend webgpu forces it`
+            : describeAdapter(a),
+        install: usable ? undefined : probe.install,
+      });
+      if (chosen) active = 'webgpu';
+    } else {
+      candidates.push({
+        name: 'webgpu',
+        package: '@tensorflow/tfjs-backend-webgpu + webgpu (Dawn)',
+        available: false,
+        note: active ? 'not looked for: a better backend is active' : 'not looked for: another backend was asked for',
+      });
+    }
+
     const cpuNative = !active && wantNative && prefer !== 'tensorflow-gpu' ? tryNative('@tensorflow/tfjs-node') : { ok: false, note: active ? 'not needed: a better backend is active' : 'not tried' };
     candidates.push({
       name: 'tensorflow-cpu',
@@ -86,25 +128,30 @@ export async function initBackend(prefer?: BackendName | 'auto'): Promise<Backen
     });
     if (!active && cpuNative.ok) active = 'tensorflow-cpu';
 
-    candidates.push({
-      name: 'webgpu',
-      package: '@tensorflow/tfjs-backend-webgpu',
-      available: false,
-      note: 'planned: Vulkan GPUs through Dawn without a CUDA pin',
-    });
-
     candidates.push({ name: 'wasm', package: '@tensorflow/tfjs-backend-wasm', available: true, note: 'WebAssembly with SIMD (bundled; the default)' });
     candidates.push({ name: 'cpu', package: '@tensorflow/tfjs-backend-cpu', available: true, note: 'plain JavaScript (slowest; fallback)' });
 
     if (prefer && prefer !== 'auto') {
       const c = candidates.find((x) => x.name === prefer);
       if (!c?.available) {
-        throw new Error(`backend ${prefer} is not available: ${c?.note ?? 'unknown backend'}${c?.install ? `; ${c.install}` : ''}`);
+        throw new BlocklabError(`backend ${prefer} is not available: ${c?.note ?? 'unknown backend'}${c?.install ? `; ${c.install}` : ''}`);
       }
       active = prefer;
     }
     if (!active) active = 'wasm';
 
+    if (active === 'webgpu') {
+      await registerWebgpuBackend();
+      if (!(await tf.setBackend('webgpu'))) {
+        // the adapter was there but no device could be made on it: say why, and fall back
+        const why = `the adapter was found but its device failed to start: ${webgpuInitError() ?? 'unknown error'}`;
+        if (prefer === 'webgpu') throw new BlocklabError(`backend webgpu is not available: ${why}`);
+        const c = candidates.find((x) => x.name === 'webgpu')!;
+        c.available = false;
+        c.note = why;
+        active = candidates.some((x) => x.name === 'tensorflow-cpu' && x.available) ? 'tensorflow-cpu' : 'wasm';
+      }
+    }
     const tfjsName = active === 'tensorflow-gpu' || active === 'tensorflow-cpu' ? 'tensorflow' : active;
     let ok = await tf.setBackend(tfjsName);
     if (!ok && active === 'wasm') {
@@ -114,13 +161,13 @@ export async function initBackend(prefer?: BackendName | 'auto'): Promise<Backen
       active = 'cpu';
       ok = await tf.setBackend('cpu');
     }
-    if (!ok) throw new Error(`could not initialise the ${active} backend`);
+    if (!ok) throw new BlocklabError(`could not initialise the ${active} backend`);
     await tf.ready();
     for (const c of candidates) {
       if (c.name === active) c.note = `active: ${c.note}`;
       else if (c.available) c.note = `available, not chosen: ${c.note}`;
     }
-    report = { active, tfjsBackend: tf.getBackend(), candidates };
+    report = { active, tfjsBackend: tf.getBackend(), candidates, webgpuAdapter, diagnosed: opts.diagnose === true || prefer === 'webgpu' };
     return report;
   })();
   try {

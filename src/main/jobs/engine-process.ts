@@ -103,8 +103,9 @@ async function folderKey(dir: string): Promise<string> {
 }
 
 async function runGenerate(r: Extract<JobRequest, { kind: 'generate' }>, keep: boolean): Promise<Result> {
-  const { loadModel, generateText } = await import('../engine/index.js');
-  const key = await folderKey(r.model).catch(() => '');
+  const { loadModel, generateText, backendReport } = await import('../engine/index.js');
+  // the folder's files and the backend asked for: either changing reloads the model
+  const key = `${r.backend ?? 'auto'}|${await folderKey(r.model).catch(() => '')}`;
   let loadSeconds = 0;
   if (!warm || warm.dir !== r.model || warm.key !== key) {
     warm?.loaded.dispose();
@@ -130,7 +131,7 @@ async function runGenerate(r: Extract<JobRequest, { kind: 'generate' }>, keep: b
       signal: controller.signal,
       onText: (text) => void send({ type: 'token', text }),
     });
-    return { ...result, ids: undefined, loadSeconds } as unknown as Result;
+    return { ...result, ids: undefined, loadSeconds, backend: backendReport()?.active ?? '' } as unknown as Result;
   } finally {
     if (!keep) {
       warm?.loaded.dispose();

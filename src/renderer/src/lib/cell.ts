@@ -54,6 +54,7 @@ export function setting<T>(cell: Cell, key: string, fallback: T): T {
 
 import type { ChatSettings, ChatTurn, ExpandResultInfo } from '../../../shared/api';
 import type { CompareReport, EvalReport } from '../../../shared/benchmarks';
+import type { BackendChoice } from '../../../shared/jobs';
 
 /** model: a checkpoint folder */
 export interface ModelCellState { path?: string }
@@ -80,6 +81,8 @@ export interface TrainCellState {
   name?: string;
   /** where the run writes its checkpoints (default: a new folder under the Blocklab data folder) */
   out?: string;
+  /** the compute backend (default auto) */
+  backend?: BackendChoice;
   /** the run this cell last started (its curves come from the store after a reload) */
   runId?: number;
   /** the job while it runs */
@@ -94,6 +97,8 @@ export interface EvalCellState {
   checkpoints?: string[];
   benchmarks?: string[];
   limit?: number;
+  /** the compute backend (default auto) */
+  backend?: BackendChoice;
   /** the evaluation job while it runs (a reloaded page follows it again) */
   jobId?: string;
   evalRunId?: number;
@@ -105,7 +110,7 @@ export interface EvalCellState {
 export interface ChatCellState {
   models?: string[];
   settings?: Partial<ChatSettings>;
-  transcripts?: (ChatTurn & { stats?: { tokensPerSecond: number; tokens: number; finishReason: string; templated?: boolean; loadSeconds?: number } })[][];
+  transcripts?: (ChatTurn & { stats?: { tokensPerSecond: number; tokens: number; finishReason: string; templated?: boolean; loadSeconds?: number; backend?: string } })[][];
 }
 
 /** compare */

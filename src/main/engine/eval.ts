@@ -298,7 +298,11 @@ export interface RunEvalOptions {
   /** a name for the run */
   name?: string;
   signal?: AbortSignal;
-  onProgress?: (p: EvalProgress & { checkpoint: string }) => void;
+  /**
+   * Progress within the current (checkpoint, benchmark) evaluation, with where that is in the
+   * whole: `task` of `tasks` (0-based), and an ETA for all of them (null until it can be guessed).
+   */
+  onProgress?: (p: EvalProgress & { checkpoint: string; task: number; tasks: number; overallEtaSeconds: number | null }) => void;
   /** one line per event worth telling (loading a model, a reused result) */
   log?: (line: string) => void;
 }
@@ -456,6 +460,15 @@ export async function runEval(store: ExperimentStore, opts: RunEvalOptions): Pro
   const results: EvalResult[] = [];
   let computed = 0;
   let step = 0;
+  const tasks = models.length * benches.length;
+  const evalStart = performance.now();
+  /** the whole evaluation's ETA from how far it has got: (task + done/total) of `tasks` */
+  const overallEta = (done: number, total: number): number | null => {
+    const fraction = (step + (total > 0 ? done / total : 1)) / tasks;
+    const elapsed = (performance.now() - evalStart) / 1000;
+    return fraction > 0 && fraction < 1 && elapsed > 0.5 ? (elapsed * (1 - fraction)) / fraction : fraction >= 1 ? 0 : null;
+  };
+  const progress = (p: EvalProgress, checkpoint: string) => opts.onProgress?.({ ...p, checkpoint, task: step, tasks, overallEtaSeconds: overallEta(p.done, p.total) });
   try {
     for (const m of models) {
       let loaded: LoadedModel | null = null;
@@ -466,6 +479,8 @@ export async function runEval(store: ExperimentStore, opts: RunEvalOptions): Pro
             log(`${m.label} × ${b.bench.header.name}: stored result reused`);
             const values = new Map([...reuse].map(([metric, r]) => [metric, { value: r.value, stderr: r.stderr, n: r.nItems ?? 0 }]));
             results.push(...resultRows(m.label, m.checkpoint_id, b, values, true));
+            const n = [...values.values()][0]?.n ?? 0;
+            progress({ benchmark: b.bench.header.name, done: n, total: n, unit: 'items', elapsedSeconds: 0, etaSeconds: 0 }, m.label);
           } else {
             if (!loaded) {
               log(`loading ${m.label} …`);
@@ -480,7 +495,7 @@ export async function runEval(store: ExperimentStore, opts: RunEvalOptions): Pro
               seed: opts.seed,
               fewshot: b.fewshot,
               signal: opts.signal,
-              onProgress: opts.onProgress ? (p) => opts.onProgress!({ ...p, checkpoint: m.label }) : undefined,
+              onProgress: opts.onProgress ? (p) => progress(p, m.label) : undefined,
             });
             saveEvalResults(store, {
               runId,

@@ -31,6 +31,8 @@ export interface JobHandle {
   pid: number | undefined;
   /** asks the engine to stop after the current step (it writes a checkpoint first) */
   cancel(): void;
+  /** the same, recorded as paused: a stop meant to be resumed */
+  pause(): void;
   /** kills the engine process at once */
   kill(signal?: NodeJS.Signals): void;
   done: Promise<JobOutcome>;
@@ -302,6 +304,7 @@ export function startJob(
   const stderrTail = watchStderr(child, events.onLog);
 
   let cancelRequested = false;
+  let pauseRequested = false;
   const sendToEngine = (m: ToEngine) => child.send(m);
 
   const done = new Promise<JobOutcome>((resolveDone) => {
@@ -321,7 +324,7 @@ export function startJob(
           const modelDir = outcome.result.model as string | null;
           if (modelDir) resultCheckpointId = await registerCheckpointDir(store, modelDir, 'train', { parentId: baseCheckpointId, runId, info: { method: outcome.result.method } });
           store.finishRun(runId, {
-            status: outcome.status === 'paused' ? 'cancelled' : outcome.status,
+            status: outcome.status,
             summary: outcome.result,
             resultCheckpointId,
             lastStep: Number(outcome.result.steps ?? lastStep),
@@ -367,6 +370,7 @@ export function startJob(
             metrics.add(m.metrics.step, 'lr', m.metrics.lr);
             metrics.add(m.metrics.step, 'grad_norm', m.metrics.gradNorm);
             metrics.add(m.metrics.step, 'tokens_per_second', m.metrics.tokensPerSecond);
+            metrics.add(m.metrics.step, 'elapsed_seconds', m.metrics.elapsedSeconds);
             store!.heartbeat(runId, m.metrics.step);
           }
           events.onStep?.(m.metrics);
@@ -380,7 +384,8 @@ export function startJob(
           events.onCheckpoint?.(m.step, m.dir);
           break;
         case 'done': {
-          const status = (m.result.stopped as string) === 'completed' ? 'completed' : (m.result.stopped as string) === 'paused' ? 'paused' : 'cancelled';
+          const stopped = m.result.stopped as string;
+          const status = stopped === 'completed' ? 'completed' : stopped === 'paused' || pauseRequested ? 'paused' : 'cancelled';
           void finish({ status, runId, result: m.result });
           break;
         }
@@ -403,6 +408,11 @@ export function startJob(
     runId,
     pid: child.pid,
     cancel() {
+      cancelRequested = true;
+      sendToEngine({ type: 'cancel' });
+    },
+    pause() {
+      pauseRequested = true;
       cancelRequested = true;
       sendToEngine({ type: 'cancel' });
     },

@@ -161,6 +161,8 @@ export const API_METHODS = {
   /** the checkpoints made from the one in `path` (a re-run writing there would orphan them), and a free folder next to it */
   'checkpoints.descendants': z.object({ path: Path }),
   'sql.query': z.object({ sql: z.string().min(1).max(100_000), maxRows: z.number().int().positive().max(10_000).optional() }),
+  /** the store's tables and their columns (the SQL cell completes them) */
+  'sql.schema': z.object({}),
   'jobs.start': z.object({ job: JobSpecSchema }),
   'jobs.cancel': z.object({ jobId: z.string().min(1).max(64) }),
   /** stop after the next step with a checkpoint, resumable (training only) */
@@ -269,6 +271,11 @@ export interface BenchmarkChoice {
   items: number | null;
 }
 
+export interface SqlTable {
+  name: string;
+  columns: { name: string; type: string }[];
+}
+
 export interface InspectInfo {
   path: string;
   info: Record<string, unknown>;
@@ -294,6 +301,7 @@ export interface ApiResults {
   'runs.page': RunPage;
   'checkpoints.descendants': { checkpoint: CheckpointSummary | null; descendants: CheckpointSummary[]; freePath: string };
   'sql.query': { columns: string[]; rows: unknown[][]; truncated: boolean; ms: number };
+  'sql.schema': { tables: SqlTable[] };
   'jobs.start': { jobId: string; runId: number | null };
   'jobs.cancel': { cancelled: boolean };
   'jobs.pause': { paused: boolean };

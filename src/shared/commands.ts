@@ -108,10 +108,10 @@ export function evalCommand(e: { base?: string | null; checkpoints: string[]; be
 
 export interface GenerateCommandInput {
   model: string | null | undefined;
-  /** completion mode: the text to continue */
-  prompt?: string;
-  /** chat mode: the conversation so far, ending with the user's turn */
-  messages?: { role: 'system' | 'user' | 'assistant'; content: string }[];
+  /** completion mode: the text to continue (null: not typed yet, a placeholder) */
+  prompt?: string | null;
+  /** chat mode: the conversation so far, ending with the user's turn (null: none yet, a placeholder) */
+  messages?: { role: 'system' | 'user' | 'assistant'; content: string }[] | null;
   useTemplate?: boolean;
   system?: string;
   temperature: number;
@@ -126,12 +126,12 @@ export interface GenerateCommandInput {
 /** `blocklab generate …` that writes the same answer (same seed, same sampling, same prompt). */
 export function generateCommand(g: GenerateCommandInput): string {
   const w: Word[] = ['blocklab', 'generate', pathOr(g.model, '<model>')];
-  if (g.messages) {
-    w.push('--messages', JSON.stringify(g.messages.filter((m) => m.role !== 'system').map(({ role, content }) => ({ role, content }))));
+  if (g.messages !== undefined) {
+    w.push('--messages', g.messages === null ? { placeholder: '<conversation-json>' } : JSON.stringify(g.messages.filter((m) => m.role !== 'system').map(({ role, content }) => ({ role, content }))));
     if (g.useTemplate !== false) w.push('--chat');
     if (g.system) w.push('--system', g.system);
   } else {
-    w.push('--prompt', g.prompt ?? '');
+    w.push('--prompt', g.prompt === null || g.prompt === undefined ? { placeholder: '<prompt>' } : g.prompt);
   }
   w.push('--max-tokens', num(g.maxTokens), '--temperature', num(g.temperature), '--top-p', num(g.topP), '--top-k', num(g.topK), '--repetition-penalty', num(g.repetitionPenalty), '--seed', num(g.seed));
   w.push(...backendFlag(g.backend));

@@ -350,6 +350,21 @@ export function createApi(ctx: ApiContext): Api {
       return o.result as unknown as ApiResults['sql.query'];
     },
 
+    'sql.schema': () => {
+      const q = store.query(
+        `SELECT m.name, p.name, p.type FROM sqlite_schema m, pragma_table_info(m.name) p
+         WHERE m.type IN ('table', 'view') AND m.name NOT LIKE 'sqlite_%' ORDER BY m.name, p.cid`,
+        [],
+        { maxRows: 10_000 },
+      );
+      const tables = new Map<string, { name: string; type: string }[]>();
+      for (const [table, column, type] of q.rows as [string, string, string][]) {
+        if (!tables.has(table)) tables.set(table, []);
+        tables.get(table)!.push({ name: column, type: type || '' });
+      }
+      return { tables: [...tables].map(([name, columns]) => ({ name, columns })) };
+    },
+
     'jobs.start': (p) => jobs.start(p.job),
     'jobs.cancel': (p) => ({ cancelled: jobs.cancel(p.jobId) }),
     'jobs.pause': (p) => ({ paused: jobs.pause(p.jobId) }),

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import type { Browser, Locator, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testDir } from '../helpers/tmp.js';
-import { launchBrowser, screenshot, startServe, watchPage, type Served } from './harness.js';
+import { editorText, launchBrowser, screenshot, setEditor, startServe, waitForStatus as waitFor, watchPage, type Served } from './harness.js';
 
 let dir: string;
 let served: Served;
@@ -36,30 +36,8 @@ afterAll(async () => {
 
 const cell = (kind: string, nth = 0): Locator => page.locator(`[data-testid="cell"][data-kind="${kind}"]`).nth(nth);
 
-/** Replaces the text of a Monaco editor (its wrapper located by test id) as a person would: select all, type. */
-async function setEditor(editor: Locator, text: string): Promise<void> {
-  await expect.poll(() => editor.getAttribute('data-ready'), { timeout: 30_000 }).toBe('true');
-  await editor.locator('.view-lines').click();
-  await page.keyboard.press('Control+A');
-  await page.keyboard.insertText(text);
-}
-
-/** The text a Monaco editor shows (its visible lines). */
-async function editorText(editor: Locator): Promise<string> {
-  return (await editor.locator('.view-lines').innerText()).replace(/\u00a0/g, ' ');
-}
-
 /** Waits until a cell's status is one of `phases`; fails with the cell's error text otherwise. */
-async function waitForStatus(c: Locator, phases: string[], timeout = 120_000): Promise<string> {
-  const deadline = Date.now() + timeout;
-  for (;;) {
-    const status = (await c.getAttribute('data-status')) ?? '';
-    if (phases.includes(status)) return status;
-    if (status === 'failed') throw new Error(`the ${await c.getAttribute('data-kind')} cell failed: ${await c.locator('[data-testid="cell-error"]').innerText().catch(() => '?')}`);
-    if (Date.now() > deadline) throw new Error(`the cell stayed "${status}" for ${timeout / 1000} s\n${served.log().slice(-2000)}`);
-    await page.waitForTimeout(250);
-  }
-}
+const waitForStatus = (c: Locator, phases: string[], timeout = 120_000) => waitFor(c, phases, { timeout, log: () => served.log() });
 
 describe('the notebook in Chromium', () => {
   it('refuses the page without the token', async () => {

@@ -153,7 +153,19 @@ describe('jobs through the app API', () => {
   it('measures forgetting and gain against the base, with progress', async () => {
     const f = await runJob({ kind: 'eval', base: base(), checkpoints: [expanded, trained], benchmarks: ['builtin:general-ppl', 'builtin:code-ppl'], limit: 3 });
     const r = result(f, 'eval');
-    expect(f.events.some((e) => e.kind === 'progress')).toBe(true);
+    // one overall progress: evaluations (checkpoint × benchmark) done of all, the current one beside it
+    const progress = f.events.filter((e): e is Extract<JobEvent, { kind: 'progress' }> => e.kind === 'progress').map((e) => e.progress);
+    expect(progress.length).toBeGreaterThan(0);
+    const tasks = progress[0]!.total;
+    for (const p of progress) {
+      expect(p.unit).toBe('evaluations');
+      expect(p.total).toBe(tasks);
+      expect(p.current?.label).toMatch(/ × /);
+      expect(p.current!.done).toBeLessThanOrEqual(p.current!.total);
+    }
+    expect(progress.at(-1)!.done).toBe(tasks);
+    // done never goes back
+    expect(progress.every((p, i) => i === 0 || p.done >= progress[i - 1]!.done)).toBe(true);
     expect(r.compare!.rows.map((x) => x.role).sort()).toEqual(['new', 'old']);
     // the expanded model is the base, exactly: zero forgetting, zero gain
     for (const row of r.compare!.rows) expect(row.checkpoints[0].delta).toBeCloseTo(0, 12);

@@ -124,7 +124,7 @@ class RunsStore {
     } else if (e.kind === 'done' || e.kind === 'error') {
       this.live.delete(runId);
       // the new status at once (the store's row follows with the refresh)
-      const status = e.kind === 'error' ? 'failed' : e.status === 'cancelled' ? 'cancelled' : e.status;
+      const status = e.kind === 'error' ? 'failed' : e.status;
       this.list = this.list.map((r) => (r.id === runId ? { ...r, status } : r));
       this.refreshSoon();
     }
@@ -166,12 +166,6 @@ class RunsStore {
       })
       .finally(() => (c.loading = null));
     return c.loading;
-  }
-
-  /** Forgets a run's curves (a new run is about to write into this id's place; never in practice) */
-  reloadCurves(runId: number): Promise<void> {
-    this.curves.delete(runId);
-    return this.ensureCurves(runId);
   }
 
   /** A run's curves (read `curveVersion` to be told when they change). */

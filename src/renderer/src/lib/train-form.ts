@@ -88,21 +88,20 @@ export interface Divergence {
 }
 
 /**
- * Whether a loss curve is diverging: a non-finite loss, or the last few steps' mean at more than
- * 1.5× (and 1 nat above) the first few steps' — a run that will not come back by itself.
- * Needs 6 points before it judges a rise (the first steps of a run are noisy).
+ * Whether a loss curve is diverging: a non-finite loss, or the mean of the last 3 steps at more
+ * than 1.5× (and 1 nat above) the first step's loss — the loss of the model before training
+ * moved it. Judged from the 4th step on (a single spike does not move a mean of 3 that far).
  */
 export function divergence(loss: readonly (readonly [number, number])[]): Divergence | null {
   const bad = loss.find(([, v]) => !Number.isFinite(v));
   if (bad) return { kind: 'nan', message: `the loss became ${bad[1]} at step ${bad[0]}` };
-  if (loss.length < 6) return null;
-  const k = Math.min(3, Math.floor(loss.length / 3));
-  const mean = (pts: readonly (readonly [number, number])[]) => pts.reduce((s, p) => s + p[1], 0) / pts.length;
-  const start = mean(loss.slice(0, k));
-  const recent = mean(loss.slice(-k));
+  if (loss.length < 4) return null;
+  const start = loss[0]![1];
+  const last3 = loss.slice(-3);
+  const recent = last3.reduce((s, p) => s + p[1], 0) / last3.length;
   if (recent > 1.5 * start && recent - start > 1) {
     const last = loss[loss.length - 1]!;
-    return { kind: 'rising', message: `the loss has risen to ${recent.toFixed(2)} (mean of the last ${k} steps, at step ${last[0]}) from ${start.toFixed(2)} at the start` };
+    return { kind: 'rising', message: `the loss is ${recent.toFixed(2)} (mean of the last 3 steps, at step ${last[0]}), far above the ${start.toFixed(2)} it started at` };
   }
   return null;
 }

@@ -45,7 +45,7 @@ function notebookFile() {
         id: 'ev',
         kind: 'eval',
         source: '',
-        state: { base: join(demo(), 'base-model'), checkpoints: [join(work, 'expanded'), join(work, 'run-a', 'model')], benchmarks: ['builtin:general-ppl', 'builtin:code-ppl'], limit: 3 },
+        state: { base: join(demo(), 'base-model'), checkpoints: [join(work, 'expanded'), join(work, 'run-a', 'model')], benchmarks: ['builtin:general-mc', 'builtin:code-ppl'], limit: 6 },
       },
       {
         id: 'chat',
@@ -395,7 +395,7 @@ describe('the notebook as a daily tool', () => {
     const ev = cellById('ev');
     await ev.scrollIntoViewIfNeeded();
     expect(await ev.locator('[data-testid="eval-command-text"]').innerText()).toBe(
-      `blocklab compare --base ${join(demo(), 'base-model')} ${join(work, 'expanded')} ${join(work, 'run-a', 'model')} --limit 3 --bench builtin:general-ppl builtin:code-ppl`,
+      `blocklab compare --base ${join(demo(), 'base-model')} ${join(work, 'expanded')} ${join(work, 'run-a', 'model')} --limit 6 --bench builtin:general-mc builtin:code-ppl`,
     );
     await ev.locator('[data-testid="cell-run"]').click();
     const seen: string[] = [];
@@ -418,7 +418,8 @@ describe('the notebook as a daily tool', () => {
       await page.waitForTimeout(150);
     }
     await waitForStatus(ev, ['done'], 240_000);
-    expect(seen.some((t) => / · now .+ × .+: \d+\/\d+ /.test(t)), seen.join(' | ')).toBe(true);
+    // the current evaluation beside the whole while it is under way (general-mc: 4 choices × 6 items = 24 requests, 8 a batch)
+    expect(seen.some((t) => /^\d\/6 evaluations · now (base-model|expanded|run-a\/model) × general-mc: \d+\/24 requests( · ETA .+)?$/.test(t)), seen.join(' | ')).toBe(true);
     expect(await ev.locator('[data-testid="cell-message"]').innerText()).toMatch(/^6\/6 evaluations \(3 checkpoints × 2 benchmarks\)/);
   }, 300_000);
 

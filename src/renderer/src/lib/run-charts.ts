@@ -23,12 +23,14 @@ export interface PanelSpec {
   metrics: { name: string; validation?: boolean; label?: string }[];
   yName: string;
   format: (v: number) => string;
+  /** the y axis's ticks, when they need the same notation throughout (a learning rate) */
+  yFormat?: (v: number) => string;
 }
 
 export const LOSS_PANEL: PanelSpec = { id: 'loss', title: 'loss and validation loss', metrics: [{ name: 'loss', label: 'loss' }, { name: 'val_loss', validation: true, label: 'val loss' }], yName: 'loss', format: fmtLoss };
 export const TRAIN_LOSS_PANEL: PanelSpec = { id: 'loss', title: 'training loss', metrics: [{ name: 'loss' }], yName: 'loss', format: fmtLoss };
 export const VAL_LOSS_PANEL: PanelSpec = { id: 'val_loss', title: 'validation loss', metrics: [{ name: 'val_loss', validation: true }], yName: 'val loss', format: fmtLoss };
-export const LR_PANEL: PanelSpec = { id: 'lr', title: 'learning rate', metrics: [{ name: 'lr' }], yName: 'lr', format: fmtLr };
+export const LR_PANEL: PanelSpec = { id: 'lr', title: 'learning rate', metrics: [{ name: 'lr' }], yName: 'lr', format: fmtLr, yFormat: fmtLr };
 export const GRAD_PANEL: PanelSpec = { id: 'grad_norm', title: 'gradient norm', metrics: [{ name: 'grad_norm' }], yName: 'grad norm', format: (v) => (Number.isFinite(v) ? v.toPrecision(3) : '–') };
 export const TPS_PANEL: PanelSpec = { id: 'tokens_per_second', title: 'tokens/s', metrics: [{ name: 'tokens_per_second' }], yName: 'tokens/s', format: fmtRate };
 

@@ -1,12 +1,13 @@
 /**
  * Smoothing for training curves, as Weights & Biases draws its default ("time-weighted EMA"):
  * an exponential moving average whose memory is measured along the x axis, not in points —
- * each point's weight decays by `weight` per thousandth of the curve's x range — and debiased
- * (divided by the sum of the weights, so the start is not dragged towards zero). A dense curve
- * (a point per thousandth) is the TensorBoard EMA exactly; a sparse one (a validation loss
- * measured 5 times) is barely smoothed, so it ends at its last value instead of lagging behind
- * it. Non-finite values (NaN, ±∞) pass through unchanged and do not enter the average; a
- * constant series comes back as it is.
+ * a point's weight decays by w per thousandth of the curve's x range, w = √slider (W&B maps
+ * its slider so) — and debiased (divided by the sum of the weights, so the start is not dragged
+ * towards zero). A dense curve (a point per thousandth) is the TensorBoard EMA with weight w;
+ * a 40-step loss curve is smoothed from about 0.9 on the slider; a sparse one (a validation
+ * loss measured 5 times) is barely smoothed, so it ends at its last value instead of lagging
+ * behind it. Non-finite values (NaN, ±∞) pass through unchanged and do not enter the average;
+ * a constant series comes back as it is.
  */
 
 export interface SmoothOptions {
@@ -16,8 +17,14 @@ export interface SmoothOptions {
   debias?: boolean;
 }
 
-/** The smoothed curve, keeping its x values. `weight` in [0, 1): 0 is no smoothing. */
-export function smoothCurve(points: readonly (readonly [number, number])[], weight: number, opts: SmoothOptions = {}): [number, number][] {
+/** The smoothed curve, keeping its x values. `slider` in [0, 1): 0 is no smoothing. */
+export function smoothCurve(points: readonly (readonly [number, number])[], slider: number, opts: SmoothOptions = {}): [number, number][] {
+  const s = Number.isFinite(slider) ? Math.max(slider, 0) : 0;
+  return timeWeightedEma(points, Math.sqrt(s), opts);
+}
+
+/** The time-weighted EMA with decay `weight` per `unit` of x. */
+function timeWeightedEma(points: readonly (readonly [number, number])[], weight: number, opts: SmoothOptions): [number, number][] {
   const w = Math.min(Math.max(Number.isFinite(weight) ? weight : 0, 0), 0.999);
   const out = points.map((p) => [p[0], p[1]] as [number, number]);
   if (w === 0) return out;
@@ -49,10 +56,10 @@ export function smoothCurve(points: readonly (readonly [number, number])[], weig
 
 /**
  * The EMA of a series point by point (TensorBoard's smoothing): s_t = w·s_{t-1} + (1 − w)·y_t,
- * debiased by 1 − w^n. The same computation as smoothCurve with one unit per finite point.
+ * debiased by 1 − w^n: the time-weighted EMA with one unit per finite point.
  */
 export function ema(values: readonly number[], weight: number, debias = true): number[] {
   let k = 0;
   const points = values.map((v) => [Number.isFinite(v) ? k++ : Number.NaN, v] as [number, number]);
-  return smoothCurve(points, weight, { unit: 1, debias }).map((p) => p[1]);
+  return timeWeightedEma(points, weight, { unit: 1, debias }).map((p) => p[1]);
 }

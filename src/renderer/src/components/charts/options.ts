@@ -38,6 +38,8 @@ export interface CurvesOptions {
   xFormat?: (x: number) => string;
   /** how a value reads in the tooltip (default: a loss, three decimals) */
   valueFormat?: (y: number) => string;
+  /** how the y axis's ticks read (default: as few digits as each needs) */
+  yFormat?: (y: number) => string;
   legend?: boolean;
   xMax?: number;
   /** a grid for a small panel: less room for the axis names */
@@ -137,7 +139,7 @@ export function curvesOption(t: ChartTheme, curves: Curve[], opts: CurvesOptions
       axisLabel: { ...axisStyle(t).axisLabel, formatter: opts.xFormat ?? fmtTick, hideOverlap: true },
       splitLine: { show: false },
     },
-    yAxis: { type: 'value', name: opts.yName ?? 'loss', nameLocation: 'middle', nameGap: opts.compact ? 44 : 38, scale: true, ...axisStyle(t), axisLabel: { ...axisStyle(t).axisLabel, formatter: fmtTick } },
+    yAxis: { type: 'value', name: opts.yName ?? 'loss', nameLocation: 'middle', nameGap: opts.compact ? 44 : 38, scale: true, ...axisStyle(t), axisLabel: { ...axisStyle(t).axisLabel, formatter: opts.yFormat ?? fmtTick } },
     series,
   };
 }

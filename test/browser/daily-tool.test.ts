@@ -139,14 +139,9 @@ describe('the notebook as a daily tool', () => {
     expect(cls('SELECT')).toBeTruthy();
     expect(cls('SELECT')).toBe(cls('AS'));
     expect(cls('SELECT')).not.toBe(cls('0.123456789'));
+    // the first query starts the SQL engine process: its start (slow on a busy machine) is not the query's time
     await sql.locator('[data-testid="cell-run"]').click();
-    // the first query starts the SQL engine process, which on a loaded machine can take longer
-    // than the query time limit: that one is reported (as it should be), and the next one runs
-    if ((await waitForStatus(sql, ['done', 'failed'])) === 'failed') {
-      expect(await sql.locator('[data-testid="cell-error"]').innerText()).toMatch(/took longer than 10 s/);
-      await sql.locator('[data-testid="cell-run"]').click();
-      await waitForStatus(sql, ['done']);
-    }
+    await waitForStatus(sql, ['done']);
     const cells = await sql.locator('[data-testid="sql-result"] tbody td').allInnerTexts();
     expect(cells).toEqual(['0.123457', '0.333333', '7']);
     expect(await sql.locator('[data-testid="sql-result"] tbody td').first().getAttribute('title')).toBe('0.123456789');

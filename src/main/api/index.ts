@@ -339,6 +339,8 @@ export function createApi(ctx: ApiContext): Api {
       const task = sqlEngine.busy ? runEngineTask(request) : sqlEngine.run(request);
       let timer: NodeJS.Timeout | undefined;
       const limitMs = ctx.sqlTimeoutMs ?? SQL_TIMEOUT_MS;
+      // the limit is the query's: starting the engine process (seconds on a busy machine) is not counted
+      await Promise.race([task.sent, task.done]);
       const timedOut = new Promise<null>((resolveTimeout) => (timer = setTimeout(() => resolveTimeout(null), limitMs)));
       const o = await Promise.race([task.done, timedOut]);
       clearTimeout(timer);

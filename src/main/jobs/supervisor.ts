@@ -114,6 +114,8 @@ export interface TaskHandle {
   cancel(): void;
   kill(signal?: NodeJS.Signals): void;
   done: Promise<TaskOutcome>;
+  /** resolves when the engine process is up and has the request (a cold start can take seconds) */
+  sent: Promise<void>;
 }
 
 /**
@@ -195,12 +197,13 @@ export class EngineWorker {
     });
     if (!this.child) this.ready = this.start();
     const child = this.child!;
-    void this.ready!.then(() => {
+    const sent = this.ready!.then(() => {
       if (!this.job || this.child !== child) return;
       child.send({ type: 'start', request, keep: this.opts.keepAlive });
       if (cancelRequested) child.send({ type: 'cancel' });
     });
     return {
+      sent,
       pid: child.pid,
       cancel: () => {
         cancelRequested = true;

@@ -268,6 +268,11 @@ describe('the notebook as a daily tool', () => {
     await waitForStatus(tr, ['done'], 240_000);
     expect(await tr.locator('[data-testid="cell-status"]').innerText()).toBe('done');
     expect(seconds(await tr.locator('[data-testid="train-elapsed"]').innerText())).toBeGreaterThanOrEqual(pausedElapsed);
+    // the val loss readout is the last validation (step 40), as the run page and the store have it
+    const stats = await tr.locator('[data-testid="train-stats"]').innerText();
+    const val = Number(/val loss\s*([\d.]+)/.exec(stats)?.[1]);
+    expect(val).toBeGreaterThan(0);
+    expect(await tr.locator('[data-testid="train-val-readout"]').getAttribute('data-step')).toBe('40');
     for (const panel of ['loss-chart', 'train-plot-lr', 'train-plot-grad_norm', 'train-plot-tokens_per_second']) {
       await expect.poll(async () => Number(await tr.locator(`[data-testid="${panel}"]`).getAttribute('data-points')), { timeout: 10_000 }).toBe(40);
     }

@@ -168,10 +168,13 @@ class RunsStore {
     return c.loading;
   }
 
-  /** A run's curves (read `curveVersion` to be told when they change). */
+  /**
+   * A run's curve as it is now (a reactive read: it changes when the curve does). A copy: the
+   * store's own arrays grow in place, and a view deriving from the same array would not see it.
+   */
   curve(runId: number, name: string): Point[] {
     void this.curveVersion.get(runId);
-    return this.curves.get(runId)?.byName[name] ?? [];
+    return (this.curves.get(runId)?.byName[name] ?? []).slice();
   }
 
   /** A run's summary with what the live job adds: running, its latest step. */

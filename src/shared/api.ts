@@ -7,6 +7,7 @@
 import { z } from 'zod';
 import { ExpansionRequestSchema } from './expansion.js';
 import { BackendChoiceSchema, TrainMethodSchema, type StepEvent } from './jobs.js';
+import { TrainSpecSchema } from './train-spec.js';
 import { CellsSchema, NOTEBOOK_LIMITS, type Notebook } from './notebook.js';
 import type { CompareReport, EvalReport } from './benchmarks.js';
 import { jsonBytes, mib } from './size.js';
@@ -25,35 +26,22 @@ const Id = z.number().int().nonnegative();
 
 // ------------------------------------------------------------------------------------ jobs
 
-/** Tuning settings a Train cell sends; the rest of the trainer's options take their defaults. */
-export const TrainSpecSchema = z.object({
-  model: Path,
-  data: z.array(Path).min(1).max(64),
-  /** the .jsonl field / .parquet column holding the text (default "text") */
-  textColumn: z.string().min(1).max(200).optional(),
-  out: Path.optional(),
-  method: TrainMethodSchema,
-  steps: z.number().int().positive().max(10_000_000),
-  lr: z.number().positive().max(1),
-  batch: z.number().int().positive().max(4096),
-  seq: z.number().int().min(2).max(1_000_000),
-  gradAccum: z.number().int().positive().max(4096).optional(),
-  warmup: z.number().int().nonnegative().optional(),
-  evalEvery: z.number().int().nonnegative().optional(),
-  saveEvery: z.number().int().nonnegative().optional(),
-  seed: z.number().int().optional(),
-  name: z.string().max(200).optional(),
-  /** the compute backend (default auto) */
-  backend: BackendChoiceSchema.optional(),
-});
-export type TrainSpec = z.infer<typeof TrainSpecSchema>;
+// Tuning settings a Train cell sends (every option of `blocklab train`): src/shared/train-spec.ts
+export { TrainSpecSchema, type TrainSpec } from './train-spec.js';
 
 export const ChatSettingsSchema = z.object({
-  system: z.string().max(20_000).default(''),
-  temperature: z.number().min(0).max(5).default(0.7),
-  topP: z.number().gt(0).max(1).default(0.95),
-  maxTokens: z.number().int().positive().max(8192).default(128),
-  seed: z.number().int().optional(),
+  /** chat: the conversation is the prompt; completion: each prompt is continued on its own, as `blocklab generate --prompt` does */
+  mode: z.enum(['chat', 'completion']).default('chat'),
+  system: z.string().max(20_000, 'must be at most 20,000 characters').default(''),
+  temperature: z.number({ error: 'must be a number' }).min(0, 'must be 0 (greedy) or more').max(5, 'must be at most 5').default(0.7),
+  topP: z.number({ error: 'must be a number' }).gt(0, 'must be above 0').max(1, 'must be at most 1').default(0.95),
+  /** 0: off */
+  topK: z.number({ error: 'must be a number' }).int('must be a whole number').min(0, 'must be 0 (off) or more').max(100_000, 'must be at most 100,000').default(0),
+  /** 1: off */
+  repetitionPenalty: z.number({ error: 'must be a number' }).gt(0, 'must be above 0').max(10, 'must be at most 10').default(1),
+  maxTokens: z.number({ error: 'must be a number' }).int('must be a whole number').positive('must be at least 1').max(8192, 'must be at most 8192').default(128),
+  /** the sampling seed (the CLI's default too), so an answer can be written again */
+  seed: z.number({ error: 'must be a number' }).int('must be a whole number').min(-(2 ** 31), 'is too small').max(2 ** 31 - 1, 'is too large').default(0),
   /** format the conversation with the tokenizer's chat template (when it has one); off: plain text turns, for base models */
   useTemplate: z.boolean().default(true),
   /** the compute backend the model runs on (default auto) */
@@ -129,6 +117,8 @@ export interface JobProgress {
   unit: string;
   message: string;
   etaSeconds: number | null;
+  /** the part being worked on now: an evaluation's current checkpoint × benchmark and its items */
+  current?: { label: string; done: number; total: number; unit: string };
 }
 
 /** What streams from a running job. */
@@ -212,6 +202,10 @@ export interface JobInfo {
   startedAt: string;
   /** the latest step/progress, so a reloaded page can show where a job is */
   last: JobEvent | null;
+  /** the latest training step (its readouts: loss, lr, grad norm, tokens/s, elapsed) */
+  step: StepEvent | null;
+  /** a Stop or Pause was asked for and the job is writing its checkpoint */
+  stopping: 'stop' | 'pause' | null;
 }
 
 // ------------------------------------------------------------------------------- requests
@@ -234,7 +228,13 @@ export const API_METHODS = {
   'benchmarks.list': z.object({}),
   'runs.list': z.object({ kind: z.enum(['train', 'eval', 'expand', 'export', 'import']).optional(), limit: z.number().int().positive().max(10_000).optional() }),
   'runs.get': z.object({ ids: z.array(Id).min(1).max(64), metrics: z.array(z.string().max(100)).max(32).optional() }),
+  /** one run with everything its page shows: curves, status history, checkpoints, lineage */
+  'runs.page': z.object({ id: Id }),
+  /** the checkpoints made from the one in `path` (a re-run writing there would orphan them), and a free folder next to it */
+  'checkpoints.descendants': z.object({ path: Path }),
   'sql.query': z.object({ sql: z.string().min(1).max(100_000), maxRows: z.number().int().positive().max(10_000).optional() }),
+  /** the store's tables and their columns (the SQL cell completes them) */
+  'sql.schema': z.object({}),
   'jobs.start': z.object({ job: JobSpecSchema }),
   'jobs.cancel': z.object({ jobId: z.string().min(1).max(64) }),
   /** stop after the next step with a checkpoint, resumable (training only) */
@@ -334,6 +334,26 @@ export interface RunDetail extends RunSummary {
   curves: Record<string, [number, number][]>;
 }
 
+export interface RunEvent {
+  at: string;
+  status: string;
+  step: number | null;
+  note: string | null;
+}
+
+/** What a run's page shows (W&B's run overview). */
+export interface RunPage {
+  run: RunDetail;
+  /** status history, oldest first */
+  events: RunEvent[];
+  /** the checkpoints this run wrote (a trainer's periodic saves, its final model, an expansion's output) */
+  checkpoints: CheckpointSummary[];
+  /** where it started from: the base checkpoint and what that was made from, newest first */
+  lineage: CheckpointSummary[];
+  /** checkpoints made from this run's result since (what a re-run over it would orphan) */
+  descendants: CheckpointSummary[];
+}
+
 export interface BenchmarkChoice {
   /** what an eval job takes: builtin:NAME or a file path */
   ref: string;
@@ -342,6 +362,11 @@ export interface BenchmarkChoice {
   domain: string;
   role: string;
   items: number | null;
+}
+
+export interface SqlTable {
+  name: string;
+  columns: { name: string; type: string }[];
 }
 
 export interface InspectInfo {
@@ -366,7 +391,10 @@ export interface ApiResults {
   'benchmarks.list': BenchmarkChoice[];
   'runs.list': RunSummary[];
   'runs.get': RunDetail[];
+  'runs.page': RunPage;
+  'checkpoints.descendants': { checkpoint: CheckpointSummary | null; descendants: CheckpointSummary[]; freePath: string };
   'sql.query': { columns: string[]; rows: unknown[][]; truncated: boolean; ms: number };
+  'sql.schema': { tables: SqlTable[] };
   'jobs.start': { jobId: string; runId: number | null };
   'jobs.cancel': { cancelled: boolean };
   'jobs.pause': { paused: boolean };
@@ -389,7 +417,7 @@ export type ApiRequest = z.infer<typeof ApiRequestSchema>;
 export type ApiResponse = { id: number; ok: true; result: unknown } | { id: number; ok: false; error: string; code?: 'confirm-overwrite'; path?: string };
 
 /** Pushed by the backend: job events, and "something in the store changed" hints. */
-export type ApiPush = { type: 'job'; jobId: string; event: JobEvent } | { type: 'changed'; what: 'runs' | 'checkpoints' | 'notebooks' };
+export type ApiPush = { type: 'job'; jobId: string; runId?: number | null; event: JobEvent } | { type: 'changed'; what: 'runs' | 'checkpoints' | 'notebooks' };
 
 /** Why a request is too large to send, or null: the client checks before sending. */
 export function oversizeRequest(request: { method: string; params?: unknown }, encodedBytes = jsonBytes(request)): string | null {

@@ -99,10 +99,14 @@ export const JobRequestSchema = z.discriminatedUnion('kind', [
   z.object({
     kind: z.literal('generate'),
     model: z.string().min(1),
-    messages: z.array(z.object({ role: z.enum(['system', 'user', 'assistant']), content: z.string() })).min(1),
+    /** a conversation (chat), or one text to continue (completion: `prompt`, no template) */
+    messages: z.array(z.object({ role: z.enum(['system', 'user', 'assistant']), content: z.string() })).min(1).optional(),
+    prompt: z.string().optional(),
     system: z.string(),
     temperature: z.number().min(0),
     topP: z.number().gt(0).max(1),
+    topK: z.number().int().nonnegative().optional(),
+    repetitionPenalty: z.number().positive().optional(),
     maxTokens: z.number().int().positive(),
     seed: z.number().int().optional(),
     useTemplate: z.boolean(),
@@ -164,7 +168,15 @@ export const FromEngineSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('checkpoint'), step: z.number().int(), dir: z.string() }),
   z.object({
     type: z.literal('progress'),
-    progress: z.object({ done: z.number(), total: z.number(), unit: z.string(), message: z.string(), etaSeconds: z.number().nullable() }),
+    progress: z.object({
+      done: z.number(),
+      total: z.number(),
+      unit: z.string(),
+      message: z.string(),
+      etaSeconds: z.number().nullable(),
+      /** the part being worked on now (an evaluation's current checkpoint × benchmark) */
+      current: z.object({ label: z.string(), done: z.number(), total: z.number(), unit: z.string() }).optional(),
+    }),
   }),
   z.object({ type: z.literal('token'), text: z.string() }),
   z.object({ type: z.literal('done'), result: z.record(z.string(), z.unknown()) }),

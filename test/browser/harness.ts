@@ -6,7 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { chromium, type Browser, type Locator, type Page } from 'playwright-core';
 import { CHROMIUM_ARGS, chromiumPath } from '../../src/main/report/pdf.js';
 import { REPO_ROOT } from '../helpers/cli-runner.js';
 
@@ -86,4 +86,35 @@ export function watchPage(page: Page, origin: string): { errors: string[]; forei
     if (!u.startsWith(origin) && !u.startsWith('ws://127.0.0.1') && !u.startsWith('data:') && !u.startsWith('blob:')) foreignRequests.push(u);
   });
   return { errors, foreignRequests };
+}
+
+/**
+ * Waits until a notebook cell's status (its data-status) is one of `phases`; fails at once
+ * with the cell's error text when it fails (unless 'failed' is awaited), and after `timeout`
+ * with the server's log.
+ */
+export async function waitForStatus(cell: Locator, phases: string[], opts: { timeout?: number; log?: () => string } = {}): Promise<string> {
+  const timeout = opts.timeout ?? 120_000;
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    const status = (await cell.getAttribute('data-status')) ?? '';
+    if (phases.includes(status)) return status;
+    if (status === 'failed') throw new Error(`the ${await cell.getAttribute('data-kind')} cell failed: ${await cell.locator('[data-testid="cell-error"]').innerText().catch(() => '?')}`);
+    if (Date.now() > deadline) throw new Error(`the cell stayed "${status}" for ${timeout / 1000} s\n${opts.log?.().slice(-2000) ?? ''}`);
+    await cell.page().waitForTimeout(200);
+  }
+}
+
+/** Replaces the text of a Monaco editor (its wrapper) as a person would: click, select all, type. */
+export async function setEditor(editor: Locator, text: string): Promise<void> {
+  const page = editor.page();
+  for (let i = 0; i < 150 && (await editor.getAttribute('data-ready')) !== 'true'; i++) await page.waitForTimeout(200);
+  await editor.locator('.view-lines').click();
+  await page.keyboard.press('Control+A');
+  await page.keyboard.insertText(text);
+}
+
+/** The text a Monaco editor shows (its visible lines), with its non-breaking spaces as spaces. */
+export async function editorText(editor: Locator): Promise<string> {
+  return (await editor.locator('.view-lines').innerText()).replace(/\u00a0/g, ' ');
 }

@@ -7,7 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ApiPush, JobEvent, JobResult, JobSpec } from '../../src/shared/api.js';
+import type { ApiParams, ApiPush, JobEvent, JobResult } from '../../src/shared/api.js';
 import { createApi, type Api } from '../../src/main/api/index.js';
 import { demoDir } from '../../src/main/engine/resources.js';
 import { ExperimentStore } from '../../src/main/store/index.js';
@@ -36,7 +36,7 @@ interface Finished {
 }
 
 /** Starts a job and collects its events until it ends; `during` sees each event as it comes. */
-async function runJob(job: JobSpec, during?: (e: JobEvent, jobId: string) => void): Promise<Finished> {
+async function runJob(job: ApiParams<'jobs.start'>['job'], during?: (e: JobEvent, jobId: string) => void): Promise<Finished> {
   const events: JobEvent[] = [];
   let jobId = '';
   const early: { jobId: string; event: JobEvent }[] = [];
@@ -114,12 +114,16 @@ describe('jobs through the app API', () => {
     expect(steps.length).toBeGreaterThanOrEqual(2);
     expect(first.end.kind === 'done' && first.end.status).toBe('paused');
     runId = first.runId!;
-    expect(store.getRun(runId)?.status).toBe('cancelled');
+    // paused, in the store as in the cell (not "cancelled")
+    expect(store.getRun(runId)?.status).toBe('paused');
 
     const second = await runJob({ kind: 'resume', runId });
     const r = result(second, 'train');
     expect(second.end.kind === 'done' && second.end.status).toBe('completed');
     expect(r.steps).toBe(8);
+    // the run page's status history: started, paused at its step, resumed, completed
+    expect(store.runEvents(runId).map((e) => e.status)).toEqual(['running', 'paused', 'running', 'completed']);
+    expect(store.runEvents(runId)[3]!.step).toBe(8);
     trained = r.model!;
     expect(existsSync(join(trained, 'config.json'))).toBe(true);
     // the curve a reloaded Train cell draws: every step once, val_loss at the eval steps
@@ -149,7 +153,19 @@ describe('jobs through the app API', () => {
   it('measures forgetting and gain against the base, with progress', async () => {
     const f = await runJob({ kind: 'eval', base: base(), checkpoints: [expanded, trained], benchmarks: ['builtin:general-ppl', 'builtin:code-ppl'], limit: 3 });
     const r = result(f, 'eval');
-    expect(f.events.some((e) => e.kind === 'progress')).toBe(true);
+    // one overall progress: evaluations (checkpoint × benchmark) done of all, the current one beside it
+    const progress = f.events.filter((e): e is Extract<JobEvent, { kind: 'progress' }> => e.kind === 'progress').map((e) => e.progress);
+    expect(progress.length).toBeGreaterThan(0);
+    const tasks = progress[0]!.total;
+    for (const p of progress) {
+      expect(p.unit).toBe('evaluations');
+      expect(p.total).toBe(tasks);
+      expect(p.current?.label).toMatch(/ × /);
+      expect(p.current!.done).toBeLessThanOrEqual(p.current!.total);
+    }
+    expect(progress.at(-1)!.done).toBe(tasks);
+    // done never goes back
+    expect(progress.every((p, i) => i === 0 || p.done >= progress[i - 1]!.done)).toBe(true);
     expect(r.compare!.rows.map((x) => x.role).sort()).toEqual(['new', 'old']);
     // the expanded model is the base, exactly: zero forgetting, zero gain
     for (const row of r.compare!.rows) expect(row.checkpoints[0].delta).toBeCloseTo(0, 12);
@@ -199,6 +215,26 @@ describe('jobs through the app API', () => {
     expect(cpu.backend).toBe('wasm');
     expect(gpu.decodeTokensPerSecond).toBeGreaterThan(0);
     expect(gpu.text).toBe(cpu.text);
+  });
+
+  it('completion mode continues the prompt as it is; top-k, repetition penalty and seed reach the sampler', async () => {
+    const settings = { temperature: 0, topP: 1, maxTokens: 12, mode: 'completion' as const };
+    const messages = [{ role: 'user' as const, content: 'def add(a, b):' }];
+    const greedy = result(await runJob({ kind: 'chat', model: trained, messages, settings }), 'chat');
+    expect(greedy.templated).toBe(false);
+    // a history before the prompt is not sent in completion mode: the same prompt tokens
+    const withHistory = result(await runJob({ kind: 'chat', model: trained, messages: [{ role: 'user', content: 'earlier' }, { role: 'assistant', content: 'answer' }, ...messages], settings }), 'chat');
+    expect(withHistory.promptTokens).toBe(greedy.promptTokens);
+    // top-k 1 is greedy whatever the temperature: only if top-k reaches the sampler
+    const hot = { ...settings, temperature: 1.5, seed: 3 };
+    const topK1 = result(await runJob({ kind: 'chat', model: trained, messages, settings: { ...hot, topK: 1 } }), 'chat');
+    expect(topK1.text).toBe(greedy.text);
+    // the same seed gives the same sampled answer; a strong repetition penalty changes the greedy one
+    const a = result(await runJob({ kind: 'chat', model: trained, messages, settings: hot }), 'chat');
+    const b = result(await runJob({ kind: 'chat', model: trained, messages, settings: hot }), 'chat');
+    expect(b.text).toBe(a.text);
+    const penalised = result(await runJob({ kind: 'chat', model: trained, messages, settings: { ...settings, repetitionPenalty: 5 } }), 'chat');
+    expect(penalised.text).not.toBe(greedy.text);
   });
 
   it('stops a chat mid-answer and keeps what was generated', async () => {

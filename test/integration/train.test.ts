@@ -177,6 +177,9 @@ describe('block-only tuning (method blocks)', () => {
     expect(paused.events.steps.map((s) => s.loss)).toEqual(straight.events.steps.slice(0, 10).map((s) => s.loss));
     expect(resumed.events.steps.map((s) => s.loss)).toEqual(straight.events.steps.slice(10).map((s) => s.loss));
     expect(resumed.events.steps.map((s) => s.gradNorm)).toEqual(straight.events.steps.slice(10).map((s) => s.gradNorm));
+    // elapsed time continues across the resume: the resumed session starts where the paused one's checkpoint ended
+    const pausedElapsed = paused.events.steps.at(-1)!.elapsedSeconds;
+    expect(resumed.events.steps[0]!.elapsedSeconds).toBeGreaterThan(pausedElapsed);
     const a = await readFile(join(straightOut(), 'model', 'model.safetensors'));
     const b = await readFile(join(resumeOut(), 'model', 'model.safetensors'));
     expect(a.equals(b)).toBe(true);

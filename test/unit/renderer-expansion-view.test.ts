@@ -45,7 +45,7 @@ describe('Expansion cell: config → plan → diagram', () => {
       'blocklab expand models/base --out out/x --blocks 2 --placement interleave',
     );
     expect(expandCommand('/my models/base', undefined, { positions: [{ position: 4 }, { position: 8, source: 7 }] })).toBe(
-      "blocklab expand '/my models/base' --out <folder> --positions 4,8:7",
+      "blocklab expand '/my models/base' --out <out-folder> --positions 4,8:7",
     );
   });
 });

@@ -59,7 +59,7 @@ describe('opening and migrating', () => {
     expect(s.db.pragma('application_id', { simple: true })).toBe(APPLICATION_ID);
     const tables = s.db.prepare(`SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name`).pluck().all();
     expect(tables).toEqual(
-      ['benchmarks', 'cells', 'chats', 'checkpoints', 'eval_results', 'expansions', 'metrics', 'notebooks', 'runs'].sort(),
+      ['benchmarks', 'cells', 'chats', 'checkpoints', 'eval_results', 'expansions', 'metrics', 'notebooks', 'run_events', 'runs'].sort(),
     );
   });
 
@@ -144,13 +144,15 @@ describe('opening and migrating', () => {
 });
 
 describe('the migration runner', () => {
+  // test-only migrations appended after this code's own (N = SCHEMA_VERSION of them)
+  const N = SCHEMA_VERSION;
   const v2: Migration = {
-    description: 'test-only v2: a tags table',
+    description: 'test-only: a tags table',
     up: `CREATE TABLE tags (run_id INTEGER REFERENCES runs(id), tag TEXT NOT NULL)`,
   };
   let v3Calls = 0;
   const v3: Migration = {
-    description: 'test-only v3: a function migration that rebuilds runs with foreign keys off',
+    description: 'test-only: a function migration that rebuilds runs with foreign keys off',
     foreignKeysOff: true,
     up: (db) => {
       v3Calls++;
@@ -158,24 +160,24 @@ describe('the migration runner', () => {
     },
   };
 
-  it('applies an injected v2 to a v1 database once, and not again', () => {
+  it('applies an injected migration to a current database once, and not again', () => {
     const path = fresh();
-    openStore(path).close(); // v1 on disk
+    openStore(path).close(); // version N on disk
     const db = new Database(path);
     try {
-      expect(userVersion(db)).toBe(1);
+      expect(userVersion(db)).toBe(N);
       const first = migrate(db, [...MIGRATIONS, v2]);
-      expect(first).toEqual({ from: 1, to: 2, applied: [2] });
+      expect(first).toEqual({ from: N, to: N + 1, applied: [N + 1] });
       expect(db.prepare(`SELECT count(*) FROM sqlite_schema WHERE name = 'tags'`).pluck().get()).toBe(1);
       const second = migrate(db, [...MIGRATIONS, v2]);
-      expect(second).toEqual({ from: 2, to: 2, applied: [] });
+      expect(second).toEqual({ from: N + 1, to: N + 1, applied: [] });
     } finally {
       db.close();
     }
-    // this code (knowing only v1) now refuses the file; code knowing v3 migrates it via open()
-    expect(() => openStore(path)).toThrow(/schema 2, this one knows 1/);
+    // this code (knowing only N) now refuses the file; code knowing N + 2 migrates it via open()
+    expect(() => openStore(path)).toThrow(new RegExp(`schema ${N + 1}, this one knows ${N}`));
     const s = openStore(path, { migrations: [...MIGRATIONS, v2, v3] });
-    expect(s.schemaVersion).toBe(3);
+    expect(s.schemaVersion).toBe(N + 2);
     expect(v3Calls).toBe(1);
     expect(s.db.pragma('foreign_keys', { simple: true })).toBe(1); // switched back on
     s.close();
@@ -186,7 +188,7 @@ describe('the migration runner', () => {
   it('takes a version-0 database through every migration in order', () => {
     const db = new Database(':memory:');
     try {
-      expect(migrate(db, [...MIGRATIONS, v2])).toEqual({ from: 0, to: 2, applied: [1, 2] });
+      expect(migrate(db, [...MIGRATIONS, v2])).toEqual({ from: 0, to: N + 1, applied: Array.from({ length: N + 1 }, (_, i) => i + 1) });
     } finally {
       db.close();
     }
@@ -198,8 +200,29 @@ describe('the migration runner', () => {
     const bad: Migration = { description: 'fails halfway', up: `CREATE TABLE half (x); CREATE TABLE half (x);` };
     expect(() => openStore(path, { migrations: [...MIGRATIONS, bad] })).toThrow();
     const s = openStore(path);
-    expect(s.schemaVersion).toBe(1);
+    expect(s.schemaVersion).toBe(N);
     expect(s.db.prepare(`SELECT count(*) FROM sqlite_schema WHERE name = 'half'`).pluck().get()).toBe(0);
+  });
+
+  it('v2 gives runs already in a v1 store a status history from their rows', () => {
+    const path = fresh();
+    mkdirSync(join(path, '..'), { recursive: true });
+    const db = new Database(path);
+    try {
+      migrate(db, MIGRATIONS.slice(0, 1));
+      db.exec(`INSERT INTO runs (kind, status, started_at, ended_at, last_step) VALUES ('train', 'cancelled', '2026-01-01T00:00:00Z', '2026-01-01T00:05:00Z', 7)`);
+      db.exec(`INSERT INTO runs (kind, status, started_at) VALUES ('eval', 'running', '2026-01-02T00:00:00Z')`);
+    } finally {
+      db.close();
+    }
+    const s = openStore(path);
+    expect(s.runEvents(1)).toEqual([
+      { at: '2026-01-01T00:00:00Z', status: 'running', step: null, note: null },
+      { at: '2026-01-01T00:05:00Z', status: 'cancelled', step: 7, note: null },
+    ]);
+    // the still-running run (its process long gone) got its start, then open() marked it interrupted
+    expect(s.runEvents(2).map((e) => e.status)).toEqual(['running', 'interrupted']);
+    s.close();
   });
 });
 
@@ -270,6 +293,26 @@ describe('checkpoints, expansions and runs', () => {
     expect(() => s.updateRun(999, { name: 'x' })).toThrow(BlocklabError);
     expect(() => s.heartbeat(999)).toThrow(/has no run 999/);
     expect(s.getRun(999)).toBeUndefined();
+  });
+
+  it('keeps each run\'s status history: started, paused at its step, resumed, failed with the reason', () => {
+    const s = openStore(fresh());
+    const id = s.createRun({ kind: 'train', config: {}, totalSteps: 40 });
+    s.heartbeat(id, 12);
+    s.finishRun(id, { status: 'paused', lastStep: 12 });
+    s.updateRun(id, { status: 'running', error: null, endedAt: null });
+    s.updateRun(id, { name: 'no status change' });
+    s.heartbeat(id, 30);
+    s.finishRun(id, { status: 'failed', error: 'the training loss became NaN at step 31' });
+    const events = s.runEvents(id);
+    expect(events.map((e) => [e.status, e.step, e.note])).toEqual([
+      ['running', null, null],
+      ['paused', 12, null],
+      ['running', 12, null],
+      ['failed', 30, 'the training loss became NaN at step 31'],
+    ]);
+    expect(events.every((e) => !Number.isNaN(Date.parse(e.at)))).toBe(true);
+    expect(s.getRun(id)!.status).toBe('failed');
   });
 
   it('enforces foreign keys', () => {

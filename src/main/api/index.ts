@@ -111,8 +111,40 @@ async function demoNotebookCells(work: string): Promise<{ name: string; cells: C
   return { name: nb.name, cells: nb.cells };
 }
 
+/** Checkpoints whose parent chain reaches one of `roots` (not the roots, nor any of `exclude`), oldest first. */
+function descendantsOf(all: CheckpointRow[], roots: Set<number>, exclude: CheckpointRow[]): CheckpointRow[] {
+  const inside = new Set(roots);
+  const skip = new Set(exclude.map((c) => c.id));
+  let grew = true;
+  while (grew) {
+    grew = false;
+    for (const c of all) {
+      if (!inside.has(c.id) && c.parentId !== null && inside.has(c.parentId)) {
+        inside.add(c.id);
+        grew = true;
+      }
+    }
+  }
+  return all.filter((c) => inside.has(c.id) && !roots.has(c.id) && !skip.has(c.id)).sort((a, b) => a.id - b.id);
+}
+
 export function createApi(ctx: ApiContext): Api {
   const { store } = ctx;
+
+  /** A run with its metric curves (all, or the named ones), one point per step. */
+  function runDetail(id: number, metrics?: string[]): RunDetail {
+    const run = store.getRun(id);
+    if (!run) throw new BlocklabError(`there is no run ${id} in the store`);
+    const curves: Record<string, [number, number][]> = {};
+    // a resumed run may hold two rows for a step: the later one wins
+    const byName = new Map<string, Map<number, number>>();
+    for (const m of store.getMetrics(id, metrics)) {
+      if (!byName.has(m.name)) byName.set(m.name, new Map());
+      byName.get(m.name)!.set(m.step, m.value);
+    }
+    for (const [name, points] of byName) curves[name] = [...points].sort((a, b) => a[0] - b[0]);
+    return { ...runSummary(run), curves };
+  }
   // Reading a checkpoint's headers trusts nothing in them, but a hostile file can still make that
   // slow (a 100 MB header): it runs in an engine process, never on this event loop.
   const inspectQueue = new EngineQueue({ idleMs: 5 * 60_000, maxWaiting: 32, what: 'checkpoint inspections' });
@@ -249,6 +281,19 @@ export function createApi(ctx: ApiContext): Api {
       for (const c of store.listCheckpoints()) if (!newest.has(c.path) || newest.get(c.path)!.id < c.id) newest.set(c.path, c);
       return [...newest.values()].sort((a, b) => a.id - b.id).map(checkpointSummary);
     },
+    async 'checkpoints.descendants'(p) {
+      const path = resolve(p.path);
+      const all = store.listCheckpoints();
+      const here = all.filter((c) => c.path === path);
+      const newest = here.sort((a, b) => b.id - a.id)[0];
+      let freePath = path;
+      for (let i = 2; existsSync(freePath); i++) freePath = `${path}-${i}`;
+      return {
+        checkpoint: newest ? checkpointSummary(newest) : null,
+        descendants: descendantsOf(all, new Set(here.map((c) => c.id)), here).map(checkpointSummary),
+        freePath,
+      };
+    },
     async 'checkpoints.inspect'(p) {
       const path = resolve(p.path);
       const info = await inspect(path);
@@ -296,22 +341,25 @@ export function createApi(ctx: ApiContext): Api {
     },
 
     'runs.list': (p) => store.listRuns({ kind: p.kind, limit: p.limit ?? 200 }).map(runSummary),
-    'runs.get': (p) => {
-      const out: RunDetail[] = [];
-      for (const id of p.ids) {
-        const run = store.getRun(id);
-        if (!run) throw new BlocklabError(`there is no run ${id} in the store`);
-        const curves: Record<string, [number, number][]> = {};
-        // a resumed run may hold two rows for a step: the later one wins
-        const byName = new Map<string, Map<number, number>>();
-        for (const m of store.getMetrics(id, p.metrics)) {
-          if (!byName.has(m.name)) byName.set(m.name, new Map());
-          byName.get(m.name)!.set(m.step, m.value);
-        }
-        for (const [name, points] of byName) curves[name] = [...points].sort((a, b) => a[0] - b[0]);
-        out.push({ ...runSummary(run), curves });
+    'runs.get': (p) => p.ids.map((id) => runDetail(id, p.metrics)),
+    'runs.page': (p) => {
+      const run = runDetail(p.id);
+      const all = store.listCheckpoints();
+      const made = all.filter((c) => c.runId === p.id || c.id === run.resultCheckpointId);
+      const lineage: CheckpointSummary[] = [];
+      const seen = new Set<number>();
+      for (let row = run.baseCheckpointId !== null ? store.getCheckpoint(run.baseCheckpointId) : undefined; row && !seen.has(row.id); row = row.parentId !== null ? store.getCheckpoint(row.parentId) : undefined) {
+        seen.add(row.id);
+        lineage.push(checkpointSummary(row));
       }
-      return out;
+      const result = made.filter((c) => !checkpointSummary(c).intermediate);
+      return {
+        run,
+        events: store.runEvents(p.id),
+        checkpoints: made.map(checkpointSummary),
+        lineage,
+        descendants: descendantsOf(all, new Set(result.map((c) => c.id)), made).map(checkpointSummary),
+      };
     },
 
     async 'sql.query'(p) {
@@ -320,6 +368,21 @@ export function createApi(ctx: ApiContext): Api {
       const request = { kind: 'sql' as const, storePath: ctx.storePath, sql: p.sql, maxRows: p.maxRows ?? DEFAULT_QUERY_MAX_ROWS };
       const limitMs = ctx.sqlTimeoutMs ?? SQL_TIMEOUT_MS;
       return (await sqlQueue.run(request, limitMs, (ms) => `the query took longer than ${ms / 1000} s and was stopped; add a LIMIT or a WHERE`)) as unknown as ApiResults['sql.query'];
+    },
+
+    'sql.schema': () => {
+      const q = store.query(
+        `SELECT m.name, p.name, p.type FROM sqlite_schema m, pragma_table_info(m.name) p
+         WHERE m.type IN ('table', 'view') AND m.name NOT LIKE 'sqlite_%' ORDER BY m.name, p.cid`,
+        [],
+        { maxRows: 10_000 },
+      );
+      const tables = new Map<string, { name: string; type: string }[]>();
+      for (const [table, column, type] of q.rows as [string, string, string][]) {
+        if (!tables.has(table)) tables.set(table, []);
+        tables.get(table)!.push({ name: column, type: type || '' });
+      }
+      return { tables: [...tables].map(([name, columns]) => ({ name, columns })) };
     },
 
     'jobs.start': (p) => jobs.start(p.job),

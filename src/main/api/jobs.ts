@@ -7,7 +7,8 @@
 import { randomUUID } from 'node:crypto';
 import { basename, join, resolve } from 'node:path';
 import type { ApiPush, GgufNllChange, JobEvent, JobInfo, JobResult, JobSpec, TrainSpec } from '../../shared/api.js';
-import { DEFAULT_ADAMW, TRAIN_DEFAULTS, TrainJobSchema, type FromEngine, type TrainJob } from '../../shared/jobs.js';
+import type { FromEngine, TrainJob } from '../../shared/jobs.js';
+import { buildTrainJob } from '../../shared/train-spec.js';
 import type { CompareReport, EvalReport } from '../../shared/benchmarks.js';
 import { ExpansionRequestError, inConfigTerms, planExpansion, type ExpansionRecord, type ExpansionRequest } from '../../shared/expansion.js';
 import { checkWritableFile, checkWritableTarget, type OutputKind } from '../engine/atomic.js';
@@ -31,7 +32,6 @@ interface Active {
   info: JobInfo;
   cancel(): void;
   pause(): void;
-  paused: boolean;
   cancelled?: boolean;
   /** the folder a training job writes */
   out?: string;
@@ -46,34 +46,16 @@ function slug(text: string): string {
   return text.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 40) || 'run';
 }
 
-/** The full training job for a Train cell's settings: the trainer's defaults for the rest. */
+/** The full training job for a Train cell's settings (the builder `blocklab train` uses too), its paths resolved here. */
 export function trainJobFromSpec(spec: TrainSpec, ctx: Pick<JobContext, 'workDir' | 'storePath'>): TrainJob {
   const method = spec.method.kind === 'last' ? `last${spec.method.k}` : spec.method.kind;
-  const job = {
-    model: resolve(spec.model),
-    data: { paths: spec.data.map((p) => resolve(p)), ...(spec.textColumn ? { textColumn: spec.textColumn } : {}) },
-    out: resolve(spec.out ?? join(ctx.workDir, 'runs', `${slug(spec.name ?? method)}-${stamp()}`)),
-    method: spec.method,
-    steps: spec.steps,
-    lr: spec.lr,
-    batch: spec.batch,
-    seq: spec.seq,
-    gradAccum: spec.gradAccum ?? TRAIN_DEFAULTS.gradAccum,
-    warmup: spec.warmup ?? Math.min(TRAIN_DEFAULTS.warmup, Math.floor(spec.steps / 10)),
-    minLrRatio: TRAIN_DEFAULTS.minLrRatio,
-    seed: spec.seed ?? TRAIN_DEFAULTS.seed,
-    adamw: { ...DEFAULT_ADAMW },
-    clip: TRAIN_DEFAULTS.clip,
-    saveEvery: spec.saveEvery ?? TRAIN_DEFAULTS.saveEvery,
-    evalEvery: spec.evalEvery ?? TRAIN_DEFAULTS.evalEvery,
-    evalBatches: TRAIN_DEFAULTS.evalBatches,
-    valFraction: TRAIN_DEFAULTS.valFraction,
-    keepCheckpoints: TRAIN_DEFAULTS.keepCheckpoints,
-    cacheDir: join(resolve(ctx.storePath, '..'), 'cache'),
-    resume: false,
-    ...(spec.backend ? { backend: spec.backend } : {}),
-  };
-  return TrainJobSchema.parse(job);
+  return buildTrainJob(
+    { ...spec, model: resolve(spec.model), data: spec.data.map((p) => resolve(p)) },
+    {
+      out: resolve(spec.out ?? join(ctx.workDir, 'runs', `${slug(spec.name ?? method)}-${stamp()}`)),
+      cacheDir: join(resolve(ctx.storePath, '..'), 'cache'),
+    },
+  );
 }
 
 /** Fails fast, before the expansion starts, on one the model cannot take. */
@@ -130,15 +112,18 @@ export class JobManager {
   cancel(jobId: string): boolean {
     const a = this.active.get(jobId);
     if (!a) return false;
+    a.info.stopping = 'stop';
     a.cancel();
+    this.ctx.push({ type: 'changed', what: 'runs' });
     return true;
   }
 
   pause(jobId: string): boolean {
     const a = this.active.get(jobId);
     if (!a || a.info.kind !== 'train' && a.info.kind !== 'resume') return false;
-    a.paused = true;
+    a.info.stopping = 'pause';
     a.pause();
+    this.ctx.push({ type: 'changed', what: 'runs' });
     return true;
   }
 
@@ -196,12 +181,13 @@ export class JobManager {
     if (output) await this.checkOutput(output);
     if (spec.kind === 'expand') await checkExpansion(this.ctx.inspect, spec.model, spec.config);
     const jobId = randomUUID().slice(0, 8);
-    const info: JobInfo = { jobId, kind: spec.kind, runId: null, startedAt: new Date().toISOString(), last: null };
+    const info: JobInfo = { jobId, kind: spec.kind, runId: null, startedAt: new Date().toISOString(), last: null, step: null, stopping: null };
     const emit = (event: JobEvent) => {
       if (event.kind !== 'log' && event.kind !== 'token') info.last = event;
-      this.ctx.push({ type: 'job', jobId, event });
+      if (event.kind === 'step') info.step = event.metrics;
+      this.ctx.push({ type: 'job', jobId, runId: info.runId, event });
     };
-    const entry: Active = { info, cancel: () => {}, pause: () => {}, paused: false };
+    const entry: Active = { info, cancel: () => {}, pause: () => {} };
     this.active.set(jobId, entry);
     const end = (event: JobEvent) => {
       this.active.delete(jobId);
@@ -247,13 +233,13 @@ export class JobManager {
     );
     entry.info.runId = handle.runId;
     entry.cancel = () => handle.cancel();
-    entry.pause = () => handle.cancel();
+    entry.pause = () => handle.pause();
     this.ctx.push({ type: 'changed', what: 'runs' });
     void handle.done.then((o) => {
       this.ctx.push({ type: 'changed', what: 'runs' });
       this.ctx.push({ type: 'changed', what: 'checkpoints' });
       if ('result' in o) {
-        const status = entry.paused && o.status === 'cancelled' ? 'paused' : o.status;
+        const status = o.status;
         const model = (o.result.model as string | null) ?? null;
         end({ kind: 'done', status, result: { kind: 'train', runId: o.runId, model, steps: Number(o.result.steps ?? 0), summary: o.result } });
       } else {
@@ -288,10 +274,15 @@ export class JobManager {
         request = {
           kind: 'generate',
           model: resolve(spec.model),
-          messages: spec.messages.filter((m) => m.role !== 'system'),
+          // completion: the last user text is continued as it is (no template, no history), as `generate --prompt` does
+          ...(spec.settings.mode === 'completion'
+            ? { prompt: spec.messages.filter((m) => m.role === 'user').at(-1)?.content ?? '' }
+            : { messages: spec.messages.filter((m) => m.role !== 'system') }),
           system: spec.settings.system,
           temperature: spec.settings.temperature,
           topP: spec.settings.topP,
+          topK: spec.settings.topK,
+          repetitionPenalty: spec.settings.repetitionPenalty,
           maxTokens: spec.settings.maxTokens,
           seed: spec.settings.seed,
           useTemplate: spec.settings.useTemplate,

@@ -36,7 +36,8 @@ import { parseMethod } from '../engine/trainable.js';
 import { TRAIN_DEFAULTS } from '../engine/trainer.js';
 import { resumableTrainJob } from '../jobs/resume.js';
 import { DEFAULT_ADAMW } from '../engine/optimizer.js';
-import { TrainJobSchema, type TrainJob } from '../../shared/jobs.js';
+import type { TrainJob } from '../../shared/jobs.js';
+import { buildTrainJob, TrainSpecSchema, trainSpecProblem } from '../../shared/train-spec.js';
 import { dirname, join, resolve as resolvePath } from 'node:path';
 import { jsonSyntaxProblem } from '../../shared/json-error.js';
 
@@ -256,7 +257,8 @@ program
   .command('generate')
   .description('generate text with a KV cache, streaming to stdout')
   .argument('<model>', 'Hugging Face checkpoint folder')
-  .requiredOption('--prompt <text>', 'the prompt')
+  .option('--prompt <text>', 'the text to continue (or, with --chat, the user turn)')
+  .option('--messages <json>', 'a conversation instead of --prompt: a JSON array of {"role": "user"|"assistant", "content"} ending with the user turn (as a Chat cell sends it); with --chat in the chat template, else as plain text turns')
   .option('--max-tokens <n>', 'most tokens to generate', intOption('--max-tokens'), 128)
   .option('--temperature <t>', '0 = greedy', floatOption('--temperature'), 0.7)
   .option('--top-p <p>', 'nucleus sampling', floatOption('--top-p'), 0.9)
@@ -267,12 +269,15 @@ program
   .option('--chat', "format the prompt with the tokenizer's chat template")
   .option('--system <text>', 'system prompt (with --chat)')
   .option('--json', 'print one JSON document at the end instead of streaming')
-  .action(async (dir: string, o: { prompt: string; maxTokens: number; temperature: number; topP: number; topK: number; repetitionPenalty: number; stop?: string[]; seed: number; chat?: boolean; system?: string }, cmd: Command) => {
+  .action(async (dir: string, o: { prompt?: string; messages?: string; maxTokens: number; temperature: number; topP: number; topK: number; repetitionPenalty: number; stop?: string[]; seed: number; chat?: boolean; system?: string }, cmd: Command) => {
     const json = globals(cmd).json;
+    if ((o.prompt === undefined) === (o.messages === undefined)) throw new BlocklabError('give exactly one of --prompt TEXT or --messages JSON');
+    const messages = o.messages === undefined ? undefined : parseMessagesOption(o.messages);
     const loaded = await loadModel(dir, globals(cmd).backend);
     try {
       const r = await generateText(loaded, {
-        prompt: o.prompt,
+        prompt: o.prompt ?? '',
+        ...(messages ? { messages, useTemplate: o.chat === true } : {}),
         chat: o.chat,
         system: o.system,
         maxTokens: o.maxTokens,
@@ -307,6 +312,22 @@ program
       loaded.dispose();
     }
   });
+
+/** --messages: a JSON array of chat turns, checked before a model loads. */
+function parseMessagesOption(text: string): { role: 'user' | 'assistant'; content: string }[] {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (e) {
+    throw new BlocklabError(`--messages is not valid JSON (${(e as Error).message}); give e.g. '[{"role":"user","content":"Hello"}]'`);
+  }
+  const ok =
+    Array.isArray(raw) &&
+    raw.length > 0 &&
+    raw.every((m) => typeof m === 'object' && m !== null && (m.role === 'user' || m.role === 'assistant') && typeof m.content === 'string');
+  if (!ok) throw new BlocklabError('--messages must be a non-empty JSON array of {"role": "user" or "assistant", "content": "…"}; put a system prompt in --system');
+  return raw as { role: 'user' | 'assistant'; content: string }[];
+}
 
 // ---------------------------------------------------------------------------- export
 program
@@ -378,7 +399,7 @@ interface TrainCliOptions {
   batch: number;
   seq: number;
   gradAccum: number;
-  warmup: number;
+  warmup?: number;
   minLrRatio: number;
   seed: number;
   weightDecay: number;
@@ -402,6 +423,7 @@ interface TrainCliOptions {
   name?: string;
 }
 
+/** The options as a TrainSpec (the schema the app's Train cell validates against), then the one job builder. */
 function trainJobFrom(model: string, o: TrainCliOptions, cmd: Command, storePath: string): TrainJob {
   const layers = o.trainableLayers
     ? o.trainableLayers.split(',').map((x) => {
@@ -410,9 +432,12 @@ function trainJobFrom(model: string, o: TrainCliOptions, cmd: Command, storePath
         return n;
       })
     : undefined;
-  const job = {
+  const spec = {
     model,
-    data: { paths: o.data, include: o.include, exclude: o.exclude, ...(o.textColumn && o.textColumn !== 'text' ? { textColumn: o.textColumn } : {}) },
+    data: o.data,
+    include: o.include,
+    exclude: o.exclude,
+    ...(o.textColumn && o.textColumn !== 'text' ? { textColumn: o.textColumn } : {}),
     out: o.out,
     method: parseMethod(o.method, { loraRank: o.loraRank, loraAlpha: o.loraAlpha, loraTargets: o.loraTargets, trainableLayers: layers }),
     steps: o.steps,
@@ -423,24 +448,26 @@ function trainJobFrom(model: string, o: TrainCliOptions, cmd: Command, storePath
     warmup: o.warmup,
     minLrRatio: o.minLrRatio,
     seed: o.seed,
-    adamw: { ...DEFAULT_ADAMW, beta1: o.beta1, beta2: o.beta2, weightDecay: o.weightDecay },
+    weightDecay: o.weightDecay,
+    beta1: o.beta1,
+    beta2: o.beta2,
     clip: o.clip,
     saveEvery: o.saveEvery,
     evalEvery: o.evalEvery,
     evalBatches: o.evalBatches,
     valFraction: o.valFraction,
     keepCheckpoints: o.keepCheckpoints,
+    name: o.name,
+  };
+  const parsed = TrainSpecSchema.safeParse(spec);
+  if (!parsed.success) throw new BlocklabError(trainSpecProblem(spec) ?? parsed.error.issues[0]?.message ?? 'invalid training options');
+  return buildTrainJob(parsed.data, {
+    out: o.out,
     cacheDir: join(dirname(storePath), 'cache'),
     resume: o.resume ?? false,
     backend: globals(cmd).backend,
     stopAfter: o.stopAfter,
-  };
-  const parsed = TrainJobSchema.safeParse(job);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new BlocklabError(`--${String(issue?.path[0] ?? 'option').replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())}: ${issue?.message}`);
-  }
-  return parsed.data;
+  });
 }
 
 /** Runs a training job in an engine process with a progress bar; Ctrl-C stops it with a checkpoint. */
@@ -542,7 +569,7 @@ function addTrainOptions(c: Command): Command {
     .option('--batch <b>', 'sequences per micro-batch', intOption('--batch'), TRAIN_DEFAULTS.batch)
     .option('--seq <t>', 'tokens per sequence', intOption('--seq'), TRAIN_DEFAULTS.seq)
     .option('--grad-accum <a>', 'micro-batches per optimizer step', intOption('--grad-accum'), TRAIN_DEFAULTS.gradAccum)
-    .option('--warmup <w>', 'linear warmup steps, then cosine decay', intOption('--warmup'), TRAIN_DEFAULTS.warmup)
+    .option('--warmup <w>', `linear warmup steps, then cosine decay (default: ${TRAIN_DEFAULTS.warmup}, or a tenth of a shorter run)`, intOption('--warmup'))
     .option('--min-lr-ratio <r>', 'final learning rate as a fraction of --lr', floatOption('--min-lr-ratio'), TRAIN_DEFAULTS.minLrRatio)
     .option('--seed <s>', 'data order and LoRA init', intOption('--seed'), TRAIN_DEFAULTS.seed)
     .option('--weight-decay <wd>', 'AdamW decoupled weight decay (matrices only)', floatOption('--weight-decay'), DEFAULT_ADAMW.weightDecay)
@@ -573,8 +600,14 @@ addTrainOptions(
   .requiredOption('--out <dir>', 'run folder: checkpoint-N/ folders and the final model/')
   .option('--resume', 'continue the run in --out from its newest checkpoint')
   .option('--stop-after <n>', 'pause after step N with a checkpoint (resume later with --resume)', intOption('--stop-after'))
+  .option('--dry-run', 'print the full training job these options make (every default filled in) and stop')
   .option('--json', 'print one JSON document at the end')
-  .action(async (model: string, o: TrainCliOptions, cmd: Command) => {
+  .action(async (model: string, o: TrainCliOptions & { dryRun?: boolean }, cmd: Command) => {
+    if (o.dryRun) {
+      const job = trainJobFrom(model, o, cmd, resolvePath(globals(cmd).store ?? defaultStorePath()));
+      emit(cmd, { job, name: o.name ?? null }, () => JSON.stringify(job, null, 2));
+      return;
+    }
     const store = openStore(cmd);
     try {
       const job = trainJobFrom(model, o, cmd, store.path);

@@ -307,7 +307,11 @@ export interface RunEvalOptions {
   /** a name for the run */
   name?: string;
   signal?: AbortSignal;
-  onProgress?: (p: EvalProgress & { checkpoint: string }) => void;
+  /**
+   * Progress within the current (checkpoint, benchmark) evaluation, with where that is in the
+   * whole: `task` of `tasks` (0-based), and an ETA for all of them (null until it can be guessed).
+   */
+  onProgress?: (p: EvalProgress & { checkpoint: string; task: number; tasks: number; overallEtaSeconds: number | null }) => void;
   /** one line per event worth telling (loading a model, a reused result) */
   log?: (line: string) => void;
   /** write lm-evaluation-harness's results file (and, with logSamples, samples JSONL; nothing is reused then) per model under dir */
@@ -496,6 +500,15 @@ export async function runEval(store: ExperimentStore, opts: RunEvalOptions): Pro
   let step = 0;
   // per-document samples exist only for what is computed now
   const force = (opts.force ?? false) || (opts.output?.logSamples ?? false);
+  const tasks = models.length * benches.length;
+  const evalStart = performance.now();
+  /** the whole evaluation's ETA from how far it has got: (task + done/total) of `tasks` */
+  const overallEta = (done: number, total: number): number | null => {
+    const fraction = (step + (total > 0 ? done / total : 1)) / tasks;
+    const elapsed = (performance.now() - evalStart) / 1000;
+    return fraction > 0 && fraction < 1 && elapsed > 0.5 ? (elapsed * (1 - fraction)) / fraction : fraction >= 1 ? 0 : null;
+  };
+  const progress = (p: EvalProgress, checkpoint: string) => opts.onProgress?.({ ...p, checkpoint, task: step, tasks, overallEtaSeconds: overallEta(p.done, p.total) });
   try {
     for (const m of models) {
       let loaded: LoadedModel | null = null;
@@ -509,6 +522,8 @@ export async function runEval(store: ExperimentStore, opts: RunEvalOptions): Pro
             const values = new Map([...reuse].map(([metric, r]) => [metric, { value: r.value, stderr: r.stderr, n: r.nItems ?? 0 }]));
             results.push(...resultRows(m.label, m.checkpoint_id, b, values, true));
             if (b.bench) harness.push({ bench: b.bench, shots: b.setup.shots, limit: b.setup.limit, metrics: [...values].map(([metric, v]) => ({ metric, ...v })), n: values.values().next().value?.n ?? 0 });
+            const n = [...values.values()][0]?.n ?? 0;
+            progress({ benchmark: b.header.name, done: n, total: n, unit: 'items', elapsedSeconds: 0, etaSeconds: 0 }, m.label);
           } else {
             if (!b.bench) {
               throw new BlocklabError(
@@ -528,7 +543,7 @@ export async function runEval(store: ExperimentStore, opts: RunEvalOptions): Pro
               seed: opts.seed,
               fewshot: b.fewshot,
               signal: opts.signal,
-              onProgress: opts.onProgress ? (p) => opts.onProgress!({ ...p, checkpoint: m.label }) : undefined,
+              onProgress: opts.onProgress ? (p) => progress(p, m.label) : undefined,
             });
             saveEvalResults(store, {
               runId,

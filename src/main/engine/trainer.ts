@@ -130,6 +130,8 @@ interface TrainerState {
   options: Record<string, unknown>;
   last_loss: number | null;
   first_loss: number | null;
+  /** training-loop seconds up to this checkpoint, over every session of the run (absent before 0.1 stores) */
+  elapsed_seconds?: number;
 }
 
 const STATE_FILE = 'trainer_state.json';
@@ -347,9 +349,12 @@ export async function train(opts: TrainOptions, events: TrainEvents = {}, signal
   let sampler = new BatchSampler(corpus.numTrain, opts.batch, opts.seed);
   let startStep = 0;
   let firstLoss: number | null = null;
+  /** the loop time of the sessions before this one: elapsed time continues across a resume */
+  let elapsedBefore = 0;
   if (state && resumeDir) {
     startStep = state.step;
     firstLoss = state.first_loss;
+    elapsedBefore = typeof state.elapsed_seconds === 'number' && Number.isFinite(state.elapsed_seconds) ? state.elapsed_seconds : 0;
     sampler = BatchSampler.restore(corpus.numTrain, opts.batch, opts.seed, state.sampler);
     await loadOptimizer(join(resumeDir, OPTIMIZER_FILE), optimizer, set);
     if (isLora) await loadAdapter(join(resumeDir, 'adapter_model.safetensors'), set);
@@ -421,6 +426,7 @@ export async function train(opts: TrainOptions, events: TrainEvents = {}, signal
       options: resumeKey(opts),
       last_loss: lastLoss,
       first_loss: firstLoss,
+      elapsed_seconds: elapsedBefore + (performance.now() - loopStart) / 1000,
     };
     const extras = async (tmp: string) => {
       await writeSafetensors(join(tmp, OPTIMIZER_FILE), optimizerTensors(optimizer, set), { step: String(optimizer.step) });
@@ -504,7 +510,7 @@ export async function train(opts: TrainOptions, events: TrainEvents = {}, signal
         lr,
         gradNorm,
         tokensPerSecond: tokensPerStep / seconds,
-        elapsedSeconds: (performance.now() - loopStart) / 1000,
+        elapsedSeconds: elapsedBefore + (performance.now() - loopStart) / 1000,
         etaSeconds: ((opts.steps - done) * tokensPerStep) / rate,
       });
       if (opts.evalEvery > 0 && done % opts.evalEvery === 0 && done < opts.steps) {

@@ -70,8 +70,19 @@ async function runEvalJob(r: Extract<JobRequest, { kind: 'eval' }>): Promise<Res
       name: r.name,
       backend: r.backend,
       signal: controller.signal,
-      onProgress: (p: { checkpoint: string; benchmark: string; done: number; total: number; unit: string; etaSeconds: number | null }) =>
-        void send({ type: 'progress', progress: { done: p.done, total: p.total, unit: p.unit, message: `${p.checkpoint} × ${p.benchmark}`, etaSeconds: p.etaSeconds } }),
+      // one overall progress (evaluations of checkpoint × benchmark) with the current one beside it
+      onProgress: (p: { checkpoint: string; benchmark: string; done: number; total: number; unit: string; task: number; tasks: number; overallEtaSeconds: number | null }) =>
+        void send({
+          type: 'progress',
+          progress: {
+            done: p.task + (p.total > 0 && p.done >= p.total ? 1 : 0),
+            total: p.tasks,
+            unit: 'evaluations',
+            message: `${p.checkpoint} × ${p.benchmark}`,
+            etaSeconds: p.overallEtaSeconds,
+            current: { label: `${p.checkpoint} × ${p.benchmark}`, done: p.done, total: p.total, unit: p.unit },
+          },
+        }),
     };
     if (r.base) {
       const others = r.checkpoints.filter((c) => resolve(c) !== resolve(r.base!));
@@ -120,11 +131,12 @@ async function runGenerate(r: Extract<JobRequest, { kind: 'generate' }>, keep: b
     // generateText's own refusal speaks of passing token ids, which a chat cannot do
     if (!loaded.tokenizer) throw new BlocklabError('has no tokenizer.json, which chat needs; add the tokenizer files to the folder', { file: r.model });
     const result = await generateText(loaded, {
-      prompt: '',
-      messages: r.messages,
-      system: r.system || undefined,
+      prompt: r.prompt ?? '',
+      ...(r.messages ? { messages: r.messages, system: r.system || undefined } : {}),
       temperature: r.temperature,
       topP: r.topP,
+      topK: r.topK,
+      repetitionPenalty: r.repetitionPenalty,
       maxTokens: r.maxTokens,
       seed: r.seed,
       useTemplate: r.useTemplate,

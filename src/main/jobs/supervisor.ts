@@ -42,6 +42,8 @@ export interface JobHandle {
    * resumes from its last checkpoint.
    */
   cancel(graceMs?: number): void;
+  /** the same, recorded as paused: a stop meant to be resumed */
+  pause(): void;
   /** kills the engine process at once */
   kill(signal?: NodeJS.Signals): void;
   done: Promise<JobOutcome>;
@@ -123,6 +125,8 @@ export interface TaskHandle {
   cancel(): void;
   kill(signal?: NodeJS.Signals): void;
   done: Promise<TaskOutcome>;
+  /** resolves when the engine process is up and has the request (a cold start can take seconds) */
+  sent: Promise<void>;
 }
 
 /**
@@ -207,13 +211,14 @@ export class EngineWorker {
     });
     if (!this.child) this.ready = this.start();
     const child = this.child!;
-    void this.ready!.then(() => {
+    const sent = this.ready!.then(() => {
       if (!this.job || this.child !== child) return;
       child.send({ type: 'start', request, keep: this.opts.keepAlive });
       opts.onSent?.();
       if (cancelRequested) child.send({ type: 'cancel' });
     });
     return {
+      sent,
       pid: child.pid,
       cancel: () => {
         cancelRequested = true;
@@ -387,6 +392,7 @@ export function startJob(
   let cancelRequested = false;
   let cancelAcknowledged = false;
   let killTimer: NodeJS.Timeout | undefined;
+  let pauseRequested = false;
   const sendToEngine = (m: ToEngine) => child.send(m);
 
   const done = new Promise<JobOutcome>((resolveDone) => {
@@ -407,7 +413,7 @@ export function startJob(
           const modelDir = outcome.result.model as string | null;
           if (modelDir) resultCheckpointId = await registerCheckpointDir(store, modelDir, 'train', { parentId: baseCheckpointId, runId, info: { method: outcome.result.method } });
           store.finishRun(runId, {
-            status: outcome.status === 'paused' ? 'cancelled' : outcome.status,
+            status: outcome.status,
             summary: outcome.result,
             resultCheckpointId,
             lastStep: Number(outcome.result.steps ?? lastStep),
@@ -457,6 +463,7 @@ export function startJob(
             metrics.add(m.metrics.step, 'lr', m.metrics.lr);
             metrics.add(m.metrics.step, 'grad_norm', m.metrics.gradNorm);
             metrics.add(m.metrics.step, 'tokens_per_second', m.metrics.tokensPerSecond);
+            metrics.add(m.metrics.step, 'elapsed_seconds', m.metrics.elapsedSeconds);
             store!.heartbeat(runId, m.metrics.step);
           }
           events.onStep?.(m.metrics);
@@ -470,7 +477,8 @@ export function startJob(
           events.onCheckpoint?.(m.step, m.dir);
           break;
         case 'done': {
-          const status = (m.result.stopped as string) === 'completed' ? 'completed' : (m.result.stopped as string) === 'paused' ? 'paused' : 'cancelled';
+          const stopped = m.result.stopped as string;
+          const status = stopped === 'completed' ? 'completed' : stopped === 'paused' || pauseRequested ? 'paused' : 'cancelled';
           void finish({ status, runId, result: m.result });
           break;
         }
@@ -486,7 +494,7 @@ export function startJob(
       if (cancelRequested && !cancelAcknowledged && signal === 'SIGKILL') {
         // killed by cancel() for not answering: what the user asked for, minus the last checkpoint
         events.onLog?.(`the engine process did not answer the stop request within ${CANCEL_GRACE_MS / 1000} s and was ended; the run resumes from its last checkpoint`);
-        void finish({ status: 'cancelled', runId, result: { stopped: 'cancelled', killed: true, steps: lastStep, model: null } });
+        void finish({ status: pauseRequested ? 'paused' : 'cancelled', runId, result: { stopped: pauseRequested ? 'paused' : 'cancelled', killed: true, steps: lastStep, model: null } });
         return;
       }
       const { message, interrupted } = describeExit(code, signal, stderrTail());
@@ -505,6 +513,10 @@ export function startJob(
         killTimer = setTimeout(() => child.kill('SIGKILL'), graceMs);
         killTimer.unref?.();
       }
+    },
+    pause() {
+      pauseRequested = true;
+      this.cancel();
     },
     kill(signal = 'SIGKILL') {
       child.kill(signal);

@@ -22,6 +22,7 @@ export {
   type ExpansionRow,
   type NewRun,
   type RunRow,
+  type RunEventRow,
   type RunUpdate,
   type FinishRun,
   type MetricRow,

@@ -38,7 +38,7 @@ CREATE TABLE runs (
   id                   INTEGER PRIMARY KEY,
   kind                 TEXT NOT NULL,            -- train | eval | expand | export | import
   method               TEXT,
-  status               TEXT NOT NULL,            -- queued | running | completed | failed | cancelled | interrupted
+  status               TEXT NOT NULL,            -- queued | running | completed | failed | cancelled | interrupted (| paused, v2)
   config               TEXT,                     -- JSON
   backend              TEXT,
   seed                 INTEGER,
@@ -147,8 +147,29 @@ CREATE TABLE chats (
 CREATE INDEX chats_checkpoint ON chats(checkpoint_id);
 `;
 
+/**
+ * v2: a run's status history (started, paused, stopped, resumed, finished, interrupted) for the
+ * run page; existing runs get what their row knows: when they started and how they ended.
+ */
+const V2 = `
+CREATE TABLE run_events (
+  id      INTEGER PRIMARY KEY,
+  run_id  INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+  at      TEXT NOT NULL,
+  status  TEXT NOT NULL,                         -- the run's status from this moment on
+  step    INTEGER,                               -- how far it had got
+  note    TEXT
+);
+CREATE INDEX run_events_run ON run_events(run_id, id);
+INSERT INTO run_events (run_id, at, status, step)
+  SELECT id, coalesce(started_at, ${ISO_NOW}), 'running', NULL FROM runs;
+INSERT INTO run_events (run_id, at, status, step, note)
+  SELECT id, ended_at, status, last_step, error FROM runs WHERE ended_at IS NOT NULL AND status NOT IN ('queued', 'running');
+`;
+
 export const MIGRATIONS: readonly Migration[] = [
   { description: 'v1: checkpoints, expansions, runs, metrics, benchmarks, eval results, notebooks, cells, chats', up: V1 },
+  { description: 'v2: run_events, the status history of each run', up: V2 },
 ];
 
 /** The schema version this code writes and understands. */

@@ -23,7 +23,8 @@ export type CheckpointMadeBy = (typeof CHECKPOINT_MADE_BY)[number];
 export const RUN_KINDS = ['train', 'eval', 'expand', 'export', 'import'] as const;
 export type RunKind = (typeof RUN_KINDS)[number];
 
-export const RUN_STATUSES = ['queued', 'running', 'completed', 'failed', 'cancelled', 'interrupted'] as const;
+/** `cancelled`: stopped by a person (resumable for training); `paused`: stopped to be resumed (Pause, --stop-after). */
+export const RUN_STATUSES = ['queued', 'running', 'completed', 'failed', 'cancelled', 'paused', 'interrupted'] as const;
 export type RunStatus = (typeof RUN_STATUSES)[number];
 /** The statuses a run can end in. */
 export type FinishedRunStatus = Exclude<RunStatus, 'queued' | 'running'>;
@@ -124,6 +125,14 @@ export interface FinishRun {
   summary?: unknown;
   resultCheckpointId?: number | null;
   lastStep?: number | null;
+}
+
+/** One change of a run's status (run_events): the run page's status history. */
+export interface RunEventRow {
+  at: string;
+  status: RunStatus;
+  step: number | null;
+  note: string | null;
 }
 
 export interface MetricRow {
@@ -610,7 +619,24 @@ export class ExperimentStore {
       r.totalSteps ?? null,
       r.name ?? null,
     );
-    return Number(info.lastInsertRowid);
+    const id = Number(info.lastInsertRowid);
+    this.recordRunEvent(id, 'running', null, null, now);
+    return id;
+  }
+
+  /** Appends to a run's status history. */
+  private recordRunEvent(id: number, status: RunStatus, step: number | null, note: string | null, at = nowIso()): void {
+    this.stmt('INSERT INTO run_events (run_id, at, status, step, note) VALUES (?, ?, ?, ?, ?)').run(id, at, status, step, note);
+  }
+
+  /** A run's status history, oldest first. */
+  runEvents(id: number): RunEventRow[] {
+    return (this.stmt('SELECT at, status, step, note FROM run_events WHERE run_id = ? ORDER BY id').all(id) as Row[]).map((r) => ({
+      at: r.at as string,
+      status: r.status as RunStatus,
+      step: r.step as number | null,
+      note: r.note as string | null,
+    }));
   }
 
   /** Sets the given fields (undefined ones are left alone). */
@@ -630,8 +656,14 @@ export class ExperimentStore {
       if (!this.getRun(id)) throw this.noSuchRun(id);
       return;
     }
+    const before = patch.status !== undefined ? (this.stmt('SELECT status, last_step FROM runs WHERE id = ?').get(id) as Row | undefined) : undefined;
     const info = this.stmt(`UPDATE runs SET ${sets.join(', ')} WHERE id = ?`).run(...values, id);
     if (info.changes === 0) throw this.noSuchRun(id);
+    // a change of status (a resume, how it ended) goes in the run's history
+    if (patch.status !== undefined && (before?.status !== patch.status || patch.status === 'running')) {
+      const step = patch.lastStep !== undefined ? patch.lastStep : ((before?.last_step as number | null) ?? null);
+      this.recordRunEvent(id, patch.status, step, patch.error ?? null);
+    }
   }
 
   /** Ends a run: status, ended_at now, error (cleared unless given), summary / result when given. */
@@ -691,7 +723,11 @@ export class ExperimentStore {
            WHERE id = ? AND status = 'running'`,
         );
         const now = nowIso();
-        for (const id of dead) mark.run(INTERRUPTED_ERROR, now, id);
+        for (const id of dead) {
+          mark.run(INTERRUPTED_ERROR, now, id);
+          const r = this.stmt('SELECT ended_at, last_step FROM runs WHERE id = ?').get(id) as Row;
+          this.recordRunEvent(id, 'interrupted', (r.last_step as number | null) ?? null, INTERRUPTED_ERROR, (r.ended_at as string | null) ?? now);
+        }
         return dead;
       })
       .immediate();

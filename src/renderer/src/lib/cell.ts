@@ -11,7 +11,7 @@ export interface CellStatus {
   phase: CellPhase;
   /** the error when failed; a short line while running or when done */
   message?: string;
-  progress?: { done: number; total: number; unit: string; etaSeconds?: number | null };
+  progress?: { done: number; total: number; unit: string; etaSeconds?: number | null; current?: { label: string; done: number; total: number; unit: string } };
   /** what the badge says instead of the phase (a training run that ended 'paused' or 'stopped') */
   badge?: string;
 }
@@ -42,6 +42,53 @@ export const CELL_TITLES: Record<CellKind, string> = {
   sql: 'SQL',
 };
 
+/**
+ * What a cell's run depends on, as one short fingerprint: its source and the state keys that
+ * are settings, not what a run left behind (results, job and run ids, how the last run ended).
+ * When it differs from the one recorded with the last run, that run's output is stale. Null for
+ * cells whose output is never stale (Markdown renders as it is typed; Compare follows the store).
+ */
+const OUTPUT_KEYS: Record<CellKind, readonly string[] | null> = {
+  markdown: null,
+  compare: null,
+  model: ['lastRun'],
+  expansion: ['lastRun', 'result'],
+  train: ['lastRun', 'runId', 'jobId', 'resultModel', 'xAxis', 'smoothing'],
+  eval: ['lastRun', 'jobId', 'evalRunId', 'report', 'compare', 'exportTitle', 'exportFormats', 'exportFiles'],
+  // a chat's answers belong to the models that wrote them; sampling settings apply to the next one
+  chat: null,
+  sql: ['lastRun'],
+};
+
+function stableJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(stableJson).join(',')}]`;
+  if (v && typeof v === 'object') {
+    const entries = Object.entries(v as Record<string, unknown>)
+      .filter(([, x]) => x !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, x]) => `${JSON.stringify(k)}:${stableJson(x)}`).join(',')}}`;
+  }
+  return JSON.stringify(v) ?? 'null';
+}
+
+/** FNV-1a, 32 bits, as hex: enough to tell two settings apart in one cell's history. */
+function hash(text: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    h ^= text.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return (h >>> 0).toString(16).padStart(8, '0');
+}
+
+export function inputsFingerprint(cell: Pick<Cell, 'kind' | 'source' | 'state'>): string | null {
+  if (cell.kind === 'chat') return hash(stableJson({ models: cell.state.models ?? null }));
+  const outputs = OUTPUT_KEYS[cell.kind];
+  if (!outputs) return null;
+  const inputs = Object.fromEntries(Object.entries(cell.state).filter(([k]) => !outputs.includes(k)));
+  return hash(stableJson({ source: cell.source, state: inputs }));
+}
+
 /** Reads a typed setting from a cell's state, with a default. */
 export function setting<T>(cell: Cell, key: string, fallback: T): T {
   const v = cell.state[key];
@@ -62,13 +109,18 @@ export interface ModelCellState { path?: string }
 /** expansion: cell.source is the ExpansionRequest as JSON */
 export interface ExpansionCellState { model?: string; out?: string; result?: ExpandResultInfo }
 
-/** train */
+/** train: every option of `blocklab train` (left out: the trainer's default) */
 export interface TrainCellState {
   model?: string;
   data?: string[];
   /** the .jsonl field / .parquet column holding the text (default "text") */
   textColumn?: string;
+  /** for data folders: globs of files to read / leave out, one per line */
+  include?: string[];
+  exclude?: string[];
   method?: 'blocks' | 'full' | 'last' | 'lora';
+  /** blocks: train these layers instead of the expansion record's new ones ("2, 5") */
+  layers?: string;
   k?: number;
   rank?: number;
   alpha?: number;
@@ -77,8 +129,23 @@ export interface TrainCellState {
   lr?: number;
   batch?: number;
   seq?: number;
+  gradAccum?: number;
+  warmup?: number;
+  minLrRatio?: number;
+  seed?: number;
+  weightDecay?: number;
+  beta1?: number;
+  beta2?: number;
+  clip?: number;
+  saveEvery?: number;
   evalEvery?: number;
+  evalBatches?: number;
+  valFraction?: number;
+  keepCheckpoints?: number;
   name?: string;
+  /** the charts' x axis and smoothing */
+  xAxis?: 'step' | 'tokens' | 'time';
+  smoothing?: number;
   /** where the run writes its checkpoints (default: a new folder under the Blocklab data folder) */
   out?: string;
   /** the compute backend (default auto) */
@@ -114,7 +181,7 @@ export interface ChatCellState {
 }
 
 /** compare */
-export interface CompareCellState { runIds?: number[]; smoothing?: number; metric?: string }
+export interface CompareCellState { runIds?: number[]; smoothing?: number; xAxis?: 'step' | 'tokens' | 'time'; /** (before the panels: the one metric shown) */ metric?: string }
 
 /** sql: cell.source is the query */
 export type SqlCellState = Record<string, never>;

@@ -31,6 +31,8 @@ export interface ChartTheme {
   surface: string;
   good: string;
   goodArea: string;
+  /** the opacity of a smoothed curve's raw line behind it: higher on the dark background, where faint lines vanish */
+  rawOpacity: number;
 }
 
 const LIGHT: ChartTheme = {
@@ -44,6 +46,7 @@ const LIGHT: ChartTheme = {
   surface: '#ffffff',
   good: '#2e7d32',
   goodArea: 'rgba(46, 160, 67, 0.10)',
+  rawOpacity: 0.3,
 };
 
 const DARK: ChartTheme = {
@@ -57,6 +60,7 @@ const DARK: ChartTheme = {
   surface: '#1d2026',
   good: '#56c271',
   goodArea: 'rgba(86, 194, 113, 0.12)',
+  rawOpacity: 0.5,
 };
 
 /** The shell's theme: `<html data-theme="light|dark">`, else the system preference. */

@@ -1,7 +1,6 @@
 /**
  * The Expansion cell's pure logic: read the config the person typed, plan it against the base
- * model's depth, lay the planned stack out as a block diagram, and spell the CLI command that
- * does the same from a terminal.
+ * model's depth, and lay the planned stack out as a block diagram.
  */
 import { ExpansionRequestSchema, planExpansion, type ExpansionPlan, type ExpansionRequest } from '../../../shared/expansion';
 
@@ -61,21 +60,8 @@ export function baseBlocks(layers: number): DiagramBlock[] {
   return Array.from({ length: layers }, (_, i) => ({ layer: i, kind: 'old' as const, from: i, label: `block ${i}` }));
 }
 
-function shellQuote(s: string): string {
-  return /^[A-Za-z0-9_./:=@%+-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
-}
-
-/** `blocklab expand …` with the same effect as the cell. */
-export function expandCommand(model: string | undefined, out: string | undefined, request: ExpansionRequest): string {
-  const parts = ['blocklab', 'expand', model ? shellQuote(model) : '<model>', '--out', out ? shellQuote(out) : '<folder>'];
-  if (request.positions && request.positions.length > 0) {
-    parts.push('--positions', request.positions.map((p) => (p.source === undefined ? `${p.position}` : `${p.position}:${p.source}`)).join(','));
-  } else {
-    if (request.blocks !== undefined) parts.push('--blocks', String(request.blocks));
-    parts.push('--placement', request.placement ?? 'interleave');
-  }
-  return parts.join(' ');
-}
+// the command that does the same from a terminal (shared with the run page)
+export { expandCommand } from '../../../shared/commands';
 
 export { inConfigTerms } from '../../../shared/expansion';
 

@@ -5,6 +5,8 @@
  * fails at run time. JSON schemas from all editors are merged into one diagnostics setting.
  */
 import type * as MonacoApi from 'monaco-editor';
+import type { SqlTable } from '../../../shared/api';
+import { sqlSuggestions } from './sql';
 import { currentTheme, onThemeChange, type Theme } from './theme';
 
 export type Monaco = typeof MonacoApi;
@@ -72,6 +74,39 @@ export function registerJsonSchema(monaco: Monaco, uri: string, fileMatch: strin
     enableSchemaRequest: false,
     schemaValidation: 'error',
     schemas: [...schemas.values()],
+  });
+}
+
+let sqlSchema: () => readonly SqlTable[] = () => [];
+let sqlRegistered = false;
+
+/**
+ * Completes table and column names from the store's schema in every SQL editor (Monaco has SQL
+ * highlighting but no completion of its own); `schema` is read at each request, so it follows
+ * the store.
+ */
+export function registerSqlCompletion(monaco: Monaco, schema: () => readonly SqlTable[]): void {
+  sqlSchema = schema;
+  if (sqlRegistered) return;
+  sqlRegistered = true;
+  const kinds = { table: monaco.languages.CompletionItemKind.Struct, column: monaco.languages.CompletionItemKind.Field, keyword: monaco.languages.CompletionItemKind.Keyword };
+  monaco.languages.registerCompletionItemProvider('sql', {
+    triggerCharacters: ['.', ' '],
+    provideCompletionItems(model, position) {
+      const before = model.getValueInRange({ startLineNumber: 1, startColumn: 1, endLineNumber: position.lineNumber, endColumn: position.column });
+      const word = model.getWordUntilPosition(position);
+      const range = { startLineNumber: position.lineNumber, endLineNumber: position.lineNumber, startColumn: word.startColumn, endColumn: word.endColumn };
+      const suggestions = sqlSuggestions(before, model.getValue(), sqlSchema()).map((s, i) => ({
+        label: s.label,
+        kind: kinds[s.kind],
+        detail: s.detail,
+        insertText: s.label,
+        // the query's columns first, then tables, then keywords
+        sortText: String(i).padStart(4, '0'),
+        range,
+      }));
+      return { suggestions };
+    },
   });
 }
 

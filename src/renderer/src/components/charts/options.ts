@@ -30,8 +30,26 @@ function finitePoints(points: Point[]): Point[] {
   return points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y));
 }
 
-/** Loss-like curves against step; `smoothing` in [0, 1) draws each training curve's EMA over its faint raw line. */
-export function curvesOption(t: ChartTheme, curves: Curve[], opts: { smoothing?: number; yName?: string; legend?: boolean; xMax?: number } = {}): ChartOption | null {
+export interface CurvesOptions {
+  smoothing?: number;
+  yName?: string;
+  /** the x axis's name (default "step") and how its ticks and the tooltip's header read */
+  xName?: string;
+  xFormat?: (x: number) => string;
+  /** how a value reads in the tooltip (default: a loss, three decimals) */
+  valueFormat?: (y: number) => string;
+  /** how the y axis's ticks read (default: as few digits as each needs) */
+  yFormat?: (y: number) => string;
+  legend?: boolean;
+  xMax?: number;
+  /** a grid for a small panel: less room for the axis names */
+  compact?: boolean;
+}
+
+/** Curves against step (or tokens, or time); `smoothing` in [0, 1) draws each training curve's smoothed line over its raw one. */
+export function curvesOption(t: ChartTheme, curves: Curve[], opts: CurvesOptions = {}): ChartOption | null {
+  const valueFormat = opts.valueFormat ?? fmtLoss;
+  const xFormat = opts.xFormat ?? ((x: number) => String(x));
   const smoothing = opts.smoothing ?? 0;
   const series: Record<string, unknown>[] = [];
   const legend: string[] = [];
@@ -78,8 +96,8 @@ export function curvesOption(t: ChartTheme, curves: Curve[], opts: { smoothing?:
         data: pts,
         showSymbol: false,
         sampling: 'lttb',
-        lineStyle: { width: 1, color: c.color, opacity: 0.25 },
-        itemStyle: { color: c.color, opacity: 0.25 },
+        lineStyle: { width: 1, color: c.color, opacity: t.rawOpacity },
+        itemStyle: { color: c.color, opacity: t.rawOpacity },
         emphasis: { disabled: true },
         silent: true,
         z: 1,
@@ -91,7 +109,7 @@ export function curvesOption(t: ChartTheme, curves: Curve[], opts: { smoothing?:
   if (smoothing > 0) for (const s of series) if (String(s.id).endsWith('-raw')) raw.set(String(s.id).replace('-raw', '-main'), new Map((s.data as Point[]).map(([x, y]) => [x, y])));
   const showLegend = opts.legend ?? legend.length > 1;
   return {
-    grid: { left: 52, right: 18, top: showLegend ? 34 : 14, bottom: 40 },
+    grid: { left: opts.compact ? 58 : 52, right: 18, top: showLegend ? 34 : 14, bottom: opts.compact ? 36 : 40 },
     legend: showLegend ? { ...legendStyle(t), top: 2, left: 'center', data: legend } : undefined,
     tooltip: {
       ...tooltipStyle(t),
@@ -104,14 +122,24 @@ export function curvesOption(t: ChartTheme, curves: Curve[], opts: { smoothing?:
         const step = shown[0].value[0];
         const rows = shown.map((p) => {
           const r = raw.get(p.seriesId)?.get(p.value[0]);
-          const rawText = r !== undefined ? ` <span style="opacity:.6">(${fmtLoss(r)})</span>` : '';
-          return `<div><span style="display:inline-block;width:9px;height:9px;border-radius:2px;margin-right:6px;background:${p.color}"></span>${escapeHtml(p.seriesName)} <b>${fmtLoss(p.value[1])}</b>${rawText}</div>`;
+          const rawText = r !== undefined ? ` <span style="opacity:.6">(${escapeHtml(valueFormat(r))})</span>` : '';
+          return `<div><span style="display:inline-block;width:9px;height:9px;border-radius:2px;margin-right:6px;background:${p.color}"></span>${escapeHtml(p.seriesName)} <b>${escapeHtml(valueFormat(p.value[1]))}</b>${rawText}</div>`;
         });
-        return `<div style="font-size:11px;opacity:.7">step ${step}</div>${rows.join('')}`;
+        return `<div style="font-size:11px;opacity:.7">${escapeHtml(opts.xName ?? 'step')} ${escapeHtml(xFormat(step))}</div>${rows.join('')}`;
       },
     },
-    xAxis: { type: 'value', name: 'step', nameLocation: 'middle', nameGap: 26, minInterval: 1, max: opts.xMax, ...axisStyle(t), splitLine: { show: false } },
-    yAxis: { type: 'value', name: opts.yName ?? 'loss', nameLocation: 'middle', nameGap: 38, scale: true, ...axisStyle(t), axisLabel: { ...axisStyle(t).axisLabel, formatter: fmtTick } },
+    xAxis: {
+      type: 'value',
+      name: opts.xName ?? 'step',
+      nameLocation: 'middle',
+      nameGap: opts.compact ? 22 : 26,
+      minInterval: 1,
+      max: opts.xMax,
+      ...axisStyle(t),
+      axisLabel: { ...axisStyle(t).axisLabel, formatter: opts.xFormat ?? fmtTick, hideOverlap: true },
+      splitLine: { show: false },
+    },
+    yAxis: { type: 'value', name: opts.yName ?? 'loss', nameLocation: 'middle', nameGap: opts.compact ? 44 : 38, scale: true, ...axisStyle(t), axisLabel: { ...axisStyle(t).axisLabel, formatter: opts.yFormat ?? fmtTick } },
     series,
   };
 }

@@ -13,7 +13,7 @@
  *             dq = dS k·c,  dk = dSᵀ q·c
  */
 import { tf } from './backend.js';
-import { customGrad } from './autodiff.js';
+import { customGrad, recordingGradients as recording } from './autodiff.js';
 
 type Tensor = tf.Tensor;
 
@@ -34,6 +34,14 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor): Tensor
   if (tf.getBackend() !== 'wasm') {
     const scores = tf.add(tf.mul(tf.matMul(q, k, false, true), scale), mask);
     return tf.matMul(tf.softmax(scores, -1), v);
+  }
+  if (!recording()) {
+    // no gradient wanted: one slice's scores at a time, nothing kept for a backward pass
+    const qs = slices(q, B * H, R, hd);
+    const ks = slices(k, B * H, S, hd);
+    const vs = slices(v, B * H, S, hd);
+    const outs = qs.map((qi, i) => tf.tidy(() => mm(tf.softmax(tf.add(tf.mul(mm(qi, t2(ks[i])), scale), mask), -1), vs[i])));
+    return tf.reshape(tf.stack(outs), [B, H, R, hd]);
   }
   const f = customGrad<[Tensor, Tensor, Tensor]>((qIn, kIn, vIn, save) => {
     const qs = slices(qIn, B * H, R, hd);

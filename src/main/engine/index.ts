@@ -13,6 +13,7 @@ import { exportHf } from './export.js';
 import { exportCheckpointGguf } from './gguf.js';
 import { generate, type GenerateOptions, type GenerateResult } from './generate.js';
 import { LlamaModel, tokenNll } from './model.js';
+import { loadPlanned, planCheckpoint, requireFit, scoreTask, type MemoryPlan, type PlanTask } from './plan.js';
 import { HfTokenizer, type ChatMessage } from './tokenizer.js';
 import type { ExpansionRequest } from '../../shared/expansion.js';
 
@@ -23,6 +24,7 @@ export { makeTinyCheckpoint, type TinyOptions } from './tiny.js';
 export { exportHf } from './export.js';
 export { parseDtypeOption } from './write-checkpoint.js';
 export { LlamaModel, tokenNll } from './model.js';
+export { planCheckpoint, scoreTask, generateTask, explainOutOfMemory, describePlan, type MemoryPlan, type PlanTask } from './plan.js';
 export { tf } from './backend.js';
 export { HfTokenizer, type ChatMessage } from './tokenizer.js';
 export type { ExpandResult } from './expand.js';
@@ -80,12 +82,28 @@ export interface LoadedModel {
   checkpoint: Checkpoint;
   model: LlamaModel;
   tokenizer: HfTokenizer | null;
+  /** the memory plan it was loaded under (where each group of weights lives) */
+  plan: MemoryPlan;
   dispose(): void;
 }
 
-/** Opens a checkpoint and reads its weights onto the active backend. */
-export async function loadModel(dir: string, backend?: BackendName | 'auto'): Promise<LoadedModel> {
-  await initBackend(backend);
+export interface LoadModelOptions {
+  /**
+   * What the model is loaded for, so the memory plan can refuse it before loading when it does
+   * not fit, and choose where the weights live (default: scoring one sequence of up to 1024 tokens).
+   */
+  task?: PlanTask | ((ckpt: Checkpoint, tokenizer: HfTokenizer | null) => PlanTask);
+  /** a device budget below the backend's own limit (tests force streaming with it) */
+  deviceBudget?: number | null;
+}
+
+/**
+ * Opens a checkpoint, plans its memory for the task (refusing, with what would fit, when it does
+ * not), and reads its weights where the plan says: float32 on the backend when the model fits,
+ * else at their stored precision in RAM (or streamed from the file), a block at a time.
+ */
+export async function loadModel(dir: string, backend?: BackendName | 'auto', opts: LoadModelOptions = {}): Promise<LoadedModel> {
+  const report = await initBackend(backend);
   const checkpoint = await openCheckpoint(dir);
   const tokenizer = await loadTokenizerIfPresent(dir);
   if (tokenizer && tokenizer.vocabSize > checkpoint.config.vocabSize) {
@@ -94,8 +112,10 @@ export async function loadModel(dir: string, backend?: BackendName | 'auto'): Pr
       { file: dir },
     );
   }
-  const model = await LlamaModel.fromTensors(checkpoint.config, checkpoint.tensors);
-  return { checkpoint, model, tokenizer, dispose: () => model.dispose() };
+  const task = typeof opts.task === 'function' ? opts.task(checkpoint, tokenizer) : (opts.task ?? scoreTask(Math.min(1024, checkpoint.config.maxPositionEmbeddings)));
+  const plan = requireFit(planCheckpoint(checkpoint, task, report.active, { deviceBudget: opts.deviceBudget }), dir);
+  const model = await loadPlanned(checkpoint, plan);
+  return { checkpoint, model, tokenizer, plan, dispose: () => model.dispose() };
 }
 
 export interface ScoreResult {

@@ -21,11 +21,12 @@ import { expectedShapes } from './config.js';
 import { BatchSampler, gatherBatch, loadCorpus, type CorpusSpec, type PackedCorpus, type SamplerState } from './data.js';
 import { BlocklabError } from './errors.js';
 import { exportedConfig } from './export.js';
-import { LlamaModel } from './model.js';
+import type { LlamaModel } from './model.js';
+import { activeBackend, loadPlanned, planCheckpoint, requireFit, trainTask } from './plan.js';
 import { AdamW, clipByGlobalNorm, learningRate, type AdamWOptions } from './optimizer.js';
 import { readSafetensorsHeader, readTensorFloat32, writeSafetensors, type TensorToWrite } from './safetensors.js';
 import { HfTokenizer } from './tokenizer.js';
-import { makeTrainable, methodName, trainableLayers, type TrainableSet, type TrainMethod } from './trainable.js';
+import { makeTrainable, methodName, type TrainableSet, type TrainMethod } from './trainable.js';
 import { tensorFromSource, writeCheckpoint } from './write-checkpoint.js';
 import { writeFolderAtomically } from './atomic.js';
 
@@ -235,16 +236,25 @@ function modelTensors(ckpt: Checkpoint, model: LlamaModel, set: TrainableSet): T
     if (p) {
       out.push({ name, dtype: 'F32', shape, data: () => variableBytes(p.variable, p.transposed) });
     } else if (adapter) {
-      const base = model.weights.blocks[adapter.layer][adapter.proj]; // [in, out]
       out.push({
         name,
         dtype: 'F32',
         shape,
         data: async () => {
-          const merged = tf.tidy(() => tf.add(base, tf.mul(tf.matMul(adapter.a, adapter.b), set.loraScale)));
-          const bytes = await variableBytes(merged, true);
-          merged.dispose();
-          return bytes;
+          // W' = W + s·(A·B)ᵀ in the HF layout [out, in]; the base block is leased from the store
+          const lease = model.store.block(adapter.layer);
+          try {
+            const base = lease.weights[adapter.proj];
+            const merged = tf.tidy(() => {
+              const delta = tf.mul(tf.matMul(adapter.a, adapter.b), set.loraScale); // [in, out]
+              return lease.layout === 'io' ? tf.transpose(tf.add(base, delta)) : tf.add(base, tf.transpose(delta));
+            });
+            const bytes = await variableBytes(merged, false);
+            merged.dispose();
+            return bytes;
+          } finally {
+            lease.release();
+          }
         },
       });
     } else {
@@ -318,7 +328,8 @@ export async function train(opts: TrainOptions, events: TrainEvents = {}, signal
   const isLora = opts.method.kind === 'lora';
   const modelDir = resumeDir && !isLora ? resumeDir : opts.model;
   const ckpt = await openCheckpoint(modelDir);
-  trainableLayers(opts.method, ckpt); // refuse an impossible method before the slow work
+  // refuse an impossible method, or one that does not fit in memory, before the slow work
+  const plan = requireFit(planCheckpoint(ckpt, trainTask(ckpt, opts.method, opts.batch, opts.seq), activeBackend()), modelDir);
   const tokenizer = await HfTokenizer.fromFolder(opts.model);
   const eos = tokenizer.eosTokenIds[0] ?? ckpt.config.eosTokenIds[0];
   if (eos === undefined) throw new BlocklabError('has no EOS token in its tokenizer or config; it is needed to separate documents', { file: opts.model });
@@ -338,7 +349,7 @@ export async function train(opts: TrainOptions, events: TrainEvents = {}, signal
   }
   if (corpus.numTrain < 1) throw new BlocklabError('the corpus gives no training sequences; add data or lower --seq');
 
-  const model = await LlamaModel.fromTensors(ckpt.config, ckpt.tensors);
+  const model = await loadPlanned(ckpt, plan, 'train');
   const set = makeTrainable(model, ckpt, opts.method, opts.seed);
   const optimizer = new AdamW(set.params, opts.adamw);
   let sampler = new BatchSampler(corpus.numTrain, opts.batch, opts.seed);

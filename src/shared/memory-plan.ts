@@ -1,0 +1,496 @@
+/**
+ * The memory plan: before anything loads, what a task needs — weights by dtype, trainable
+ * parameters with their gradients and AdamW moments, activations for batch × seq, the KV cache —
+ * where each group of weights will live (float32 on the backend, its stored bytes in Node
+ * memory, or streamed from the file), and whether that fits the backend's memory (the 4 GiB
+ * wasm heap, free RAM, a GPU's memory where known). When it does not, the plan says what would:
+ * a smaller batch or sequence, block-only instead of full, another backend.
+ *
+ * Pure arithmetic on a checkpoint's header figures, so every process can run it: the engine
+ * (which refuses a task before loading when it does not fit), `blocklab plan`, `inspect --json`
+ * and the app's cells. The activation figures are estimates calibrated against tfjs's measured
+ * peaks (see the constants below); weights, gradients, optimizer state and the KV cache are exact.
+ */
+
+export type PlanDType = 'F32' | 'F16' | 'BF16';
+export type PlanBackendName = 'tensorflow-gpu' | 'tensorflow-cpu' | 'webgpu' | 'wasm' | 'cpu';
+
+/** Where a group of weights lives (engine/weights.ts). */
+export type Residency = 'device' | 'host' | 'file';
+
+export interface ResidencyPlan {
+  embed: Residency;
+  /** the untied head (a tied head is the embedding) */
+  head: Residency;
+  blocks: Residency[];
+}
+
+/** Stored tensors of one group (the embedding, the head, the final norm, one block). */
+export interface StoredGroup {
+  params: number;
+  bytes: number;
+  /** parameters in 2-D (linear) weights: their float32 copies are what XNNPACK packs */
+  linearParams: number;
+}
+
+/** The figures of a checkpoint the plan needs: its config and its tensors' sizes (headers only). */
+export interface PlanModel {
+  layers: number;
+  hidden: number;
+  intermediate: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  vocab: number;
+  tied: boolean;
+  maxPositions: number;
+  bytesByDtype: Partial<Record<PlanDType, number>>;
+  embed: StoredGroup;
+  head: StoredGroup | null;
+  norm: StoredGroup;
+  blocks: StoredGroup[];
+}
+
+export type PlanTask =
+  | {
+      kind: 'infer';
+      /** what runs: score one text, evaluate benchmarks, generate/chat with a KV cache, expand (identity check) */
+      what: 'score' | 'eval' | 'generate' | 'chat' | 'expand';
+      /** sequences per forward pass */
+      batch: number;
+      /** tokens per sequence in one forward pass */
+      tokens: number;
+      /** KV-cache length kept (generate, chat); 0 without a cache */
+      context: number;
+    }
+  | {
+      kind: 'train';
+      method: 'blocks' | 'full' | 'last' | 'lora';
+      /** the blocks whose weights train (blocks, last:K, full) */
+      trainableLayers: number[];
+      /** LoRA: rank and the projections adapted */
+      loraRank?: number;
+      loraTargets?: ('q' | 'k' | 'v' | 'o' | 'gate' | 'up' | 'down')[];
+      batch: number;
+      seq: number;
+    };
+
+export interface PlanBackend {
+  name: PlanBackendName;
+  /** the backend's own memory limit in bytes (wasm heap, GPU memory); null: it uses RAM */
+  deviceLimit: number | null;
+  /** what that memory is, in words */
+  deviceName: string;
+}
+
+export interface PlanLimits {
+  /** RAM the process can still use (MemAvailable) */
+  ramAvailable: number;
+  /** the backend the task would run on, then the others to compare against */
+  backends: PlanBackend[];
+  /** a smaller device budget than the backend's (tests force streaming with it) */
+  deviceBudget?: number | null;
+}
+
+export interface BackendFit {
+  backend: PlanBackendName;
+  fits: boolean;
+  residency: 'resident' | 'streamed';
+  device_bytes: number;
+  device_limit: number | null;
+  device_name: string;
+  ram_bytes: number;
+}
+
+export interface MemoryPlan {
+  task: PlanTask;
+  backend: PlanBackendName;
+  model: {
+    params: number;
+    stored_bytes: number;
+    bytes_by_dtype: Partial<Record<PlanDType, number>>;
+    /** every weight as float32 */
+    float32_bytes: number;
+  };
+  trainable: null | {
+    params: number;
+    /** float32 weights, gradients (and their clipped copies), AdamW's two moments */
+    weights_bytes: number;
+    grads_bytes: number;
+    adamw_bytes: number;
+  };
+  activations_bytes: number;
+  kv_cache: { bytes: number; context: number };
+  /** resident: every weight float32 on the backend; streamed: frozen blocks leave it between uses */
+  residency: {
+    mode: 'resident' | 'streamed';
+    plan: ResidencyPlan;
+    device_blocks: number;
+    host_blocks: number;
+    file_blocks: number;
+  };
+  device: { name: string; limit: number | null; need: number; fits: boolean };
+  ram: { available: number; need: number; fits: boolean };
+  /** expected peak resident memory of the process */
+  peak_rss_estimate: number;
+  fits: boolean;
+  problems: string[];
+  advice: string[];
+  /** the same task against each backend's limit */
+  backends: BackendFit[];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Constants (bytes)
+
+export const WASM_HEAP_LIMIT = 4294901760; // tfjs-backend-wasm's wasm32 memory maximum (4 GiB − 64 KiB)
+/** what the plan lets the backend's memory fill up to (fragmentation, XNNPACK's scratch) */
+const DEVICE_USABLE = 0.9;
+/** what the plan lets the process take of the RAM available */
+const RAM_USABLE = 0.85;
+/** Node, tfjs, the tokenizer, the code: resident before any weight */
+const PROCESS_BASE = 320 * 2 ** 20;
+/** one float32 head chunk when the head streams (weights.ts headChunkRows) */
+const HEAD_CHUNK = 32 * 2 ** 20;
+/** training: the cross-entropy's vocabulary chunk is about this many float32 logits (head-loss.ts) */
+export const LOSS_CHUNK_ELEMENTS = 4 * 2 ** 20;
+
+const F = 4; // float32
+
+// Activations, in float32 values per token (calibrated on the bench shapes with tf.memory peaks).
+/** inference, one block's transient peak per token: q/k/v/rope/residual copies of D, MLP copies of F */
+const INFER_D = 12;
+const INFER_F = 5;
+/** training, saved for the backward pass per token of a recorded block */
+const TRAIN_D = 16;
+const TRAIN_F = 6;
+
+const GiB = 2 ** 30;
+
+export function formatPlanBytes(n: number): string {
+  if (n >= GiB) return `${(n / GiB).toFixed(n >= 10 * GiB ? 1 : 2)} GiB`;
+  if (n >= 2 ** 20) return `${(n / 2 ** 20).toFixed(0)} MiB`;
+  if (n >= 1024) return `${(n / 1024).toFixed(0)} KiB`;
+  return `${n} B`;
+}
+
+const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+
+function allParams(m: PlanModel): number {
+  return m.embed.params + (m.head?.params ?? 0) + m.norm.params + sum(m.blocks.map((b) => b.params));
+}
+
+// ---------------------------------------------------------------------------------------------
+// What a task needs, besides the frozen weights
+
+interface Needs {
+  trainable: MemoryPlan['trainable'];
+  /** float32 bytes on the device that do not depend on where frozen weights live */
+  deviceFixed: number;
+  activations: number;
+  kv: number;
+  kvContext: number;
+  /** which blocks train (their weights are always resident float32) */
+  trainableBlocks: Set<number>;
+  trainEmbed: boolean;
+  trainHead: boolean;
+}
+
+function attentionScores(m: PlanModel, batch: number, t: number, s: number, perSlice: boolean): number {
+  // wasm computes attention one (sequence, kv head) slice at a time; other backends all at once
+  const g = m.heads / m.kvHeads;
+  return perSlice ? g * t * s * F * 4 : batch * m.heads * t * s * F * 4;
+}
+
+function taskNeeds(m: PlanModel, task: PlanTask, backend: PlanBackendName): Needs {
+  const D = m.hidden;
+  const Fw = m.intermediate;
+  const V = m.vocab;
+  const perSlice = backend === 'wasm';
+  if (task.kind === 'infer') {
+    const N = task.batch * task.tokens;
+    const S = Math.max(task.tokens, task.context);
+    const kvContext = task.context;
+    const kv = 2 * m.layers * task.batch * m.kvHeads * m.headDim * kvContext * F;
+    const block = N * (INFER_D * D + INFER_F * Fw) * F + attentionScores(m, task.batch, task.tokens, S, perSlice);
+    // logits: all positions for score/eval (+ their log-softmax), the last one for generation
+    const logits = task.what === 'score' || task.what === 'eval' || task.what === 'expand' ? 2 * N * V * F : 2 * task.batch * V * F;
+    const activations = block + logits;
+    return { trainable: null, deviceFixed: activations + kv, activations, kv, kvContext, trainableBlocks: new Set(), trainEmbed: false, trainHead: false };
+  }
+
+  const N = task.batch * task.seq;
+  const trainableBlocks = new Set(task.method === 'lora' ? [] : task.trainableLayers);
+  const full = task.method === 'full';
+  let params = 0;
+  let linear = 0;
+  let largest = 0;
+  for (const i of trainableBlocks) {
+    params += m.blocks[i].params;
+    linear += m.blocks[i].linearParams;
+    largest = Math.max(largest, m.blocks[i].linearParams / 7);
+  }
+  if (full) {
+    params += m.embed.params + m.norm.params + (m.head?.params ?? 0);
+    largest = Math.max(largest, m.embed.params);
+  }
+  if (task.method === 'lora') {
+    const r = task.loraRank ?? 8;
+    const dims: Record<string, [number, number]> = {
+      q: [D, m.heads * m.headDim],
+      k: [D, m.kvHeads * m.headDim],
+      v: [D, m.kvHeads * m.headDim],
+      o: [m.heads * m.headDim, D],
+      gate: [D, Fw],
+      up: [D, Fw],
+      down: [Fw, D],
+    };
+    for (const t of task.loraTargets ?? ['q', 'v']) params += m.layers * r * (dims[t][0] + dims[t][1]);
+  }
+  const weights = params * F;
+  // gradients, and clipByGlobalNorm's clipped copies of them
+  const grads = 2 * params * F;
+  const adamw = 2 * params * F;
+  // XNNPACK packs a copy of every resident linear weight it multiplies, and the backward pass
+  // transposes (and packs) one weight at a time; AdamW's update makes a few temporaries per tensor
+  const packed = linear * F + 3 * largest * F + 5 * largest * F;
+
+  // activations the tape keeps: recorded blocks save ~TRAIN_D·D + TRAIN_F·F per token, plus
+  // attention probabilities; streamed frozen blocks save only their input and recompute
+  const recorded = N * (TRAIN_D * D + TRAIN_F * Fw) * F + task.batch * m.heads * task.seq * task.seq * F * 2;
+  const recomputeSlack = recorded + attentionScores(m, task.batch, task.seq, task.seq, perSlice);
+  // the head + cross-entropy works on vocabulary chunks
+  const chunk = Math.min(V, Math.max(1, Math.floor(LOSS_CHUNK_ELEMENTS / Math.max(1, N)))) * N * F * 4;
+  const embedGrad = full ? N * V * F : 0; // the trainable embedding's one-hot gradient
+  const activations = recorded * (trainableBlocks.size + (task.method === 'lora' ? 0 : 0)) + recomputeSlack + chunk + embedGrad;
+  return {
+    trainable: { params, weights_bytes: weights, grads_bytes: grads, adamw_bytes: adamw },
+    deviceFixed: weights + grads + adamw + packed + activations,
+    activations,
+    kv: 0,
+    kvContext: 0,
+    trainableBlocks,
+    trainEmbed: full,
+    trainHead: full && !m.tied,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Residency, for one backend
+
+interface Placement {
+  mode: 'resident' | 'streamed';
+  plan: ResidencyPlan;
+  device: number;
+  ram: number;
+}
+
+/** Float32 bytes a resident group takes on the device, with XNNPACK's packed copy on wasm. */
+function residentBytes(g: StoredGroup, backend: PlanBackendName, packs: boolean): number {
+  return g.params * F + (backend === 'wasm' && packs ? g.linearParams * F : 0);
+}
+
+function place(m: PlanModel, task: PlanTask, needs: Needs, backend: PlanBackend, limits: PlanLimits): Placement {
+  const infer = task.kind === 'infer';
+  const recordedFrozen = task.kind === 'train' && task.method !== 'lora' ? Math.max(0, Math.min(...(task.trainableLayers.length ? task.trainableLayers : [0]))) : 0;
+  const trainAct = task.kind === 'train' ? needs.activations / Math.max(1, needs.trainableBlocks.size + 1) : 0;
+
+  // all resident: every frozen weight float32 on the device (the fastest, when it fits)
+  let residentDevice = needs.deviceFixed + m.norm.params * F;
+  residentDevice += needs.trainEmbed ? 0 : residentBytes(m.embed, backend.name, m.tied && infer);
+  if (m.head && !needs.trainHead) residentDevice += residentBytes(m.head, backend.name, infer);
+  if (m.tied && infer) residentDevice += m.embed.params * F; // the transposed copy the head uses
+  m.blocks.forEach((b, i) => {
+    if (!needs.trainableBlocks.has(i)) residentDevice += residentBytes(b, backend.name, true);
+  });
+  // training records every resident block's activations (the ones below the first trainable too)
+  if (task.kind === 'train') residentDevice += trainAct * (m.layers - needs.trainableBlocks.size) + 0 * recordedFrozen;
+
+  const deviceLimit = effectiveDeviceLimit(backend, limits);
+  const ramLimit = limits.ramAvailable * RAM_USABLE;
+  const sharesRam = backend.deviceLimit === null;
+  const residentRam = PROCESS_BASE + (sharesRam ? residentDevice : residentDevice); // the wasm heap is process memory too
+  const residentFits = (deviceLimit === null || residentDevice <= deviceLimit) && residentRam <= ramLimit;
+  const blocks = m.blocks.map((_, i): Residency => 'device');
+  if (residentFits) {
+    return { mode: 'resident', plan: { embed: 'device', head: 'device', blocks }, device: residentDevice, ram: residentRam };
+  }
+
+  // streamed: frozen blocks, the frozen embedding and head leave the device between uses
+  const largestBlock = Math.max(...m.blocks.map((b) => b.params));
+  let device = needs.deviceFixed + m.norm.params * F + largestBlock * F + HEAD_CHUNK;
+  if (task.kind === 'train') {
+    // the backward pass packs the leased block's weight it multiplies by (dx = dy @ W), and each
+    // streamed block keeps its input
+    device += (largestBlock / 7) * F * 3 + (m.layers - needs.trainableBlocks.size) * task.batch * task.seq * m.hidden * F;
+    if (needs.trainEmbed) device += m.embed.params * F;
+    if (needs.trainHead) device += 0; // counted with the trainable weights
+  }
+  let frozenStored = 0;
+  if (!needs.trainEmbed) frozenStored += m.embed.bytes;
+  if (m.head && !needs.trainHead) frozenStored += m.head.bytes;
+  m.blocks.forEach((b, i) => {
+    if (!needs.trainableBlocks.has(i)) frozenStored += b.bytes;
+  });
+  const staging = Math.max(...m.blocks.map((b) => b.bytes)) / 4; // one tensor read at a time from the file
+  const hostRam = PROCESS_BASE + device + frozenStored;
+  const where: Residency = hostRam <= ramLimit ? 'host' : 'file';
+  const ram = where === 'host' ? hostRam : PROCESS_BASE + device + staging;
+  const plan: ResidencyPlan = {
+    embed: needs.trainEmbed ? 'device' : where,
+    head: needs.trainHead ? 'device' : where,
+    blocks: m.blocks.map((_, i) => (needs.trainableBlocks.has(i) ? 'device' : where)),
+  };
+  return { mode: 'streamed', plan, device, ram };
+}
+
+function effectiveDeviceLimit(backend: PlanBackend, limits: PlanLimits): number | null {
+  const own = backend.deviceLimit === null ? null : backend.deviceLimit * DEVICE_USABLE;
+  const budget = limits.deviceBudget ?? null;
+  if (budget === null) return own;
+  return own === null ? budget : Math.min(own, budget);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The plan
+
+export function planMemory(m: PlanModel, task: PlanTask, limits: PlanLimits): MemoryPlan {
+  if (limits.backends.length === 0) throw new Error('planMemory needs at least one backend');
+  const fits = limits.backends.map((b) => {
+    const needs = taskNeeds(m, task, b.name);
+    const p = place(m, task, needs, b, limits);
+    const deviceLimit = effectiveDeviceLimit(b, limits);
+    const deviceOk = deviceLimit === null || p.device <= deviceLimit;
+    const ramOk = p.ram <= limits.ramAvailable * RAM_USABLE;
+    return { backend: b, needs, placement: p, deviceLimit, deviceOk, ramOk };
+  });
+  const chosen = fits[0];
+  const { needs, placement } = chosen;
+  const params = allParams(m);
+  const blocksBy = (r: Residency) => placement.plan.blocks.filter((x) => x === r).length;
+  const problems: string[] = [];
+  const deviceName = chosen.backend.deviceName;
+  if (!chosen.deviceOk) {
+    problems.push(
+      `needs ${formatPlanBytes(placement.device)} of ${deviceName}, ` +
+        `more than the ${formatPlanBytes(chosen.deviceLimit ?? 0)} it can use` +
+        (placement.mode === 'streamed' ? ' even with the frozen weights streamed one block at a time' : ''),
+    );
+  }
+  if (!chosen.ramOk) {
+    problems.push(`needs ${formatPlanBytes(placement.ram)} of RAM, more than the ${formatPlanBytes(limits.ramAvailable * RAM_USABLE)} this machine has available`);
+  }
+  const ok = chosen.deviceOk && chosen.ramOk;
+  return {
+    task,
+    backend: chosen.backend.name,
+    model: { params, stored_bytes: sum(Object.values(m.bytesByDtype).map((x) => x ?? 0)), bytes_by_dtype: m.bytesByDtype, float32_bytes: params * F },
+    trainable: needs.trainable,
+    activations_bytes: needs.activations,
+    kv_cache: { bytes: needs.kv, context: needs.kvContext },
+    residency: { mode: placement.mode, plan: placement.plan, device_blocks: blocksBy('device'), host_blocks: blocksBy('host'), file_blocks: blocksBy('file') },
+    device: { name: deviceName, limit: chosen.deviceLimit, need: placement.device, fits: chosen.deviceOk },
+    ram: { available: limits.ramAvailable, need: placement.ram, fits: chosen.ramOk },
+    peak_rss_estimate: placement.ram,
+    fits: ok,
+    problems,
+    advice: ok ? [] : advise(m, task, limits, fits.slice(1).filter((f) => f.deviceOk && f.ramOk).map((f) => f.backend.name)),
+    backends: fits.map((f) => ({
+      backend: f.backend.name,
+      fits: f.deviceOk && f.ramOk,
+      residency: f.placement.mode,
+      device_bytes: f.placement.device,
+      device_limit: f.deviceLimit,
+      device_name: f.backend.deviceName,
+      ram_bytes: f.placement.ram,
+    })),
+  };
+}
+
+/** What would fit instead: smaller batch or sequence, block-only instead of full, another backend. */
+function advise(m: PlanModel, task: PlanTask, limits: PlanLimits, otherBackends: PlanBackendName[]): string[] {
+  const advice: string[] = [];
+  const chosenOnly: PlanLimits = { ...limits, backends: [limits.backends[0]] };
+  const fitsWith = (t: PlanTask) => {
+    const p = planMemory(m, t, chosenOnly);
+    return p.fits;
+  };
+  if (task.kind === 'train') {
+    if (task.method === 'full') {
+      const blocks = { ...task, method: 'blocks' as const, trainableLayers: task.trainableLayers.slice(-Math.max(1, Math.round(m.layers / 5))) };
+      if (fitsWith(blocks)) advice.push('train only the new blocks (--method blocks, LLaMA Pro) or a few blocks (--method last:K) instead of full fine-tuning');
+      else advice.push('full fine-tuning keeps four float32 copies of every weight (weights, gradients, two AdamW moments); train only some blocks instead');
+    }
+    for (let b = task.batch; b >= 1; b = Math.floor(b / 2)) {
+      if (b < task.batch && fitsWith({ ...task, batch: b })) {
+        advice.push(`lower the batch: --batch ${b} fits (with --grad-accum ${Math.ceil(task.batch / b)} for the same tokens per step)`);
+        break;
+      }
+      if (b === 1) break;
+    }
+    for (let s = task.seq; s >= 16; s = Math.floor(s / 2)) {
+      if (s < task.seq && fitsWith({ ...task, seq: s })) {
+        advice.push(`shorten the sequences: --seq ${s} fits`);
+        break;
+      }
+    }
+    if (task.method === 'blocks' && task.trainableLayers.length > 1) {
+      for (let k = task.trainableLayers.length - 1; k >= 1; k--) {
+        const fewer = { ...task, trainableLayers: task.trainableLayers.slice(0, k) };
+        if (fitsWith(fewer)) {
+          advice.push(`train fewer blocks at a time: ${k} of the ${task.trainableLayers.length} new blocks fit (--trainable-layers ${fewer.trainableLayers.join(',')})`);
+          break;
+        }
+      }
+    }
+  } else {
+    if (task.batch > 1) {
+      for (let b = Math.floor(task.batch / 2); b >= 1; b = Math.floor(b / 2)) {
+        if (fitsWith({ ...task, batch: b })) {
+          advice.push(`lower the batch: --batch ${b} fits`);
+          break;
+        }
+        if (b === 1) break;
+      }
+    }
+    const long = Math.max(task.tokens, task.context);
+    for (let t = Math.floor(long / 2); t >= 64; t = Math.floor(t / 2)) {
+      if (fitsWith({ ...task, tokens: Math.min(task.tokens, t), context: Math.min(task.context, t) })) {
+        advice.push(task.what === 'eval' ? `shorten the inputs: --max-length ${t} fits` : `use a shorter context: ${t} tokens fit`);
+        break;
+      }
+    }
+  }
+  for (const b of otherBackends) {
+    advice.push(b === 'cpu' ? 'use --backend cpu (plain JavaScript: no 4 GiB heap limit, but several times slower)' : `use --backend ${b}`);
+  }
+  if (advice.length === 0) advice.push('free memory (close other programs) or use a machine with more memory; `blocklab plan` shows the figures');
+  return advice;
+}
+
+/** The plan in a few lines, for the CLI and error messages. */
+export function describePlan(p: MemoryPlan): string[] {
+  const lines: string[] = [];
+  const dt = Object.entries(p.model.bytes_by_dtype)
+    .map(([k, v]) => `${k} ${formatPlanBytes(v ?? 0)}`)
+    .join(', ');
+  lines.push(`weights: ${(p.model.params / 1e9).toFixed(p.model.params >= 1e9 ? 2 : 3)} B parameters, ${dt} stored (${formatPlanBytes(p.model.float32_bytes)} as float32)`);
+  if (p.trainable) {
+    lines.push(
+      `trainable: ${(p.trainable.params / 1e6).toFixed(1)} M parameters — float32 ${formatPlanBytes(p.trainable.weights_bytes)}, ` +
+        `gradients ${formatPlanBytes(p.trainable.grads_bytes)}, AdamW state ${formatPlanBytes(p.trainable.adamw_bytes)}`,
+    );
+  }
+  lines.push(`activations: ${formatPlanBytes(p.activations_bytes)}` + (p.kv_cache.bytes ? `; KV cache ${formatPlanBytes(p.kv_cache.bytes)} at ${p.kv_cache.context} tokens` : ''));
+  const r = p.residency;
+  lines.push(
+    r.mode === 'resident'
+      ? 'residency: every weight float32 on the backend'
+      : `residency: streamed — ${r.device_blocks} block(s) resident, ${r.host_blocks} kept as stored bytes in RAM, ${r.file_blocks} read from the file at each use`,
+  );
+  lines.push(
+    `${p.backend}: ${p.device.name} ${formatPlanBytes(p.device.need)}${p.device.limit !== null ? ` of ${formatPlanBytes(p.device.limit)}` : ''}; ` +
+      `RAM ${formatPlanBytes(p.ram.need)} of ${formatPlanBytes(p.ram.available)} available — ${p.fits ? 'fits' : 'does not fit'}`,
+  );
+  return lines;
+}

@@ -7,9 +7,10 @@
  * batches (the same ones PyTorch gets).
  */
 import { readFile } from 'node:fs/promises';
-import { tf, initBackend, openCheckpoint, LlamaModel, type BackendName } from '../engine/index.js';
+import { tf, initBackend, openCheckpoint, type BackendName, type LlamaModel } from '../engine/index.js';
+import { activeBackend, loadPlanned, planCheckpoint, requireFit, trainTask } from '../engine/plan.js';
 import { ensureGradients } from '../engine/autodiff.js';
-import { AdamW, DEFAULT_ADAMW, clipByGlobalNorm, learningRate } from '../engine/optimizer.js';
+import { AdamW, DEFAULT_ADAMW, globalNormClip, learningRate } from '../engine/optimizer.js';
 import { makeTrainable, parseMethod, type TrainableSet } from '../engine/trainable.js';
 import { TRAIN_DEFAULTS } from '../engine/trainer.js';
 import { profileStep } from './profile.js';
@@ -56,8 +57,11 @@ export async function makeStepper(task: Pick<TrainTask, 'model' | 'method' | 'id
   ensureGradients();
   const ids = await readIds(task.idsFile);
   const ckpt = await openCheckpoint(task.model);
-  const model = await LlamaModel.fromTensors(ckpt.config, ckpt.tensors);
-  const set = makeTrainable(model, ckpt, parseMethod(task.method), 0);
+  const method = parseMethod(task.method);
+  // as the trainer does: the memory plan says where the frozen weights live (resident, or streamed)
+  const plan = requireFit(planCheckpoint(ckpt, trainTask(ckpt, method, ids.batch, ids.seq), activeBackend()), task.model);
+  const model = await loadPlanned(ckpt, plan, 'train');
+  const set = makeTrainable(model, ckpt, method, 0);
   const optimizer = new AdamW(set.params, DEFAULT_ADAMW);
   const variables = set.params.map((p) => p.variable);
   const schedule = { lr: TRAIN_DEFAULTS.lr, warmup: TRAIN_DEFAULTS.warmup, totalSteps: task.warmup + task.steps, minLrRatio: TRAIN_DEFAULTS.minLrRatio };
@@ -70,8 +74,8 @@ export async function makeStepper(task: Pick<TrainTask, 'model' | 'method' | 'id
     return { value, list: set.params.map((p) => grads[p.variable.name]) };
   };
   const update = (list: tf.Tensor[], i: number) => {
-    const { grads: clipped, norm } = clipByGlobalNorm(list, TRAIN_DEFAULTS.clip);
-    return { clipped, norm, apply: () => optimizer.apply(clipped, learningRate(i, schedule)) };
+    const { norm, scale } = globalNormClip(list, TRAIN_DEFAULTS.clip);
+    return { clipped: scale ? [scale] : [], norm, apply: () => optimizer.apply(list, learningRate(i, schedule), scale) };
   };
 
   return {

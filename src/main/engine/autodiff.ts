@@ -100,14 +100,35 @@ export function linearOI(x: Tensor, w: Tensor): Tensor {
   return tf.matMul(x as tf.Tensor2D, w as tf.Tensor2D, false, true);
 }
 
+/**
+ * dy @ W for W [out, in]: the input gradient of x @ Wᵀ. On wasm through a transient Wᵀ as the
+ * left operand (bit-identical to the plain product, and XNNPACK keeps no packed copy of W).
+ */
+function inputGradOI(dy: Tensor, w: Tensor): Tensor {
+  if (tf.getBackend() === 'wasm') return tf.tidy(() => linearOI(dy, tf.transpose(w)));
+  return tf.matMul(dy as tf.Tensor2D, w as tf.Tensor2D);
+}
+
 /** x @ Wᵀ for a frozen W [out, in] (a streamed block's): only dx = dy @ W. */
 export function frozenLinearOI(x: Tensor, w: Tensor): Tensor {
   const f = customGrad<[Tensor]>((xIn) => ({
     value: linearOI(xIn, w),
-    gradFunc: (dy: Tensor) => [tf.matMul(dy as tf.Tensor2D, w as tf.Tensor2D)],
+    gradFunc: (dy: Tensor) => [inputGradOI(dy, w)],
   }));
   return f(x);
 }
+
+/** x @ Wᵀ for a trainable W [out, in]: dx = dy @ W, dW = dyᵀ @ x (already [out, in]). */
+export const trainableLinearOI = customGrad<[Tensor, Tensor]>((x, w, save) => {
+  save([x, w]);
+  return {
+    value: linearOI(x, w),
+    gradFunc: (dy: Tensor, saved: Tensor[]) => {
+      const [xs, ws] = saved;
+      return [inputGradOI(dy, ws), matMulAT(dy, xs)];
+    },
+  };
+});
 
 /** x @ w with the fast backward; `trainable` says whether w gets a gradient. */
 export function fastLinear(x: Tensor, w: Tensor, trainable: boolean): Tensor {

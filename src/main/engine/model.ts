@@ -379,7 +379,7 @@ export class LlamaModel {
           continue;
         }
         const w = this.store.deviceBlock(i)!;
-        const out = this.block(i, x, cos, sin, mask, pastK, pastV, w, 'io');
+        const out = this.block(i, x, cos, sin, mask, pastK, pastV, w, this.store.deviceLayout(i));
         x = out.y;
         if (cache) {
           ks.push(out.k as tf.Tensor4D);

@@ -12,7 +12,7 @@
  * (LoRA: PEFT's `...q_proj.lora_A.weight` names).
  */
 import { tf } from './backend.js';
-import { fastLinear, frozenLinearOI, trainableEmbedding } from './autodiff.js';
+import { fastLinear, frozenLinearOI, trainableEmbedding, trainableLinearOI } from './autodiff.js';
 import type { Checkpoint } from './checkpoint.js';
 import { BlocklabError } from './errors.js';
 import { expectedShapes, parameterCount } from './config.js';
@@ -162,13 +162,14 @@ export function makeTrainable(model: LlamaModel, ckpt: Checkpoint, method: Train
   };
 
   for (const i of layers) {
-    const block = store.pinBlock(i); // resident float32, linears [in, out]
+    // resident float32 in the checkpoint's own layout [out, in] (x @ Wᵀ: XNNPACK keeps no packed copy)
+    const block = store.pinBlock(i, 'oi');
     const vars: Partial<Record<keyof BlockWeights, Tensor>> = {};
-    for (const [key, suffix, isLinear] of BLOCK_TENSORS) {
+    for (const [key, suffix] of BLOCK_TENSORS) {
       const t = block[key];
-      if (t) vars[key] = toVariable(t, `model.layers.${i}.${suffix}`, isLinear);
+      if (t) vars[key] = toVariable(t, `model.layers.${i}.${suffix}`, false);
     }
-    store.setBlock(i, vars as unknown as BlockWeights);
+    store.setBlock(i, vars as unknown as BlockWeights, 'oi');
   }
   const full = method.kind === 'full';
   let embedVar: tf.Variable | null = null;
@@ -213,8 +214,8 @@ export function makeTrainable(model: LlamaModel, ckpt: Checkpoint, method: Train
 
   const hooks: ForwardHooks = {
     linear: (x, wt, layer, proj, layout) => {
-      // resident weights are [in, out]; a streamed (always frozen) block's are [out, in]
-      const y = layout === 'io' ? fastLinear(x, wt, trainable.has(wt)) : frozenLinearOI(x, wt);
+      // frozen resident weights are [in, out]; trainable and streamed ones [out, in]
+      const y = layout === 'io' ? fastLinear(x, wt, trainable.has(wt)) : trainable.has(wt) ? trainableLinearOI(x, wt) : frozenLinearOI(x, wt);
       const adapter = loraByKey.get(`${layer}.${proj}`);
       if (!adapter) return y;
       const delta = fastLinear(fastLinear(x, adapter.a, true), adapter.b, true);

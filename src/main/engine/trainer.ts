@@ -23,7 +23,7 @@ import { BlocklabError } from './errors.js';
 import { exportedConfig } from './export.js';
 import type { LlamaModel } from './model.js';
 import { activeBackend, loadPlanned, planCheckpoint, requireFit, trainTask } from './plan.js';
-import { AdamW, clipByGlobalNorm, learningRate, type AdamWOptions } from './optimizer.js';
+import { AdamW, globalNormClip, learningRate, type AdamWOptions } from './optimizer.js';
 import { readSafetensorsHeader, readTensorFloat32, writeSafetensors, type TensorToWrite } from './safetensors.js';
 import { HfTokenizer } from './tokenizer.js';
 import { makeTrainable, methodName, type TrainableSet, type TrainMethod } from './trainable.js';
@@ -485,11 +485,10 @@ export async function train(opts: TrainOptions, events: TrainEvents = {}, signal
       }
       const meanGrads = opts.gradAccum === 1 ? accumulated! : accumulated!.map((g) => tf.div(g, opts.gradAccum));
       if (opts.gradAccum !== 1) for (const g of accumulated!) g.dispose();
-      const { grads: clipped, norm } = clipByGlobalNorm(meanGrads, opts.clip);
+      const { norm, scale } = globalNormClip(meanGrads, opts.clip);
       const gradNorm = (await norm.data())[0];
-      optimizer.apply(clipped, lr);
-      const toFree = new Set([...meanGrads, ...clipped, norm]);
-      for (const t of toFree) t.dispose();
+      optimizer.apply(meanGrads, lr, scale);
+      for (const t of [...meanGrads, norm, scale]) t?.dispose();
 
       const loss = lossSum / opts.gradAccum;
       if (!Number.isFinite(loss)) {
@@ -609,7 +608,11 @@ async function loadOptimizer(file: string, optimizer: AdamW, set: TrainableSet):
       for (const [suffix, map] of [['exp_avg', m], ['exp_avg_sq', v]] as const) {
         const info = header.tensors.get(`${p.name}.${suffix}`);
         if (!info) throw new BlocklabError(`has no ${p.name}.${suffix}; the checkpoint does not match this run`, { file });
-        map.set(p.name, tf.tensor(await readTensorFloat32(info), info.shape));
+        const t = tf.tensor(await readTensorFloat32(info), info.shape);
+        // moments saved while this weight trained as [in, out] (before block weights trained in their own layout)
+        const reversed = t.rank === 2 && t.shape[0] === p.variable.shape[1] && t.shape[1] === p.variable.shape[0] && t.shape[0] !== t.shape[1];
+        map.set(p.name, reversed ? tf.tidy(() => tf.transpose(t)) : t);
+        if (reversed) t.dispose();
       }
     }
     optimizer.load({ step, m, v });

@@ -221,6 +221,8 @@ export class WeightStore {
   private embedDevice: tf.Tensor2D | null = null; // [V, D]
   private headDevice: tf.Tensor2D | null = null; // infer: [D, V]; train: [V, D]
   private readonly blockDevice: (BlockWeights | null)[];
+  /** how each resident block's linears are laid out: 'io' as loaded for inference, 'oi' for training */
+  private readonly blockLayout: Layout[];
   /** streamed groups */
   private embedStored: StoredTensor | null = null;
   private headStored: StoredTensor | null = null;
@@ -234,6 +236,7 @@ export class WeightStore {
     this.purpose = purpose;
     this.norm = norm;
     this.blockDevice = new Array(config.numLayers).fill(null);
+    this.blockLayout = new Array(config.numLayers).fill('io');
     this.blockStored = new Array(config.numLayers).fill(null);
   }
 
@@ -352,7 +355,7 @@ export class WeightStore {
   block(i: number): BlockLease {
     this.check();
     const device = this.blockDevice[i];
-    if (device) return { weights: device, layout: 'io', release: () => undefined };
+    if (device) return { weights: device, layout: this.blockLayout[i], release: () => undefined };
     const stored = this.blockStored[i]!;
     const made: Tensor[] = [];
     try {
@@ -375,32 +378,43 @@ export class WeightStore {
     }
   }
 
-  /** Makes block i resident as float32 ([in, out] linears) and drops its stored copy; returns the weights. */
-  pinBlock(i: number): BlockWeights {
+  /**
+   * Makes block i resident as float32 with its linears laid out as `layout`, and drops its stored
+   * copy; returns the weights. (Training pins the blocks it trains as 'oi', the checkpoint's own
+   * layout, which XNNPACK never copies.)
+   */
+  pinBlock(i: number, layout: Layout = 'io'): BlockWeights {
     this.check();
     const device = this.blockDevice[i];
-    if (device) return device;
-    const stored = this.blockStored[i]!;
+    if (device && this.blockLayout[i] === layout) return device;
     const made: Partial<Record<keyof BlockWeights, Tensor>> = {};
     try {
-      for (const [key, s] of stored) {
-        const isLinear = s.info.shape.length === 2;
-        const t = this.materialize(s);
-        made[key] = isLinear ? transposeAndDispose(t) : t;
+      if (device) {
+        for (const [key, t] of Object.entries(device) as [keyof BlockWeights, Tensor][]) made[key] = t.rank === 2 ? transposeAndDispose(t) : t;
+      } else {
+        for (const [key, s] of this.blockStored[i]!) {
+          const t = this.materialize(s); // [out, in]
+          made[key] = t.rank === 2 && layout === 'io' ? transposeAndDispose(t) : t;
+        }
       }
     } catch (e) {
-      for (const t of Object.values(made)) t?.dispose();
+      if (!device) for (const t of Object.values(made)) t?.dispose();
       throw e;
     }
-    this.blockDevice[i] = made as unknown as BlockWeights;
-    this.blockStored[i] = null;
+    this.setBlock(i, made as unknown as BlockWeights, layout);
     return this.blockDevice[i]!;
   }
 
   /** Replaces block i's resident weights (training: with variables); the old tensors are the caller's. */
-  setBlock(i: number, weights: BlockWeights): void {
+  setBlock(i: number, weights: BlockWeights, layout: Layout): void {
     this.blockDevice[i] = weights;
+    this.blockLayout[i] = layout;
     this.blockStored[i] = null;
+  }
+
+  /** The layout of resident block i's linears. */
+  deviceLayout(i: number): Layout {
+    return this.blockLayout[i];
   }
 
   // ------------------------------------------------------------------------------ embedding

@@ -9,6 +9,7 @@ import { ExpansionRequestSchema } from './expansion.js';
 import { TrainMethodSchema, type StepEvent } from './jobs.js';
 import { CellsSchema, NOTEBOOK_LIMITS, type Notebook } from './notebook.js';
 import type { CompareReport, EvalReport } from './benchmarks.js';
+import type { PlanSummary } from './memory-plan.js';
 
 const Path = z.string().min(1).max(4096);
 const Id = z.number().int().nonnegative();
@@ -155,6 +156,13 @@ export const API_METHODS = {
   'files.list': z.object({ dir: Path.optional() }),
   'checkpoints.list': z.object({}),
   'checkpoints.inspect': z.object({ path: Path }),
+  /** the memory plan of a checkpoint: chat, and training with these settings (blocks for an expanded one) */
+  'checkpoints.plan': z.object({
+    path: Path,
+    method: TrainMethodSchema.optional(),
+    batch: z.number().int().positive().max(4096).optional(),
+    seq: z.number().int().min(2).max(1_000_000).optional(),
+  }),
   'benchmarks.list': z.object({}),
   'runs.list': z.object({ kind: z.enum(['train', 'eval', 'expand', 'export', 'import']).optional(), limit: z.number().int().positive().max(10_000).optional() }),
   'runs.get': z.object({ ids: z.array(Id).min(1).max(64), metrics: z.array(z.string().max(100)).max(32).optional() }),
@@ -266,6 +274,7 @@ export interface ApiResults {
   'files.list': { dir: string; parent: string | null; entries: FileEntry[]; roots: { label: string; path: string }[] };
   'checkpoints.list': CheckpointSummary[];
   'checkpoints.inspect': InspectInfo;
+  'checkpoints.plan': PlanSummary;
   'benchmarks.list': BenchmarkChoice[];
   'runs.list': RunSummary[];
   'runs.get': RunDetail[];

@@ -140,16 +140,32 @@ export interface MemoryPlan {
   backends: BackendFit[];
 }
 
+/** What `blocklab plan`, `inspect --json` and the app's cells show for a checkpoint. */
+export interface PlanSummary {
+  path: string;
+  backend: PlanBackendName;
+  ram_available: number;
+  /** chatting: a prompt of up to 512 tokens, the KV cache at the model's full context */
+  inference: MemoryPlan;
+  /** the training asked for, or block-only tuning of an expanded checkpoint's new blocks; null otherwise */
+  training: MemoryPlan | null;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Constants (bytes)
 
 export const WASM_HEAP_LIMIT = 4294901760; // tfjs-backend-wasm's wasm32 memory maximum (4 GiB − 64 KiB)
-/** what the plan lets the backend's memory fill up to (fragmentation, XNNPACK's scratch) */
+/** what the plan lets the backend's memory fill up to */
 const DEVICE_USABLE = 0.9;
 /** what the plan lets the process take of the RAM available */
 const RAM_USABLE = 0.85;
+/**
+ * wasm heap high-water mark over the bytes live at the peak: large tensors of varying sizes
+ * fragment the allocator, and wasm memory never shrinks (measured 1.3–1.5 on the bench shapes)
+ */
+const HEAP_FRAGMENTATION = 1.4;
 /** Node, tfjs, the tokenizer, the code: resident before any weight */
-const PROCESS_BASE = 320 * 2 ** 20;
+const PROCESS_BASE = 300 * 2 ** 20;
 /** one float32 head chunk when the head streams (weights.ts headChunkRows) */
 const HEAD_CHUNK = 32 * 2 ** 20;
 /** training: the cross-entropy's vocabulary chunk is about this many float32 logits (head-loss.ts) */
@@ -157,11 +173,11 @@ export const LOSS_CHUNK_ELEMENTS = 4 * 2 ** 20;
 
 const F = 4; // float32
 
-// Activations, in float32 values per token (calibrated on the bench shapes with tf.memory peaks).
-/** inference, one block's transient peak per token: q/k/v/rope/residual copies of D, MLP copies of F */
+// Activations, in float32 values per token (calibrated against tfjs's memory at the peak).
+/** inference: one block's intermediates per token (q, k, v, rope, residuals: ~12 × D; the MLP: ~5 × F) */
 const INFER_D = 12;
 const INFER_F = 5;
-/** training, saved for the backward pass per token of a recorded block */
+/** training: what the tape keeps per token of a recorded block */
 const TRAIN_D = 16;
 const TRAIN_F = 6;
 
@@ -171,7 +187,7 @@ export function formatPlanBytes(n: number): string {
   if (n >= GiB) return `${(n / GiB).toFixed(n >= 10 * GiB ? 1 : 2)} GiB`;
   if (n >= 2 ** 20) return `${(n / 2 ** 20).toFixed(0)} MiB`;
   if (n >= 1024) return `${(n / 1024).toFixed(0)} KiB`;
-  return `${n} B`;
+  return `${Math.round(n)} B`;
 }
 
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
@@ -181,58 +197,61 @@ function allParams(m: PlanModel): number {
 }
 
 // ---------------------------------------------------------------------------------------------
-// What a task needs, besides the frozen weights
+// What a task needs on the device, by component
 
 interface Needs {
   trainable: MemoryPlan['trainable'];
-  /** float32 bytes on the device that do not depend on where frozen weights live */
-  deviceFixed: number;
-  activations: number;
-  kv: number;
-  kvContext: number;
-  /** which blocks train (their weights are always resident float32) */
   trainableBlocks: Set<number>;
   trainEmbed: boolean;
   trainHead: boolean;
+  kv: number;
+  kvContext: number;
+  /** trainable weights, gradients, AdamW moments (training) */
+  state: number;
+  /** temporaries of the largest tensor at a time: AdamW's update, a transposed weight */
+  transient: number;
+  /** logits (inference), the head chunk (training) */
+  head: number;
+  /** one block's intermediates (inference), what one recorded block keeps (training) */
+  block: number;
+  /** training: what a streamed (checkpointed) block keeps: its input */
+  checkpoint: number;
 }
 
+/** Attention scores: wasm computes them one (sequence, kv head) slice at a time, other backends at once. */
 function attentionScores(m: PlanModel, batch: number, t: number, s: number, perSlice: boolean): number {
-  // wasm computes attention one (sequence, kv head) slice at a time; other backends all at once
   const g = m.heads / m.kvHeads;
-  return perSlice ? g * t * s * F * 4 : batch * m.heads * t * s * F * 4;
+  return (perSlice ? g * t * s : batch * m.heads * t * s) * F * 3;
 }
 
 function taskNeeds(m: PlanModel, task: PlanTask, backend: PlanBackendName): Needs {
   const D = m.hidden;
-  const Fw = m.intermediate;
+  const FF = m.intermediate;
   const V = m.vocab;
   const perSlice = backend === 'wasm';
+  const none = { trainable: null, trainableBlocks: new Set<number>(), trainEmbed: false, trainHead: false, state: 0, transient: 0, checkpoint: 0 };
   if (task.kind === 'infer') {
     const N = task.batch * task.tokens;
     const S = Math.max(task.tokens, task.context);
-    const kvContext = task.context;
-    const kv = 2 * m.layers * task.batch * m.kvHeads * m.headDim * kvContext * F;
-    const block = N * (INFER_D * D + INFER_F * Fw) * F + attentionScores(m, task.batch, task.tokens, S, perSlice);
-    // logits: all positions for score/eval (+ their log-softmax), the last one for generation
-    const logits = task.what === 'score' || task.what === 'eval' || task.what === 'expand' ? 2 * N * V * F : 2 * task.batch * V * F;
-    const activations = block + logits;
-    return { trainable: null, deviceFixed: activations + kv, activations, kv, kvContext, trainableBlocks: new Set(), trainEmbed: false, trainHead: false };
+    const kv = 2 * m.layers * task.batch * m.kvHeads * m.headDim * task.context * F;
+    const block = N * (INFER_D * D + INFER_F * FF) * F + attentionScores(m, task.batch, task.tokens, S, perSlice);
+    // every position's logits (and their log-softmax) to score; the last one's to generate
+    const head = task.what === 'score' || task.what === 'eval' || task.what === 'expand' ? 2 * N * V * F : 2 * task.batch * V * F;
+    return { ...none, kv, kvContext: task.context, block, head };
   }
 
   const N = task.batch * task.seq;
-  const trainableBlocks = new Set(task.method === 'lora' ? [] : task.trainableLayers);
+  const trainableBlocks = new Set(task.method === 'lora' ? [] : task.method === 'full' ? m.blocks.map((_, i) => i) : task.trainableLayers);
   const full = task.method === 'full';
   let params = 0;
-  let linear = 0;
   let largest = 0;
   for (const i of trainableBlocks) {
     params += m.blocks[i].params;
-    linear += m.blocks[i].linearParams;
-    largest = Math.max(largest, m.blocks[i].linearParams / 7);
+    largest = Math.max(largest, m.blocks[i].linearParams / 3); // the MLP's three matrices are the largest
   }
   if (full) {
     params += m.embed.params + m.norm.params + (m.head?.params ?? 0);
-    largest = Math.max(largest, m.embed.params);
+    largest = Math.max(largest, m.embed.params, m.head?.params ?? 0);
   }
   if (task.method === 'lora') {
     const r = task.loraRank ?? 8;
@@ -241,37 +260,31 @@ function taskNeeds(m: PlanModel, task: PlanTask, backend: PlanBackendName): Need
       k: [D, m.kvHeads * m.headDim],
       v: [D, m.kvHeads * m.headDim],
       o: [m.heads * m.headDim, D],
-      gate: [D, Fw],
-      up: [D, Fw],
-      down: [Fw, D],
+      gate: [D, FF],
+      up: [D, FF],
+      down: [FF, D],
     };
     for (const t of task.loraTargets ?? ['q', 'v']) params += m.layers * r * (dims[t][0] + dims[t][1]);
+    largest = Math.max(largest, Math.max(...m.blocks.map((b) => b.linearParams / 3)));
   }
-  const weights = params * F;
-  // gradients, and clipByGlobalNorm's clipped copies of them
-  const grads = 2 * params * F;
-  const adamw = 2 * params * F;
-  // XNNPACK packs a copy of every resident linear weight it multiplies, and the backward pass
-  // transposes (and packs) one weight at a time; AdamW's update makes a few temporaries per tensor
-  const packed = linear * F + 3 * largest * F + 5 * largest * F;
-
-  // activations the tape keeps: recorded blocks save ~TRAIN_D·D + TRAIN_F·F per token, plus
-  // attention probabilities; streamed frozen blocks save only their input and recompute
-  const recorded = N * (TRAIN_D * D + TRAIN_F * Fw) * F + task.batch * m.heads * task.seq * task.seq * F * 2;
-  const recomputeSlack = recorded + attentionScores(m, task.batch, task.seq, task.seq, perSlice);
-  // the head + cross-entropy works on vocabulary chunks
-  const chunk = Math.min(V, Math.max(1, Math.floor(LOSS_CHUNK_ELEMENTS / Math.max(1, N)))) * N * F * 4;
-  const embedGrad = full ? N * V * F : 0; // the trainable embedding's one-hot gradient
-  const activations = recorded * (trainableBlocks.size + (task.method === 'lora' ? 0 : 0)) + recomputeSlack + chunk + embedGrad;
+  const trainable = { params, weights_bytes: params * F, grads_bytes: params * F, adamw_bytes: 2 * params * F };
+  // AdamW's update makes ~5 temporaries of the tensor it updates; a backward transposes one weight
+  const transient = 6 * largest * F;
+  const block = N * (TRAIN_D * D + TRAIN_F * FF) * F + task.batch * m.heads * task.seq * task.seq * F * 2;
+  const chunkRows = Math.min(V, Math.max(1, Math.floor(LOSS_CHUNK_ELEMENTS / Math.max(1, N))));
+  const head = chunkRows * N * F * 4 + (full ? N * V * F : 0); // + the trainable embedding's one-hot gradient
   return {
-    trainable: { params, weights_bytes: weights, grads_bytes: grads, adamw_bytes: adamw },
-    deviceFixed: weights + grads + adamw + packed + activations,
-    activations,
-    kv: 0,
-    kvContext: 0,
+    trainable,
     trainableBlocks,
     trainEmbed: full,
     trainHead: full && !m.tied,
+    kv: 0,
+    kvContext: 0,
+    state: trainable.weights_bytes + trainable.grads_bytes + trainable.adamw_bytes,
+    transient,
+    head,
+    block,
+    checkpoint: N * D * F,
   };
 }
 
@@ -281,67 +294,70 @@ function taskNeeds(m: PlanModel, task: PlanTask, backend: PlanBackendName): Need
 interface Placement {
   mode: 'resident' | 'streamed';
   plan: ResidencyPlan;
+  /** live bytes on the device at the peak, and the heap that takes */
+  live: number;
   device: number;
   ram: number;
+  activations: number;
 }
 
-/** Float32 bytes a resident group takes on the device, with XNNPACK's packed copy on wasm. */
-function residentBytes(g: StoredGroup, backend: PlanBackendName, packs: boolean): number {
-  return g.params * F + (backend === 'wasm' && packs ? g.linearParams * F : 0);
+/** Float32 bytes of a resident frozen group: on wasm XNNPACK keeps a packed copy of each linear it multiplies by. */
+function residentBytes(g: StoredGroup, backend: PlanBackendName): number {
+  return g.params * F + (backend === 'wasm' ? g.linearParams * F : 0);
 }
 
 function place(m: PlanModel, task: PlanTask, needs: Needs, backend: PlanBackend, limits: PlanLimits): Placement {
-  const infer = task.kind === 'infer';
-  const recordedFrozen = task.kind === 'train' && task.method !== 'lora' ? Math.max(0, Math.min(...(task.trainableLayers.length ? task.trainableLayers : [0]))) : 0;
-  const trainAct = task.kind === 'train' ? needs.activations / Math.max(1, needs.trainableBlocks.size + 1) : 0;
-
-  // all resident: every frozen weight float32 on the device (the fastest, when it fits)
-  let residentDevice = needs.deviceFixed + m.norm.params * F;
-  residentDevice += needs.trainEmbed ? 0 : residentBytes(m.embed, backend.name, m.tied && infer);
-  if (m.head && !needs.trainHead) residentDevice += residentBytes(m.head, backend.name, infer);
-  if (m.tied && infer) residentDevice += m.embed.params * F; // the transposed copy the head uses
-  m.blocks.forEach((b, i) => {
-    if (!needs.trainableBlocks.has(i)) residentDevice += residentBytes(b, backend.name, true);
-  });
-  // training records every resident block's activations (the ones below the first trainable too)
-  if (task.kind === 'train') residentDevice += trainAct * (m.layers - needs.trainableBlocks.size) + 0 * recordedFrozen;
-
+  const train = task.kind === 'train';
+  const wasm = backend.name === 'wasm';
   const deviceLimit = effectiveDeviceLimit(backend, limits);
   const ramLimit = limits.ramAvailable * RAM_USABLE;
-  const sharesRam = backend.deviceLimit === null;
-  const residentRam = PROCESS_BASE + (sharesRam ? residentDevice : residentDevice); // the wasm heap is process memory too
-  const residentFits = (deviceLimit === null || residentDevice <= deviceLimit) && residentRam <= ramLimit;
-  const blocks = m.blocks.map((_, i): Residency => 'device');
-  if (residentFits) {
-    return { mode: 'resident', plan: { embed: 'device', head: 'device', blocks }, device: residentDevice, ram: residentRam };
+  const heapOf = (live: number) => (wasm ? live * HEAP_FRAGMENTATION : live);
+  const frozen = m.blocks.map((_, i) => i).filter((i) => !needs.trainableBlocks.has(i));
+
+  // resident: every frozen weight float32 on the device (the fastest, when it fits); training
+  // records every block's activations
+  {
+    let weights = m.norm.params * F;
+    if (!needs.trainEmbed) weights += m.embed.params * F;
+    if (m.head && !needs.trainHead) weights += train ? m.head.params * F : residentBytes(m.head, backend.name);
+    if (m.tied && !train) weights += m.embed.params * F * (wasm ? 2 : 1); // the transposed copy the head multiplies by
+    for (const i of frozen) weights += residentBytes(m.blocks[i], backend.name);
+    const activations = train ? needs.block * m.layers + needs.head : needs.block + needs.head;
+    const live = weights + needs.state + needs.transient + activations + needs.kv;
+    const device = heapOf(live);
+    const ram = PROCESS_BASE + device;
+    if ((deviceLimit === null || device <= deviceLimit) && ram <= ramLimit) {
+      const blocks = m.blocks.map((): Residency => 'device');
+      return { mode: 'resident', plan: { embed: 'device', head: 'device', blocks }, live, device, ram, activations };
+    }
   }
 
-  // streamed: frozen blocks, the frozen embedding and head leave the device between uses
-  const largestBlock = Math.max(...m.blocks.map((b) => b.params));
-  let device = needs.deviceFixed + m.norm.params * F + largestBlock * F + HEAD_CHUNK;
-  if (task.kind === 'train') {
-    // the backward pass packs the leased block's weight it multiplies by (dx = dy @ W), and each
-    // streamed block keeps its input
-    device += (largestBlock / 7) * F * 3 + (m.layers - needs.trainableBlocks.size) * task.batch * task.seq * m.hidden * F;
-    if (needs.trainEmbed) device += m.embed.params * F;
-    if (needs.trainHead) device += 0; // counted with the trainable weights
-  }
+  // streamed: frozen blocks (and a frozen embedding and head) leave the device between uses; a
+  // block is leased as float32 when it computes (and its weights transposed, one at a time, in
+  // a backward pass); a streamed block in training keeps only its input
+  const largestBlock = Math.max(0, ...frozen.map((i) => m.blocks[i].params));
+  const lease = largestBlock * F + (train ? (largestBlock / 7) * F : 0);
+  const activations = train
+    ? needs.block * (needs.trainableBlocks.size + 1) + needs.checkpoint * frozen.length + needs.head
+    : needs.block + needs.head;
+  let weights = m.norm.params * F + HEAD_CHUNK;
+  if (needs.trainEmbed) weights += 0; // counted in the trainable state
+  const live = weights + lease + needs.state + needs.transient + activations + needs.kv;
+  const device = heapOf(live);
   let frozenStored = 0;
   if (!needs.trainEmbed) frozenStored += m.embed.bytes;
   if (m.head && !needs.trainHead) frozenStored += m.head.bytes;
-  m.blocks.forEach((b, i) => {
-    if (!needs.trainableBlocks.has(i)) frozenStored += b.bytes;
-  });
-  const staging = Math.max(...m.blocks.map((b) => b.bytes)) / 4; // one tensor read at a time from the file
+  for (const i of frozen) frozenStored += m.blocks[i].bytes;
   const hostRam = PROCESS_BASE + device + frozenStored;
   const where: Residency = hostRam <= ramLimit ? 'host' : 'file';
+  const staging = Math.max(0, ...frozen.map((i) => m.blocks[i].bytes / 3)); // one tensor read at a time
   const ram = where === 'host' ? hostRam : PROCESS_BASE + device + staging;
   const plan: ResidencyPlan = {
     embed: needs.trainEmbed ? 'device' : where,
     head: needs.trainHead ? 'device' : where,
     blocks: m.blocks.map((_, i) => (needs.trainableBlocks.has(i) ? 'device' : where)),
   };
-  return { mode: 'streamed', plan, device, ram };
+  return { mode: 'streamed', plan, live, device, ram, activations };
 }
 
 function effectiveDeviceLimit(backend: PlanBackend, limits: PlanLimits): number | null {
@@ -378,7 +394,7 @@ export function planMemory(m: PlanModel, task: PlanTask, limits: PlanLimits): Me
     );
   }
   if (!chosen.ramOk) {
-    problems.push(`needs ${formatPlanBytes(placement.ram)} of RAM, more than the ${formatPlanBytes(limits.ramAvailable * RAM_USABLE)} this machine has available`);
+    problems.push(`needs ${formatPlanBytes(placement.ram)} of RAM, more than the ${formatPlanBytes(limits.ramAvailable * RAM_USABLE)} of the ${formatPlanBytes(limits.ramAvailable)} available it can use`);
   }
   const ok = chosen.deviceOk && chosen.ramOk;
   return {
@@ -386,7 +402,7 @@ export function planMemory(m: PlanModel, task: PlanTask, limits: PlanLimits): Me
     backend: chosen.backend.name,
     model: { params, stored_bytes: sum(Object.values(m.bytesByDtype).map((x) => x ?? 0)), bytes_by_dtype: m.bytesByDtype, float32_bytes: params * F },
     trainable: needs.trainable,
-    activations_bytes: needs.activations,
+    activations_bytes: placement.activations,
     kv_cache: { bytes: needs.kv, context: needs.kvContext },
     residency: { mode: placement.mode, plan: placement.plan, device_blocks: blocksBy('device'), host_blocks: blocksBy('host'), file_blocks: blocksBy('file') },
     device: { name: deviceName, limit: chosen.deviceLimit, need: placement.device, fits: chosen.deviceOk },

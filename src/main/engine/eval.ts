@@ -52,6 +52,7 @@ import { openCheckpoint } from './checkpoint.js';
 import { BlocklabError } from './errors.js';
 import { generate } from './generate.js';
 import { loadModel, type LoadedModel } from './index.js';
+import { evalTokenBudget } from './plan.js';
 import type { LlamaModel } from './model.js';
 import type { HfTokenizer } from './tokenizer.js';
 import { registerCheckpointDir } from '../jobs/supervisor.js';
@@ -68,6 +69,8 @@ export interface ModelScorerOptions {
   batch?: number;
   /** longest model input (default: max_position_embeddings) */
   maxLength?: number;
+  /** most tokens (sequences × length) in one forward pass, from the memory plan (default: no limit) */
+  maxTokens?: number;
   signal?: AbortSignal;
 }
 
@@ -97,11 +100,14 @@ export function modelScorer(model: LlamaModel, opts: ModelScorerOptions = {}): T
       const workTotal = prepared.reduce((s, p) => s + p.input.length, 0);
       let work = 0;
       let done = 0;
-      for (let s = 0; s < order.length; s += batch) {
+      for (let s = 0; s < order.length; ) {
         if (opts.signal?.aborted) throw new BlocklabError('the evaluation was cancelled');
-        const chunk = order.slice(s, s + batch);
+        const longest = prepared[order[s]].input.length; // longest first
+        const fit = Math.max(1, Math.min(batch, Math.floor((opts.maxTokens ?? Infinity) / longest)));
+        const chunk = order.slice(s, s + fit);
+        s += chunk.length;
         const B = chunk.length;
-        const T = prepared[chunk[0]].input.length; // longest first
+        const T = longest;
         const ids = new Int32Array(B * T); // pad id 0: it is never read
         const rowIndex: number[] = []; // flat [B·T] position predicting each target
         const targets: number[] = [];
@@ -203,6 +209,8 @@ export interface CheckpointEvalOptions {
   limit?: number | null;
   batch?: number;
   maxLength?: number | null;
+  /** most tokens in one forward pass (the memory plan's) */
+  maxTokens?: number;
   seed?: number;
   fewshot?: ItemList | null;
   onProgress?: (p: EvalProgress) => void;
@@ -214,7 +222,7 @@ export async function evaluateLoaded(loaded: LoadedModel, bench: Benchmark, opts
   const tok = loaded.tokenizer;
   if (!tok) throw new BlocklabError('has no tokenizer.json, which text benchmarks need; add the tokenizer files', { file: loaded.checkpoint.dir });
   const config = loaded.checkpoint.config;
-  const scorer = modelScorer(loaded.model, { batch: opts.batch, maxLength: opts.maxLength ?? undefined, signal: opts.signal });
+  const scorer = modelScorer(loaded.model, { batch: opts.batch, maxLength: opts.maxLength ?? undefined, maxTokens: opts.maxTokens, signal: opts.signal });
   const eos = [...new Set([...config.eosTokenIds, ...tok.eosTokenIds])];
   return evaluateBenchmark(bench, {
     scorer,
@@ -459,6 +467,7 @@ export async function runEval(store: ExperimentStore, opts: RunEvalOptions): Pro
   try {
     for (const m of models) {
       let loaded: LoadedModel | null = null;
+      let maxTokens: number | undefined;
       try {
         for (const b of benches) {
           const reuse = opts.force ? null : reusableResults(store, m.checkpoint_id, b, m.fingerprint);
@@ -469,7 +478,17 @@ export async function runEval(store: ExperimentStore, opts: RunEvalOptions): Pro
           } else {
             if (!loaded) {
               log(`loading ${m.label} …`);
-              loaded = await loadModel(m.path, opts.backend);
+              // refused before loading when even one sequence of the longest input does not fit;
+              // the batch then shrinks to what the memory plan allows
+              const budget = { length: 0, tokens: 0 };
+              loaded = await loadModel(m.path, opts.backend, {
+                task: (ckpt) => {
+                  budget.length = Math.min(opts.maxLength ?? ckpt.config.maxPositionEmbeddings, ckpt.config.maxPositionEmbeddings);
+                  budget.tokens = evalTokenBudget(ckpt, opts.batch ?? 8, budget.length);
+                  return { kind: 'infer', what: 'eval', batch: 1, tokens: budget.length, context: 0 };
+                },
+              });
+              maxTokens = budget.tokens;
               store.updateRun(runId, { backend: backendReport()?.active ?? null });
             }
             const scores = await evaluateLoaded(loaded, b.bench, {
@@ -477,6 +496,7 @@ export async function runEval(store: ExperimentStore, opts: RunEvalOptions): Pro
               limit: b.setup.limit,
               batch: opts.batch,
               maxLength: opts.maxLength,
+              maxTokens,
               seed: opts.seed,
               fewshot: b.fewshot,
               signal: opts.signal,

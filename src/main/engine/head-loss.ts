@@ -54,10 +54,11 @@ export function headCrossEntropy(x: tf.Tensor2D, targets: tf.Tensor1D, head: Hea
       head.release(w);
     }
   };
+  // (in float32, exact for ids < 2^24: wasm's clip kernel reads int32 tensors as float32 bits)
   const targetsIn = (tg: Tensor, v0: number, v1: number) => {
-    const local = tf.sub(tg, tf.scalar(v0, 'int32'));
+    const local = tf.sub(tf.cast(tg, 'float32'), v0);
     const inside = tf.logicalAnd(tf.greaterEqual(local, 0), tf.less(local, v1 - v0));
-    return { local: tf.clipByValue(local, 0, v1 - v0 - 1), inside };
+    return { local: tf.cast(tf.clipByValue(local, 0, v1 - v0 - 1), 'int32'), inside };
   };
 
   const forward = (xIn: Tensor, tg: Tensor): { loss: tf.Scalar; lse: tf.Tensor1D } => {

@@ -13,7 +13,7 @@ import { exportHf } from './export.js';
 import { exportCheckpointGguf } from './gguf.js';
 import { generate, type GenerateOptions, type GenerateResult } from './generate.js';
 import { LlamaModel, tokenNll } from './model.js';
-import { loadPlanned, planCheckpoint, requireFit, scoreTask, type MemoryPlan, type PlanTask } from './plan.js';
+import { loadPlanned, planCheckpoint, planSummary, requireFit, scoreTask, type MemoryPlan, type PlanTask } from './plan.js';
 import { HfTokenizer, type ChatMessage } from './tokenizer.js';
 import type { ExpansionRequest } from '../../shared/expansion.js';
 
@@ -24,7 +24,7 @@ export { makeTinyCheckpoint, type TinyOptions } from './tiny.js';
 export { exportHf } from './export.js';
 export { parseDtypeOption } from './write-checkpoint.js';
 export { LlamaModel, tokenNll } from './model.js';
-export { planCheckpoint, scoreTask, generateTask, explainOutOfMemory, describePlan, type MemoryPlan, type PlanTask } from './plan.js';
+export { planCheckpoint, planSummary, scoreTask, generateTask, explainOutOfMemory, describePlan, type MemoryPlan, type PlanTask, type PlanSummary } from './plan.js';
 export { tf } from './backend.js';
 export { HfTokenizer, type ChatMessage } from './tokenizer.js';
 export type { ExpandResult } from './expand.js';
@@ -60,6 +60,8 @@ export async function inspectCheckpoint(dir: string) {
     files,
     tokenizer: tokenizer?.describe() ?? null,
     expansion: ckpt.expansion,
+    /** the memory plan on this machine (chat; block-only tuning when it has new blocks) */
+    memory_plan: planSummary(ckpt),
   };
 }
 

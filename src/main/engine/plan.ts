@@ -13,6 +13,7 @@ import { LlamaModel } from './model.js';
 import { trainableLayers, type TrainMethod } from './trainable.js';
 import { BLOCK_TENSORS } from './weights.js';
 import { BlocklabError } from './errors.js';
+import { TRAIN_DEFAULTS } from '../../shared/jobs.js';
 import {
   WASM_HEAP_LIMIT,
   describePlan,
@@ -24,11 +25,12 @@ import {
   type PlanDType,
   type PlanLimits,
   type PlanModel,
+  type PlanSummary,
   type PlanTask,
   type StoredGroup,
 } from '../../shared/memory-plan.js';
 
-export type { MemoryPlan, PlanTask } from '../../shared/memory-plan.js';
+export type { MemoryPlan, PlanSummary, PlanTask } from '../../shared/memory-plan.js';
 
 /** A checkpoint's figures for the plan: its config and the sizes of its stored tensors. */
 export function planModelOf(ckpt: Checkpoint): PlanModel {
@@ -196,4 +198,36 @@ export function trainTask(ckpt: Checkpoint, method: TrainMethod, batch: number, 
 /** The active backend's name (initBackend has run before anything is planned for loading). */
 export function activeBackend(): BackendName {
   return backendReport()?.active ?? 'wasm';
+}
+
+/**
+ * What `blocklab plan`, `inspect --json` and the app show: the chat plan, and a training plan
+ * (the method asked for; else block-only tuning when the checkpoint has new blocks).
+ */
+export function planSummary(
+  ckpt: Checkpoint,
+  opts: { backend?: BackendName; method?: TrainMethod; batch?: number; seq?: number; deviceBudget?: number | null } = {},
+): PlanSummary {
+  const backend = opts.backend ?? activeBackend();
+  const ctx = ckpt.config.maxPositionEmbeddings;
+  const chat = generateTask(Math.min(512, ctx), ctx, ctx, 'chat');
+  const inference = planCheckpoint(ckpt, chat, backend, opts);
+  let training: MemoryPlan | null = null;
+  const method = opts.method ?? (ckpt.expansion ? ({ kind: 'blocks' } as const) : null);
+  if (method) {
+    const seq = Math.min(opts.seq ?? TRAIN_DEFAULTS.seq, ctx);
+    training = planCheckpoint(ckpt, trainTask(ckpt, method, opts.batch ?? TRAIN_DEFAULTS.batch, seq), backend, opts);
+  }
+  return { path: ckpt.dir, backend, ram_available: inference.ram.available, inference, training };
+}
+
+/**
+ * Most tokens one evaluation forward pass may hold: `batch` sequences of `length` tokens, or as
+ * many as the memory plan allows (at least one sequence).
+ */
+export function evalTokenBudget(ckpt: Checkpoint, batch: number, length: number): number {
+  for (let b = batch; b > 1; b = Math.floor(b / 2)) {
+    if (planCheckpoint(ckpt, { kind: 'infer', what: 'eval', batch: b, tokens: length, context: 0 }, activeBackend()).fits) return b * length;
+  }
+  return length;
 }

@@ -88,7 +88,7 @@ export interface PlanLimits {
   ramAvailable: number;
   /** the backend the task would run on, then the others to compare against */
   backends: PlanBackend[];
-  /** a smaller device budget than the backend's (tests force streaming with it) */
+  /** a smaller device budget than the backend's own limit, for the backend the task runs on (tests force streaming with it) */
   deviceBudget?: number | null;
 }
 
@@ -340,7 +340,7 @@ function place(m: PlanModel, task: PlanTask, needs: Needs, backend: PlanBackend,
   const activations = train
     ? needs.block * (needs.trainableBlocks.size + 1) + needs.checkpoint * frozen.length + needs.head
     : needs.block + needs.head;
-  let weights = m.norm.params * F + HEAD_CHUNK;
+  let weights = m.norm.params * F + Math.min(HEAD_CHUNK, m.vocab * m.hidden * F);
   if (needs.trainEmbed) weights += 0; // counted in the trainable state
   const live = weights + lease + needs.state + needs.transient + activations + needs.kv;
   const device = heapOf(live);
@@ -360,9 +360,10 @@ function place(m: PlanModel, task: PlanTask, needs: Needs, backend: PlanBackend,
   return { mode: 'streamed', plan, live, device, ram, activations };
 }
 
+/** What a backend's memory can be filled to; a device budget caps the backend the task runs on (the first). */
 function effectiveDeviceLimit(backend: PlanBackend, limits: PlanLimits): number | null {
   const own = backend.deviceLimit === null ? null : backend.deviceLimit * DEVICE_USABLE;
-  const budget = limits.deviceBudget ?? null;
+  const budget = backend === limits.backends[0] ? (limits.deviceBudget ?? null) : null;
   if (budget === null) return own;
   return own === null ? budget : Math.min(own, budget);
 }
@@ -370,7 +371,7 @@ function effectiveDeviceLimit(backend: PlanBackend, limits: PlanLimits): number 
 // ---------------------------------------------------------------------------------------------
 // The plan
 
-export function planMemory(m: PlanModel, task: PlanTask, limits: PlanLimits): MemoryPlan {
+export function planMemory(m: PlanModel, task: PlanTask, limits: PlanLimits, withAdvice = true): MemoryPlan {
   if (limits.backends.length === 0) throw new Error('planMemory needs at least one backend');
   const fits = limits.backends.map((b) => {
     const needs = taskNeeds(m, task, b.name);
@@ -410,7 +411,7 @@ export function planMemory(m: PlanModel, task: PlanTask, limits: PlanLimits): Me
     peak_rss_estimate: placement.ram,
     fits: ok,
     problems,
-    advice: ok ? [] : advise(m, task, limits, fits.slice(1).filter((f) => f.deviceOk && f.ramOk).map((f) => f.backend.name)),
+    advice: ok || !withAdvice ? [] : advise(m, task, limits, fits.slice(1).filter((f) => f.deviceOk && f.ramOk).map((f) => f.backend.name)),
     backends: fits.map((f) => ({
       backend: f.backend.name,
       fits: f.deviceOk && f.ramOk,
@@ -427,15 +428,15 @@ export function planMemory(m: PlanModel, task: PlanTask, limits: PlanLimits): Me
 function advise(m: PlanModel, task: PlanTask, limits: PlanLimits, otherBackends: PlanBackendName[]): string[] {
   const advice: string[] = [];
   const chosenOnly: PlanLimits = { ...limits, backends: [limits.backends[0]] };
-  const fitsWith = (t: PlanTask) => {
-    const p = planMemory(m, t, chosenOnly);
-    return p.fits;
-  };
+  const fitsWith = (t: PlanTask) => planMemory(m, t, chosenOnly, false).fits;
   if (task.kind === 'train') {
     if (task.method === 'full') {
-      const blocks = { ...task, method: 'blocks' as const, trainableLayers: task.trainableLayers.slice(-Math.max(1, Math.round(m.layers / 5))) };
-      if (fitsWith(blocks)) advice.push('train only the new blocks (--method blocks, LLaMA Pro) or a few blocks (--method last:K) instead of full fine-tuning');
-      else advice.push('full fine-tuning keeps four float32 copies of every weight (weights, gradients, two AdamW moments); train only some blocks instead');
+      // full fine-tuning keeps four float32 copies of every weight (weights, gradients, two AdamW moments)
+      let k = Math.max(1, Math.round(m.layers / 8));
+      while (k > 1 && !fitsWith({ ...task, method: 'blocks', trainableLayers: m.blocks.map((_, i) => i).slice(-k) })) k = Math.floor(k / 2);
+      if (fitsWith({ ...task, method: 'blocks', trainableLayers: m.blocks.map((_, i) => i).slice(-k) })) {
+        advice.push(`train only the new blocks (--method blocks, LLaMA Pro) or a few blocks (--method last:${k} fits) instead of full fine-tuning`);
+      } else advice.push('train only some blocks (--method blocks or last:K) instead of every weight (full fine-tuning keeps four float32 copies of each)');
     }
     for (let b = task.batch; b >= 1; b = Math.floor(b / 2)) {
       if (b < task.batch && fitsWith({ ...task, batch: b })) {

@@ -58,7 +58,7 @@ export function headCrossEntropy(x: tf.Tensor2D, targets: tf.Tensor1D, head: Hea
   const targetsIn = (tg: Tensor, v0: number, v1: number) => {
     const local = tf.sub(tf.cast(tg, 'float32'), v0);
     const inside = tf.logicalAnd(tf.greaterEqual(local, 0), tf.less(local, v1 - v0));
-    return { local: tf.cast(tf.clipByValue(local, 0, v1 - v0 - 1), 'int32'), inside };
+    return { local: tf.cast(tf.clipByValue(local, 0, v1 - v0 - 1), 'int32'), inside, localF: local };
   };
 
   const forward = (xIn: Tensor, tg: Tensor): { loss: tf.Scalar; lse: tf.Tensor1D } => {
@@ -104,9 +104,9 @@ export function headCrossEntropy(x: tf.Tensor2D, targets: tf.Tensor1D, head: Hea
         try {
           const l = linearOI(xIn, w);
           const p = tf.exp(tf.sub(l, tf.reshape(lse, [N, 1])));
-          const { local, inside } = targetsIn(tg, v0, v1);
-          const oneHot = tf.mul(tf.oneHot(local as tf.Tensor1D, v1 - v0), tf.reshape(tf.cast(inside, 'int32'), [N, 1]));
-          const dl = tf.mul(tf.sub(p, tf.cast(oneHot, 'float32')), scale) as tf.Tensor2D; // [N, Vc]
+          // one-hot of the targets in this chunk (a row of zeros for a target elsewhere)
+          const oneHot = tf.cast(tf.equal(tf.reshape(targetsIn(tg, v0, v1).localF, [N, 1]), tf.range(0, v1 - v0, 1, 'float32')), 'float32');
+          const dl = tf.mul(tf.sub(p, oneHot), scale) as tf.Tensor2D; // [N, Vc]
           const dxC = tf.matMul(dl, w); // [N, D]
           const dwC = head.trainable ? tf.matMul(tf.transpose(dl) as tf.Tensor2D, xIn as tf.Tensor2D) : null; // [Vc, D]
           return dwC ? [dxC, dwC] : [dxC];

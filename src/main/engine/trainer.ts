@@ -86,6 +86,8 @@ export interface TrainStart {
   frozenOptimizerBytesSaved: number;
   corpus: { tokens: number; documents: number; trainSequences: number; valSequences: number; fingerprint: string; cachedFiles: number; files: number };
   backend: string;
+  /** where the frozen weights live (the memory plan's choice) */
+  residency: 'resident' | 'streamed';
   resumedFrom: string | null;
 }
 
@@ -116,6 +118,8 @@ export interface TrainResult {
   lastCheckpoint: string | null;
   stopped: 'completed' | 'cancelled' | 'paused';
   backend: string;
+  /** resident: every weight float32 on the backend; streamed: frozen blocks stored and widened a block at a time */
+  residency: 'resident' | 'streamed';
   seconds: number;
 }
 
@@ -382,6 +386,7 @@ export async function train(opts: TrainOptions, events: TrainEvents = {}, signal
       files: corpus.files.length,
     },
     backend,
+    residency: plan.residency.mode,
     resumedFrom: resumeDir,
   };
   events.onStart?.(start);
@@ -569,6 +574,7 @@ export async function train(opts: TrainOptions, events: TrainEvents = {}, signal
       lastCheckpoint,
       stopped,
       backend,
+      residency: plan.residency.mode,
       seconds: (performance.now() - started) / 1000,
     };
   } finally {

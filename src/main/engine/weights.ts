@@ -44,7 +44,7 @@ import type { ModelConfig } from './config.js';
 import { DTYPE_BYTES, widenInto } from './dtype.js';
 import { BlocklabError } from './errors.js';
 import type { TensorInfo } from './safetensors.js';
-import type { Residency, ResidencyPlan } from '../../shared/memory-plan.js';
+import { WASM_HEAP_LIMIT, type Residency, type ResidencyPlan } from '../../shared/memory-plan.js';
 
 type Tensor = tf.Tensor;
 
@@ -138,12 +138,23 @@ export function guardWasmHeap(): void {
   if (tf.getBackend() !== 'wasm') return;
   const wasm = (tf.backend() as unknown as WasmBackendInternals).wasm;
   if (!wasm || guarded.has(wasm)) return;
-  const malloc = wasm._malloc.bind(wasm);
-  wasm._malloc = (n: number) => {
+  // Emscripten's _malloc replaces itself with the raw export on its first call: keep the raw one
+  // behind an accessor, so that every call goes through the check
+  let malloc = wasm._malloc;
+  const checked = (n: number) => {
+    // a request near 4 GiB wraps around in the 32-bit allocator and "succeeds" with a small block
+    if (n >= WASM_HEAP_LIMIT) throw new BackendOutOfMemoryError(n);
     const p = malloc(n);
     if (p === 0 && n > 0) throw new BackendOutOfMemoryError(n);
     return p;
   };
+  Object.defineProperty(wasm, '_malloc', {
+    configurable: true,
+    get: () => checked,
+    set: (f: (n: number) => number) => {
+      malloc = f;
+    },
+  });
   guarded.add(wasm);
 }
 

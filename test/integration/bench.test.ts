@@ -70,9 +70,12 @@ describe('blocklab bench', () => {
     positive(s.seq, 'seq');
 
     trainFigures(s.training.blocks, 'blocks');
-    trainFigures(s.training.full, 'full');
-    expect(s.training.blocks.trainable_params).toBeLessThan(s.training.full.trainable_params);
-    expect(s.training.full.trainable_params).toBe(s.training.full.total_params);
+    const full = s.training.full!;
+    trainFigures(full, 'full');
+    expect(s.training.blocks.trainable_params).toBeLessThan(full.trainable_params);
+    expect(full.trainable_params).toBe(full.total_params);
+    expect(s.training.blocks.residency).toBe('resident');
+    expect(s.inference.residency).toBe('resident');
     positive(s.training.blocks_to_full_step_time_ratio, 'ratio');
     expect(s.training.target_ratio).toBe(0.7);
     expect(typeof s.training.meets_target).toBe('boolean');

@@ -11,6 +11,7 @@ import { disposeCache } from '../engine/model.js';
 import type { InferenceFigures } from './report.js';
 import { randomIds } from './shapes.js';
 import { peakRssBytes, summarize } from './timing.js';
+import { wasmHeapBytes } from '../engine/weights.js';
 
 export interface InferTask {
   kind: 'infer';
@@ -39,22 +40,24 @@ export async function backendInfo(backend?: BackendName | 'auto'): Promise<Backe
   };
 }
 
-async function loadOnce(dir: string, task: InferTask): Promise<{ model: LlamaModel; seconds: number; bytes: number }> {
+async function loadOnce(dir: string, task: InferTask): Promise<{ model: LlamaModel; seconds: number; bytes: number; residency: 'resident' | 'streamed' }> {
   const t0 = performance.now();
   const ckpt = await openCheckpoint(dir);
   // as loadModel does: the memory plan for generating says where the weights live
   const plan = requireFit(planCheckpoint(ckpt, generateTask(task.promptTokens, task.newTokens, ckpt.config.maxPositionEmbeddings), activeBackend()), dir);
   const model = await loadPlanned(ckpt, plan);
-  return { model, seconds: (performance.now() - t0) / 1000, bytes: ckpt.bytes };
+  return { model, seconds: (performance.now() - t0) / 1000, bytes: ckpt.bytes, residency: plan.residency.mode };
 }
 
 export async function benchInference(task: InferTask): Promise<{ figures: InferenceFigures; backend: BackendInfo }> {
   const backend = await backendInfo(task.backend);
   // load: the first load warms the page cache and the wasm heap; then the timed ones
-  let { model, bytes } = await loadOnce(task.model, task);
+  let { model, bytes, residency } = await loadOnce(task.model, task);
   const loadTimes: number[] = [];
   for (let r = 0; r < Math.max(1, task.repeats); r++) {
     model.dispose();
+    // the stored weights of the last load are garbage now: collect them before the next load
+    (globalThis as { gc?: () => void }).gc?.();
     const l = await loadOnce(task.model, task);
     model = l.model;
     loadTimes.push(l.seconds);
@@ -93,6 +96,8 @@ export async function benchInference(task: InferTask): Promise<{ figures: Infere
         prefill: { tokens: prompt.length, seconds: prefill, tokens_per_second: prompt.length / prefill.median },
         decode: { prompt_tokens: prompt.length, tokens: g.generatedTokens, seconds: g.decodeSeconds, tokens_per_second: g.decodeTokensPerSecond },
         peak_rss_bytes: peakRssBytes(),
+        residency,
+        wasm_heap_bytes: wasmHeapBytes(),
       },
     };
   } finally {

@@ -14,6 +14,7 @@ import { AdamW, DEFAULT_ADAMW, globalNormClip, learningRate } from '../engine/op
 import { makeTrainable, parseMethod, type TrainableSet } from '../engine/trainable.js';
 import { TRAIN_DEFAULTS } from '../engine/trainer.js';
 import { profileStep } from './profile.js';
+import { wasmHeapBytes } from '../engine/weights.js';
 import type { StepProfile, TrainFigures } from './report.js';
 import { peakRssBytes, summarize } from './timing.js';
 
@@ -44,6 +45,8 @@ export interface Stepper {
   model: LlamaModel;
   set: TrainableSet;
   optimizer: AdamW;
+  /** where the frozen weights live (the memory plan's choice) */
+  residency: 'resident' | 'streamed';
   vocab: number;
   seq: number;
   step(i: number): Promise<{ seconds: number; loss: number }>;
@@ -82,6 +85,7 @@ export async function makeStepper(task: Pick<TrainTask, 'model' | 'method' | 'id
     model,
     set,
     optimizer,
+    residency: plan.residency.mode,
     vocab: ckpt.config.vocabSize,
     seq: ids.seq,
     batch,
@@ -148,6 +152,8 @@ export async function benchTraining(task: TrainTask): Promise<{ figures: TrainFi
         peak_tensor_bytes: peakTensorBytes,
         first_loss: losses[0],
         last_loss: losses[losses.length - 1],
+        residency: s.residency,
+        wasm_heap_bytes: wasmHeapBytes(),
       },
       profile,
     };

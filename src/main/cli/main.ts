@@ -681,7 +681,7 @@ runs
 program
   .command('bench')
   .description('the performance suite: training tokens/s (blocks vs full), prefill and decode tokens/s, checkpoint load MB/s, peak memory')
-  .option('--shapes <list>', 'models to measure: demo, tinyllama (comma-separated)', 'demo,tinyllama')
+  .option('--shapes <list>', 'models to measure: demo, tinyllama, tinyllama-1b (the real 1.1 B config: minutes and 5 GB of disk; comma-separated)', 'demo,tinyllama')
   .option('--quick', 'a few steps only: a smoke run, not a measurement')
   .option('--vs-torch', 'run the same training step in PyTorch (/usr/bin/python3 with python3-torch, or $BLOCKLAB_BENCH_PYTHON) and print the ratios')
   .option('--profile', 'also show where the block-only step spends its time (phases and kernels)')

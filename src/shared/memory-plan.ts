@@ -190,6 +190,13 @@ export function formatPlanBytes(n: number): string {
   return `${Math.round(n)} B`;
 }
 
+/** 1.10 B, 88.1 M, 370 K parameters */
+export function formatParams(n: number): string {
+  if (n >= 1e9) return `${(n / 1e9).toFixed(2)} B`;
+  if (n >= 1e6) return `${(n / 1e6).toFixed(1)} M`;
+  return `${(n / 1e3).toFixed(0)} K`;
+}
+
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 
 function allParams(m: PlanModel): number {
@@ -491,10 +498,10 @@ export function describePlan(p: MemoryPlan): string[] {
   const dt = Object.entries(p.model.bytes_by_dtype)
     .map(([k, v]) => `${k} ${formatPlanBytes(v ?? 0)}`)
     .join(', ');
-  lines.push(`weights: ${(p.model.params / 1e9).toFixed(p.model.params >= 1e9 ? 2 : 3)} B parameters, ${dt} stored (${formatPlanBytes(p.model.float32_bytes)} as float32)`);
+  lines.push(`weights: ${formatParams(p.model.params)} parameters, ${dt} stored (${formatPlanBytes(p.model.float32_bytes)} as float32)`);
   if (p.trainable) {
     lines.push(
-      `trainable: ${(p.trainable.params / 1e6).toFixed(1)} M parameters — float32 ${formatPlanBytes(p.trainable.weights_bytes)}, ` +
+      `trainable: ${formatParams(p.trainable.params)} parameters — float32 ${formatPlanBytes(p.trainable.weights_bytes)}, ` +
         `gradients ${formatPlanBytes(p.trainable.grads_bytes)}, AdamW state ${formatPlanBytes(p.trainable.adamw_bytes)}`,
     );
   }

@@ -132,6 +132,10 @@ program
         rows.push(['expansion', `${info.expansion.placement}: ${info.expansion.original_layers} → ${info.expansion.original_index.length} layers`]);
         rows.push(['new layers', info.expansion.new_layers.map((l, i) => `${l}←${info.expansion!.sources[i]}`).join(', ')]);
       }
+      const mp = info.memory_plan;
+      const fit = (p: typeof mp.inference) =>
+        `${p.fits ? 'fits' : 'does not fit'}${p.fits ? ` (${p.residency.mode === 'resident' ? 'resident' : 'streamed'}, ${p.device.name} ${formatPlanBytes(p.device.need)}, RAM ${formatPlanBytes(p.ram.need)})` : ''}`;
+      rows.push([`memory (${mp.backend})`, `chat ${fit(mp.inference)}${mp.training ? `; block-only tuning ${fit(mp.training)}` : ''} — blocklab plan for details`]);
       return table(rows);
     });
   });

@@ -4,35 +4,28 @@
  * fits; the Train cell re-plans as its settings change, and a batch far too large for the wasm
  * heap turns the plan red with what would fit, before anything is run.
  */
-import { join } from 'node:path';
-import type { Browser, Locator, Page } from 'playwright-core';
+import type { Locator, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testDir } from '../helpers/tmp.js';
-import { launchBrowser, screenshot, startServe, watchPage, type Served } from './harness.js';
+import { screenshot, startSession } from './harness.js';
 
-let served: Served;
-let browser: Browser;
+let session: Awaited<ReturnType<typeof startSession>>;
 let page: Page;
-let watched: ReturnType<typeof watchPage>;
 
 beforeAll(async () => {
-  const dir = await testDir('browser-plan');
-  served = await startServe(join(dir, 'store', 'blocklab.sqlite'));
-  browser = await launchBrowser();
-  page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
-  watched = watchPage(page, `http://127.0.0.1:${served.port}`);
+  session = await startSession(await testDir('browser-plan'));
+  page = session.page;
 }, 120_000);
 
 afterAll(async () => {
-  await browser?.close();
-  await served?.stop();
+  await session?.stop();
 }, 60_000);
 
 const cell = (kind: string): Locator => page.locator(`[data-testid="cell"][data-kind="${kind}"]`).first();
 
 describe('the memory plan in the cells', () => {
   it('the Model cell says chatting with the demo model fits, resident on the backend', async () => {
-    await page.goto(served.url);
+    await page.goto(session.served.url);
     const plan = cell('model').locator('[data-testid="memory-plan-chat"]');
     await expect.poll(() => plan.count(), { timeout: 60_000 }).toBe(1);
     expect(await plan.getAttribute('data-fits')).toBe('true');
@@ -72,7 +65,7 @@ describe('the memory plan in the cells', () => {
   }, 240_000);
 
   it('threw no page errors and made no request outside 127.0.0.1', () => {
-    expect(watched.errors).toEqual([]);
-    expect(watched.foreignRequests).toEqual([]);
+    expect(session.watched.errors).toEqual([]);
+    expect(session.watched.foreignRequests).toEqual([]);
   });
 });

@@ -170,6 +170,8 @@ const PROCESS_BASE = 300 * 2 ** 20;
 const HEAD_CHUNK = 32 * 2 ** 20;
 /** training: the cross-entropy's vocabulary chunk is about this many float32 logits (head-loss.ts) */
 export const LOSS_CHUNK_ELEMENTS = 4 * 2 ** 20;
+/** inference: scores and logits are made about this many float32 values at a time (attention.ts, model.ts) */
+const CHUNK_ELEMENTS = 4 * 2 ** 20;
 
 const F = 4; // float32
 
@@ -225,10 +227,15 @@ interface Needs {
   checkpoint: number;
 }
 
-/** Attention scores: wasm computes them one (sequence, kv head) slice at a time, other backends at once. */
-function attentionScores(m: PlanModel, batch: number, t: number, s: number, perSlice: boolean): number {
+/**
+ * Attention scores: wasm computes them one (sequence, kv head) slice at a time — for inference a
+ * chunk of query rows at a time (attention.ts) — other backends all at once.
+ */
+function attentionScores(m: PlanModel, batch: number, t: number, s: number, perSlice: boolean, rowChunks: boolean): number {
   const g = m.heads / m.kvHeads;
-  return (perSlice ? g * t * s : batch * m.heads * t * s) * F * 3;
+  if (!perSlice) return batch * m.heads * t * s * F * 3;
+  const rows = rowChunks ? Math.min(g * t, Math.max(1, Math.floor(CHUNK_ELEMENTS / s))) : g * t;
+  return rows * s * F * 3;
 }
 
 function taskNeeds(m: PlanModel, task: PlanTask, backend: PlanBackendName): Needs {
@@ -241,9 +248,15 @@ function taskNeeds(m: PlanModel, task: PlanTask, backend: PlanBackendName): Need
     const N = task.batch * task.tokens;
     const S = Math.max(task.tokens, task.context);
     const kv = 2 * m.layers * task.batch * m.kvHeads * m.headDim * task.context * F;
-    const block = N * (INFER_D * D + INFER_F * FF) * F + attentionScores(m, task.batch, task.tokens, S, perSlice);
-    // every position's logits (and their log-softmax) to score; the last one's to generate
-    const head = task.what === 'score' || task.what === 'eval' || task.what === 'expand' ? 2 * N * V * F : 2 * task.batch * V * F;
+    const block = N * (INFER_D * D + INFER_F * FF) * F + attentionScores(m, task.batch, task.tokens, S, perSlice, true);
+    // scoring: the final hidden states, then the head a chunk of positions at a time (logits,
+    // log-softmax); the identity check: two models' logits; generating: the last position's
+    const head =
+      task.what === 'score' || task.what === 'eval'
+        ? N * D * F + 3 * Math.min(N * V, CHUNK_ELEMENTS) * F
+        : task.what === 'expand'
+          ? 3 * N * V * F
+          : 2 * task.batch * V * F;
     return { ...none, kv, kvContext: task.context, block, head };
   }
 

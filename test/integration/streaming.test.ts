@@ -20,6 +20,7 @@ import { writeFile } from 'node:fs/promises';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { expandModel, initBackend, loadModel, makeTinyCheckpoint, openCheckpoint, scoreIds, tf, type TinyOptions } from '../../src/main/engine/index.js';
 import { ensureGradients } from '../../src/main/engine/autodiff.js';
+import { setScoreChunkElements } from '../../src/main/engine/attention.js';
 import { disposeCache, LlamaModel } from '../../src/main/engine/model.js';
 import { explainOutOfMemory, planCheckpoint, scoreTask, trainTask, type PlanTask } from '../../src/main/engine/plan.js';
 import { makeTrainable, type TrainMethod } from '../../src/main/engine/trainable.js';
@@ -133,6 +134,34 @@ describe('inference with streamed weights', () => {
     disposeCache(cache);
     m.dispose();
     expect(tf.memory().numTensors).toBe(before);
+  });
+});
+
+describe('long inputs are computed a chunk at a time', () => {
+  it('attention rows and the scored positions in chunks give the same numbers as all at once', async () => {
+    const dir = join(root, 'chunks');
+    await makeTinyCheckpoint(dir, { layers: 2, hidden: 32, heads: 4, kvHeads: 1, intermediate: 64, dtype: 'BF16', tie: false });
+    const loaded = await loadModel(dir);
+    const ids = someIds(40, VOCAB, 6);
+    try {
+      const whole = await logitsOf(loaded.model, [ids]);
+      const wholeNll = (await scoreIds(loaded, ids)).nll;
+      const before = setScoreChunkElements(64); // S = 40 keys: one query row at a time
+      try {
+        const chunked = await logitsOf(loaded.model, [ids]);
+        if (tf.getBackend() === 'wasm') expect(sameBits(chunked, whole)).toBe(true);
+        else expect(Math.max(...chunked.map((v, i) => Math.abs(v - whole[i])))).toBeLessThan(1e-5);
+      } finally {
+        setScoreChunkElements(before);
+      }
+      // tokenNll reads the head a chunk of positions at a time: the same as the full logits' log-softmax
+      const lsm = tf.tidy(() => tf.logSoftmax(tf.tensor2d(whole, [40, VOCAB])));
+      const full = (await lsm.data()) as Float32Array;
+      lsm.dispose();
+      for (let t = 0; t < 39; t++) expect(wholeNll[t]).toBe(-full[t * VOCAB + ids[t + 1]]);
+    } finally {
+      loaded.dispose();
+    }
   });
 });
 

@@ -53,7 +53,7 @@ import { BlocklabError } from './errors.js';
 import { generate } from './generate.js';
 import { loadModel, type LoadedModel } from './index.js';
 import { evalTokenBudget } from './plan.js';
-import type { LlamaModel } from './model.js';
+import { targetLogProbs, type LlamaModel } from './model.js';
 import type { HfTokenizer } from './tokenizer.js';
 import { registerCheckpointDir } from '../jobs/supervisor.js';
 import type { ExperimentStore } from '../store/index.js';
@@ -83,14 +83,10 @@ export interface ModelScorerOptions {
 export function modelScorer(model: LlamaModel, opts: ModelScorerOptions = {}): TokenScorer {
   const batch = opts.batch ?? 8;
   const maxLength = opts.maxLength ?? model.config.maxPositionEmbeddings;
-  const V = model.config.vocabSize;
   if (!Number.isInteger(batch) || batch < 1) throw new BlocklabError(`--batch must be a whole number ≥ 1 (got ${batch})`);
   if (!Number.isInteger(maxLength) || maxLength < 1 || maxLength > model.config.maxPositionEmbeddings) {
     throw new BlocklabError(`--max-length must be between 1 and the model's max_position_embeddings (${model.config.maxPositionEmbeddings}); got ${maxLength}`);
   }
-  // flat indices into [rows, V] must stay below 2^31
-  const maxRowsPerGather = Math.max(1, Math.floor(0x7fffffff / V));
-
   return {
     maxLength,
     async loglikelihood(requests, onProgress) {
@@ -123,30 +119,12 @@ export function modelScorer(model: LlamaModel, opts: ModelScorerOptions = {}): T
         });
         await yieldToEventLoop(); // a caller's IPC, timers and signals are served while evaluating
         const idT = tf.tensor2d(ids, [B, T], 'int32');
-        let logits: tf.Tensor3D;
+        let picked: Float32Array;
+        let argmax: Int32Array;
         try {
-          logits = model.forward(idT);
+          ({ logp: picked, argmax } = await targetLogProbs(model, idT, rowIndex, targets));
         } finally {
           idT.dispose();
-        }
-        const picked = new Float32Array(targets.length);
-        const argmax = new Int32Array(targets.length);
-        try {
-          for (let r0 = 0; r0 < targets.length; r0 += maxRowsPerGather) {
-            const n = Math.min(maxRowsPerGather, targets.length - r0);
-            const [lpT, amT] = tf.tidy(() => {
-              const rows = tf.gather(tf.reshape(logits, [B * T, V]), tf.tensor1d(rowIndex.slice(r0, r0 + n), 'int32')); // [n, V]
-              const lsm = tf.logSoftmax(rows); // [n, V]
-              const flat = Int32Array.from({ length: n }, (_, k) => k * V + targets[r0 + k]);
-              return [tf.gather(tf.reshape(lsm, [n * V]), tf.tensor1d(flat, 'int32')), tf.argMax(rows, 1)]; // [n], [n]
-            });
-            picked.set((await lpT.data()) as Float32Array, r0);
-            argmax.set((await amT.data()) as Int32Array, r0);
-            lpT.dispose();
-            amT.dispose();
-          }
-        } finally {
-          logits.dispose();
         }
         let k = 0;
         for (const req of chunk) {

@@ -422,24 +422,62 @@ export function disposeCache(cache: KVCache): void {
   cache.length = 0;
 }
 
+/** Positions whose logits are made at once when scoring: about this many float32 logits per chunk. */
+const LOGIT_CHUNK_ELEMENTS = 4 * 2 ** 20;
+
+/**
+ * For positions `rows` of a batch ids [B, T] (flat indices b·T + t), log p(targets[k] | the tokens
+ * up to rows[k]) and the argmax token there. The decoder runs once; the head is applied to a chunk
+ * of rows at a time, so the [B·T, V] logits (and their log-softmax) never sit in memory whole.
+ */
+export async function targetLogProbs(model: LlamaModel, idT: tf.Tensor2D, rows: ArrayLike<number>, targets: ArrayLike<number>): Promise<{ logp: Float32Array; argmax: Int32Array }> {
+  const [B, T] = idT.shape;
+  const c = model.config;
+  if (T > c.maxPositionEmbeddings) {
+    throw new BlocklabError(`${T} tokens exceed the model's max_position_embeddings (${c.maxPositionEmbeddings}); shorten the input`);
+  }
+  const V = c.vocabSize;
+  const hidden = tf.tidy(() => tf.reshape(model.hidden(idT, null, false).hidden, [B * T, c.hiddenSize]) as tf.Tensor2D);
+  const logp = new Float32Array(targets.length);
+  const argmax = new Int32Array(targets.length);
+  const per = Math.max(1, Math.floor(LOGIT_CHUNK_ELEMENTS / V));
+  try {
+    for (let r0 = 0; r0 < targets.length; r0 += per) {
+      const n = Math.min(per, targets.length - r0);
+      const [lpT, amT] = tf.tidy(() => {
+        const logits = model.store.logits(tf.gather(hidden, tf.tensor1d(Int32Array.from({ length: n }, (_, k) => rows[r0 + k]), 'int32')) as tf.Tensor2D); // [n, V]
+        const lsm = tf.logSoftmax(logits);
+        // lsm[k, targets[k]] through a flat gather (the wasm backend's gather with batchDims is broken)
+        const flat = Int32Array.from({ length: n }, (_, k) => k * V + targets[r0 + k]);
+        return [tf.gather(tf.reshape(lsm, [n * V]), tf.tensor1d(flat, 'int32')), tf.argMax(logits, 1)];
+      });
+      logp.set((await lpT.data()) as Float32Array, r0);
+      argmax.set((await amT.data()) as Int32Array, r0);
+      lpT.dispose();
+      amT.dispose();
+    }
+  } finally {
+    hidden.dispose();
+  }
+  return { logp, argmax };
+}
+
 /**
  * Per-token negative log-likelihood: nll[i] = −log p(ids[i+1] | ids[0..i]), from a forward
  * pass over all of ids (log-softmax in float32).
  */
 export async function tokenNll(model: LlamaModel, ids: number[]): Promise<Float32Array> {
   if (ids.length < 2) throw new BlocklabError('scoring needs at least two tokens (a context and a next token)');
-  const logits = model.forward([ids]);
-  const nll = tf.tidy(() => {
-    const T = ids.length - 1;
-    const V = model.config.vocabSize;
-    const lp = tf.logSoftmax(tf.reshape(tf.slice(logits, [0, 0, 0], [1, T, V]), [T, V])); // [T, V]
-    // lp[t, ids[t+1]] through a flat gather (the wasm backend's gather with batchDims is broken)
-    const flat = Int32Array.from({ length: T }, (_, t) => t * V + ids[t + 1]);
-    const picked = tf.gather(tf.reshape(lp, [T * V]), tf.tensor1d(flat, 'int32')); // [T]
-    return tf.neg(picked);
-  });
-  logits.dispose();
-  const out = (await nll.data()) as Float32Array;
-  nll.dispose();
-  return out;
+  const V = model.config.vocabSize;
+  for (const id of ids) {
+    if (!Number.isInteger(id) || id < 0 || id >= V) throw new BlocklabError(`token id ${id} is outside the vocabulary (0..${V - 1})`);
+  }
+  const T = ids.length - 1;
+  const idT = tf.tensor2d(ids, [1, ids.length], 'int32');
+  try {
+    const { logp } = await targetLogProbs(model, idT, Int32Array.from({ length: T }, (_, t) => t), ids.slice(1));
+    return logp.map((x) => -x);
+  } finally {
+    idT.dispose();
+  }
 }

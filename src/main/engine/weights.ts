@@ -312,21 +312,6 @@ export class WeightStore {
     };
   }
 
-  /** Bytes of stored (streamed) weights held in Node memory. */
-  hostBytes(): number {
-    let n = 0;
-    const add = (s: StoredTensor | null) => (n += s?.bytes?.byteLength ?? 0);
-    add(this.embedStored);
-    add(this.headStored);
-    for (const m of this.blockStored) for (const s of m?.values() ?? []) add(s);
-    return n;
-  }
-
-  /** true when every weight is float32 on the backend (nothing streams) */
-  get allResident(): boolean {
-    return this.embedDevice !== null && (this.config.tieWordEmbeddings || this.headDevice !== null || this.purpose === 'train') && this.blockDevice.every((b) => b !== null);
-  }
-
   isResident(i: number): boolean {
     return this.blockDevice[i] !== null;
   }

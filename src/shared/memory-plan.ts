@@ -498,8 +498,20 @@ function advise(m: PlanModel, task: PlanTask, limits: PlanLimits, otherBackends:
       }
     }
   }
-  for (const b of otherBackends) {
-    advice.push(b === 'cpu' ? 'use --backend cpu (plain JavaScript: no 4 GiB heap limit, but several times slower)' : `use --backend ${b}`);
+  const backendWords = (b: PlanBackendName) => (b === 'cpu' ? '--backend cpu (plain JavaScript: no 4 GiB heap limit, but several times slower)' : `--backend ${b}`);
+  for (const b of otherBackends) advice.push(`use ${backendWords(b)}`);
+  if (advice.length === 0 && task.kind === 'train' && task.method === 'blocks' && task.trainableLayers.length > 1) {
+    // nothing fits here: fewer blocks at a time on a backend without the heap limit?
+    for (const b of limits.backends.slice(1)) {
+      const there: PlanLimits = { ...limits, backends: [b], deviceBudget: null };
+      for (let k = task.trainableLayers.length - 1; k >= 1; k--) {
+        const fewer = { ...task, trainableLayers: task.trainableLayers.slice(0, k) };
+        if (planMemory(m, fewer, there, false).fits) {
+          advice.push(`use ${backendWords(b.name)} and train ${k} of the ${task.trainableLayers.length} new blocks at a time (--trainable-layers ${fewer.trainableLayers.join(',')})`);
+          break;
+        }
+      }
+    }
   }
   if (advice.length === 0) advice.push('free memory (close other programs) or use a machine with more memory; `blocklab plan` shows the figures');
   return advice;

@@ -168,8 +168,11 @@ const HEAP_FRAGMENTATION = 1.4;
 const PROCESS_BASE = 300 * 2 ** 20;
 /** one float32 head chunk when the head streams (weights.ts headChunkRows) */
 const HEAD_CHUNK = 32 * 2 ** 20;
-/** training: the cross-entropy's vocabulary chunk is about this many float32 logits (head-loss.ts) */
-export const LOSS_CHUNK_ELEMENTS = 4 * 2 ** 20;
+/**
+ * training: the cross-entropy's vocabulary chunk is about this many float32 logits (head-loss.ts):
+ * 64 MiB, so that a 32000-token vocabulary at batch 4 × 128 is one chunk (slicing the head costs time)
+ */
+export const LOSS_CHUNK_ELEMENTS = 16 * 2 ** 20;
 /** inference: scores and logits are made about this many float32 values at a time (attention.ts, model.ts) */
 const CHUNK_ELEMENTS = 4 * 2 ** 20;
 

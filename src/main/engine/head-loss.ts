@@ -9,9 +9,12 @@
  *   backward: for each chunk, recompute l_c, then dl_c = (exp(l_c − lse) − onehot_c) · dy / N
  *             dx += dl_c W_c;  dW_c = dl_cᵀ x  (only when the head trains)
  *
+ * When the whole vocabulary fits one chunk (N·V up to 16 Mi logits: a 32000-token vocabulary at
+ * batch 4 × 128), one chunk's softmax is kept for the backward pass instead of recomputed.
+ *
  * The head is read as rows of its [V, D] weight (the Hugging Face layout of lm_head, and the
  * embedding itself when tied) from the weight store: streamed heads are widened one chunk at a
- * time. With one chunk the loss is computed exactly as tf.logSumExp would.
+ * time.
  */
 import { tf } from './backend.js';
 import { linearOI } from './autodiff.js';
@@ -41,9 +44,11 @@ export function lossChunkRows(n: number, vocab: number): number {
 export function headCrossEntropy(x: tf.Tensor2D, targets: tf.Tensor1D, head: HeadSource, chunkRows?: number): tf.Scalar {
   const [N] = x.shape;
   const V = head.vocab;
-  const step = chunkRows ?? lossChunkRows(N, V);
+  const step = Math.max(2, chunkRows ?? lossChunkRows(N, V));
   const chunks: [number, number][] = [];
   for (let v0 = 0; v0 < V; v0 += step) chunks.push([v0, Math.min(V, v0 + step)]);
+  // tf.oneHot needs a depth of 2 or more: a last chunk of one row joins the one before
+  if (chunks.length > 1 && chunks[chunks.length - 1][1] - chunks[chunks.length - 1][0] < 2) chunks[chunks.length - 2][1] = chunks.pop()![1];
 
   /** the chunk's logits, with the targets that fall in it: local index and whether it is there */
   const chunkLogits = (xIn: Tensor, v0: number, v1: number) => {
@@ -59,6 +64,11 @@ export function headCrossEntropy(x: tf.Tensor2D, targets: tf.Tensor1D, head: Hea
     const local = tf.sub(tf.cast(tg, 'float32'), v0);
     const inside = tf.logicalAnd(tf.greaterEqual(local, 0), tf.less(local, v1 - v0));
     return { local: tf.cast(tf.clipByValue(local, 0, v1 - v0 - 1), 'int32'), inside, localF: local };
+  };
+  /** the targets' one-hot rows in this chunk: a row of zeros for a target in another chunk (index −1) */
+  const oneHotIn = (tg: Tensor, v0: number, v1: number) => {
+    const { localF, inside } = targetsIn(tg, v0, v1);
+    return tf.oneHot(tf.cast(tf.where(inside, localF, tf.fill(localF.shape, -1)), 'int32') as tf.Tensor1D, v1 - v0);
   };
 
   const forward = (xIn: Tensor, tg: Tensor): { loss: tf.Scalar; lse: tf.Tensor1D } => {
@@ -104,9 +114,7 @@ export function headCrossEntropy(x: tf.Tensor2D, targets: tf.Tensor1D, head: Hea
         try {
           const l = linearOI(xIn, w);
           const p = tf.exp(tf.sub(l, tf.reshape(lse, [N, 1])));
-          // one-hot of the targets in this chunk (a row of zeros for a target elsewhere)
-          const oneHot = tf.cast(tf.equal(tf.reshape(targetsIn(tg, v0, v1).localF, [N, 1]), tf.range(0, v1 - v0, 1, 'float32')), 'float32');
-          const dl = tf.mul(tf.sub(p, oneHot), scale) as tf.Tensor2D; // [N, Vc]
+          const dl = tf.mul(tf.sub(p, oneHotIn(tg, v0, v1)), scale) as tf.Tensor2D; // [N, Vc]
           const dxC = tf.matMul(dl, w); // [N, D]
           const dwC = head.trainable ? tf.matMul(tf.transpose(dl) as tf.Tensor2D, xIn as tf.Tensor2D) : null; // [Vc, D]
           return dwC ? [dxC, dwC] : [dxC];
@@ -127,11 +135,42 @@ export function headCrossEntropy(x: tf.Tensor2D, targets: tf.Tensor1D, head: Hea
     return [dx, dw];
   };
 
+  /**
+   * The whole vocabulary in one chunk (the usual case: N·V up to LOSS_CHUNK_ELEMENTS): the softmax
+   * kernel (several times faster than Exp) gives p, and log-sum-exp = max − log(max p) (max p ≥ 1/V:
+   * it cannot underflow); p is kept for the backward pass, which then needs no second head product.
+   */
+  const wholeForward = (xIn: Tensor, tg: Tensor): { loss: tf.Scalar; p: Tensor } =>
+    tf.tidy(() => {
+      const l = chunkLogits(xIn, 0, V); // [N, V]
+      const p = tf.softmax(l);
+      const lse = tf.sub(tf.max(l, 1), tf.log(tf.max(p, 1)));
+      const flat = tf.add(tf.mul(tf.range(0, N, 1, 'int32'), tf.scalar(V, 'int32')), tf.cast(tg, 'int32'));
+      const picked = tf.gather(tf.reshape(l, [N * V]), flat);
+      return { loss: tf.mean(tf.sub(lse, picked)) as tf.Scalar, p };
+    });
+  const wholeBackward = (dy: Tensor, xIn: Tensor, p: Tensor, tg: Tensor): Tensor[] =>
+    tf.tidy(() => {
+      const w = head.rows(0, V);
+      try {
+        const dl = tf.mul(tf.sub(p, tf.oneHot(tf.cast(tg, 'int32') as tf.Tensor1D, V)), tf.div(dy, N)) as tf.Tensor2D; // [N, V]
+        const dx = tf.matMul(dl, w); // [N, D]
+        return head.trainable ? [dx, tf.matMul(tf.transpose(dl) as tf.Tensor2D, xIn as tf.Tensor2D)] : [dx];
+      } finally {
+        head.release(w);
+      }
+    });
+
   const op = tf.customGrad(((...args: unknown[]) => {
     const save = args[args.length - 1] as tf.GradSaveFunc;
     const xIn = args[0] as Tensor;
-    const { loss, lse } = forward(xIn, targets);
     // what the backward pass reads must be saved: anything else made in the forward is freed after it
+    if (chunks.length === 1) {
+      const { loss, p } = wholeForward(xIn, targets);
+      save([xIn, p, targets]);
+      return { value: loss, gradFunc: (dy: Tensor, saved: Tensor[]) => wholeBackward(dy, saved[0], saved[1], saved[2]) };
+    }
+    const { loss, lse } = forward(xIn, targets);
     save([xIn, lse, targets]);
     return { value: loss, gradFunc: (dy: Tensor, saved: Tensor[]) => backward(dy, saved[0], saved[1], saved[2]) };
   }) as unknown as Parameters<typeof tf.customGrad>[0]);

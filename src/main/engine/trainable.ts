@@ -18,7 +18,7 @@ import { BlocklabError } from './errors.js';
 import { expectedShapes, parameterCount } from './config.js';
 import { headCrossEntropy, type HeadSource } from './head-loss.js';
 import type { ForwardHooks, LlamaModel, Projection } from './model.js';
-import { BLOCK_TENSORS, type BlockWeights } from './weights.js';
+import { BLOCK_TENSORS, type BlockWeights, type Layout } from './weights.js';
 import { seededRandom } from './random.js';
 
 type Tensor = tf.Tensor;
@@ -161,15 +161,19 @@ export function makeTrainable(model: LlamaModel, ckpt: Checkpoint, method: Train
     return v;
   };
 
+  // Trained block weights are float32 variables. When memory is tight (the frozen blocks stream)
+  // or the model is wide, in the checkpoint's own layout [out, in]: x @ Wᵀ as (W @ xᵀ)ᵀ keeps no
+  // packed copy of W in XNNPACK and is the faster route for large matrices. Narrow resident models
+  // keep [in, out], whose plain x @ W costs fewer transposes. Both compute the same bits.
+  const layout: Layout = !store.allResident || c.hiddenSize >= 1024 ? 'oi' : 'io';
   for (const i of layers) {
-    // resident float32 in the checkpoint's own layout [out, in] (x @ Wᵀ: XNNPACK keeps no packed copy)
-    const block = store.pinBlock(i, 'oi');
+    const block = store.pinBlock(i, layout);
     const vars: Partial<Record<keyof BlockWeights, Tensor>> = {};
-    for (const [key, suffix] of BLOCK_TENSORS) {
+    for (const [key, suffix, isLinear] of BLOCK_TENSORS) {
       const t = block[key];
-      if (t) vars[key] = toVariable(t, `model.layers.${i}.${suffix}`, false);
+      if (t) vars[key] = toVariable(t, `model.layers.${i}.${suffix}`, isLinear && layout === 'io');
     }
-    store.setBlock(i, vars as unknown as BlockWeights, 'oi');
+    store.setBlock(i, vars as unknown as BlockWeights, layout);
   }
   const full = method.kind === 'full';
   let embedVar: tf.Variable | null = null;

@@ -19,11 +19,11 @@ import { join } from 'node:path';
 import { writeFile } from 'node:fs/promises';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { expandModel, initBackend, loadModel, makeTinyCheckpoint, openCheckpoint, scoreIds, tf, type TinyOptions } from '../../src/main/engine/index.js';
-import { ensureGradients } from '../../src/main/engine/autodiff.js';
+import { ensureGradients, fastLinear, trainableLinearOI } from '../../src/main/engine/autodiff.js';
 import { setScoreChunkElements } from '../../src/main/engine/attention.js';
 import { disposeCache, LlamaModel } from '../../src/main/engine/model.js';
 import { explainOutOfMemory, planCheckpoint, scoreTask, trainTask, type PlanTask } from '../../src/main/engine/plan.js';
-import { makeTrainable, type TrainMethod } from '../../src/main/engine/trainable.js';
+import { makeTrainable, WIDE_HIDDEN, type TrainMethod } from '../../src/main/engine/trainable.js';
 import { guardWasmHeap, BackendOutOfMemoryError, type ResidencyPlan } from '../../src/main/engine/weights.js';
 import { DEFAULT_ADAMW } from '../../src/main/engine/optimizer.js';
 import { readSafetensorsHeader, readTensorFloat32 } from '../../src/main/engine/safetensors.js';
@@ -172,6 +172,7 @@ describe('training with streamed frozen blocks', () => {
     expanded = join(root, 'train-expanded');
     await makeTinyCheckpoint(base, { layers: 4, hidden: 32, heads: 4, kvHeads: 2, intermediate: 64, tie: false, dtype: 'BF16', seed: 9 });
     await expandModel(base, { blocks: 2 }, { out: expanded });
+    await writeFile(join(root, 'corpus.txt'), 'the quick brown fox jumps over the lazy dog; '.repeat(200));
   });
 
   async function gradients(plan: ResidencyPlan | undefined, method: TrainMethod): Promise<Map<string, Float32Array>> {
@@ -185,7 +186,12 @@ describe('training with streamed frozen blocks', () => {
     const ids = tf.tensor2d([...someIds(12, VOCAB, 7), ...someIds(12, VOCAB, 8)], [2, 12], 'int32');
     const { value, grads } = tf.variableGrads(() => set.loss(ids), set.params.map((p) => p.variable));
     const out = new Map<string, Float32Array>();
-    for (const p of set.params) out.set(p.name, (await grads[p.variable.name].data()) as Float32Array);
+    for (const p of set.params) {
+      // in the checkpoint's layout, whatever the variable's
+      const g = p.transposed ? tf.transpose(grads[p.variable.name]) : grads[p.variable.name];
+      out.set(p.name, (await g.data()) as Float32Array);
+      if (g !== grads[p.variable.name]) g.dispose();
+    }
     tf.dispose([value, ids, ...Object.values(grads)]);
     set.dispose();
     m.dispose();
@@ -236,7 +242,6 @@ describe('training with streamed frozen blocks', () => {
   }
 
   it('the trainer streams under a small budget: frozen weights bit-identical, the resident run\'s weights, exact resume', async () => {
-    await writeFile(join(root, 'corpus.txt'), 'the quick brown fox jumps over the lazy dog; '.repeat(200));
     const resident = await train(options(join(root, 'run-resident')));
     expect(resident.residency).toBe('resident');
     process.env.BLOCKLAB_DEVICE_BUDGET = String(await streamingBudget(expanded, trainTask(await openCheckpoint(expanded), { kind: 'blocks' }, 2, 24)));
@@ -259,6 +264,44 @@ describe('training with streamed frozen blocks', () => {
       expect(sameBits(again.get(name)!, w), `${name}: 3 + resume + 3 steps differ from 6 straight`).toBe(true);
       const trained = newLayers.some((l) => name.startsWith(`model.layers.${l}.`));
       expect(sameBits(w, source.get(name)!), `${name}`).toBe(!trained);
+    }
+  });
+
+  it('trained weights in the checkpoint\'s [out, in] layout (wide models) get the [in, out] layout\'s gradients, bit for bit', async () => {
+    const x = tf.randomNormal([24, 48], 0, 1, 'float32', 1) as tf.Tensor2D;
+    const wIo = tf.randomNormal([48, 80], 0, 0.2, 'float32', 2) as tf.Tensor2D;
+    const wOi = tf.transpose(wIo) as tf.Tensor2D;
+    const dy = tf.randomNormal([24, 80], 0, 1, 'float32', 3);
+    const io = tf.grads((a: tf.Tensor, b: tf.Tensor) => fastLinear(a, b, true))([x, wIo], dy);
+    const oi = tf.grads((a: tf.Tensor, b: tf.Tensor) => trainableLinearOI(a, b))([x, wOi], dy);
+    const same = async (a: tf.Tensor, b: tf.Tensor) => {
+      const [da, db] = [(await a.data()) as Float32Array, (await b.data()) as Float32Array];
+      return tf.getBackend() === 'wasm' ? sameBits(da, db) : Math.max(...da.map((v, i) => Math.abs(v - db[i]))) < 1e-5;
+    };
+    expect(await same(fastLinear(x, wIo, true), trainableLinearOI(x, wOi))).toBe(true);
+    expect(await same(io[0], oi[0])).toBe(true);
+    const dwIo = tf.transpose(io[1]);
+    expect(await same(dwIo, oi[1])).toBe(true);
+    tf.dispose([x, wIo, wOi, dy, ...io, ...oi, dwIo]);
+  });
+
+  it('a wide model trains its new blocks in the [out, in] layout and resumes exactly', async () => {
+    const wideBase = join(root, 'wide-base');
+    const wide = join(root, 'wide');
+    await makeTinyCheckpoint(wideBase, { layers: 2, hidden: WIDE_HIDDEN, heads: 8, kvHeads: 2, intermediate: 64, tie: true, dtype: 'BF16', seed: 4 });
+    await expandModel(wideBase, { blocks: 1, placement: 'top' }, { out: wide });
+    const o = (out: string, over: Partial<TrainOptions> = {}) => options(out, { model: wide, steps: 4, seq: 16, ...over });
+    const straight = await train(o(join(root, 'wide-straight')));
+    const half = join(root, 'wide-resumed');
+    await train(o(half, { stopAfter: 2 }));
+    const resumed = await train(o(half, { resume: true }));
+    expect(resumed.lastLoss).toBe(straight.lastLoss);
+    const want = await weights(straight.model!);
+    const got = await weights(resumed.model!);
+    const source = await weights(wide);
+    for (const [name, w] of want) {
+      expect(sameBits(got.get(name)!, w), `${name}: 2 + resume + 2 steps differ from 4 straight`).toBe(true);
+      expect(sameBits(w, source.get(name)!), name).toBe(!name.startsWith('model.layers.2.'));
     }
   });
 

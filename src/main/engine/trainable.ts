@@ -25,6 +25,9 @@ type Tensor = tf.Tensor;
 
 export const ALL_PROJECTIONS: Projection[] = ['q', 'k', 'v', 'o', 'gate', 'up', 'down'];
 
+/** From this hidden size on, trained block weights keep the checkpoint's [out, in] layout (see makeTrainable). */
+export const WIDE_HIDDEN = 1024;
+
 export type TrainMethod =
   | { kind: 'blocks'; layers?: number[] }
   | { kind: 'full' }
@@ -161,11 +164,12 @@ export function makeTrainable(model: LlamaModel, ckpt: Checkpoint, method: Train
     return v;
   };
 
-  // Trained block weights are float32 variables. When memory is tight (the frozen blocks stream)
-  // or the model is wide, in the checkpoint's own layout [out, in]: x @ Wᵀ as (W @ xᵀ)ᵀ keeps no
-  // packed copy of W in XNNPACK and is the faster route for large matrices. Narrow resident models
-  // keep [in, out], whose plain x @ W costs fewer transposes. Both compute the same bits.
-  const layout: Layout = !store.allResident || c.hiddenSize >= 1024 ? 'oi' : 'io';
+  // Trained block weights are float32 variables. A wide model's in the checkpoint's own layout
+  // [out, in]: x @ Wᵀ as (W @ xᵀ)ᵀ keeps no packed copy of W in XNNPACK and is the faster route
+  // for large matrices. A narrow model's as [in, out], whose plain x @ W costs fewer transposes.
+  // The layout depends on the config alone, not on where the frozen weights live: the gradients'
+  // global norm sums in layout order, so a resumed run must train in the same layout.
+  const layout: Layout = c.hiddenSize >= WIDE_HIDDEN ? 'oi' : 'io';
   for (const i of layers) {
     const block = store.pinBlock(i, layout);
     const vars: Partial<Record<keyof BlockWeights, Tensor>> = {};

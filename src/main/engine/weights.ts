@@ -312,11 +312,6 @@ export class WeightStore {
     };
   }
 
-  /** true when every frozen group is float32 on the backend (nothing streams) */
-  get allResident(): boolean {
-    return this.embedStored === null && this.headStored === null && this.blockStored.every((b) => b === null);
-  }
-
   isResident(i: number): boolean {
     return this.blockDevice[i] !== null;
   }

@@ -10,8 +10,10 @@
  * Shapes: B batch, T new tokens, S = past + T keys, D hidden, nh/nkv query/key-value heads,
  * g = nh / nkv queries per kv head, hd head dim, F MLP width, V vocab.
  *
- * Linear weights are kept transposed, [in, out], so every projection is a plain
- * `matMul(x, W)` (the wasm backend sends only non-transposed matmuls to XNNPACK).
+ * Weights come from the weight store (weights.ts), a block at a time: resident linears are kept
+ * transposed, [in, out], so a projection is a plain `matMul(x, W)`; a streamed block's (and a
+ * wide model's trained ones) stay [out, in] and compute (W @ xᵀ)ᵀ — the wasm backend sends only
+ * non-transposed matmuls to XNNPACK, and both routes give the same bits there.
  */
 import { tf } from './backend.js';
 import { gradsWithin, linearOI, recordingGradients } from './autodiff.js';

@@ -53,6 +53,8 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor): Tensor
     const vs = slices(v, B * H, S, hd);
     const rowsPer = Math.max(1, Math.floor(SCORE_CHUNK_ELEMENTS / S));
     const rowsOf = (qi: Tensor, kT: Tensor, vi: Tensor, maskRows: Tensor) => mm(tf.softmax(tf.add(tf.mul(mm(qi, kT), scale), maskRows), -1), vi);
+    // (a few query rows, as in decoding: the slices' intermediates are small, no scope of their own)
+    if (R * S <= 65536) return tf.reshape(tf.stack(qs.map((qi, i) => rowsOf(qi, t2(ks[i]), vs[i], mask))), [B, H, R, hd]);
     const outs = qs.map((qi, i) =>
       tf.tidy(() => {
         const kT = t2(ks[i]);

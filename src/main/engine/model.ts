@@ -57,6 +57,9 @@ export interface KVCache {
   length: number; // S
 }
 
+/** Up to this many tokens in a forward pass (decoding), blocks share the caller's tidy scope. */
+const SMALL_STEP_TOKENS = 16;
+
 export interface ModelLoadOptions {
   /** where each group of weights lives (default: everything resident float32) */
   residency?: ResidencyPlan;
@@ -390,7 +393,7 @@ export class LlamaModel {
         continue;
       }
       const xIn = x;
-      const out = tf.tidy(() => {
+      const run = () => {
         const lease = this.store.block(i);
         try {
           const o = this.block(i, xIn, cos, sin, mask, pastK, pastV, lease.weights, lease.layout);
@@ -398,8 +401,12 @@ export class LlamaModel {
         } finally {
           lease.release();
         }
-      });
-      if (xIn !== embedded) xIn.dispose(); // the previous block's output: only this block needed it
+      };
+      // a scope of its own frees the block's intermediates at once; for a few tokens (decoding)
+      // they are small, and the scope's bookkeeping would cost more than it saves
+      const scoped = B * T > SMALL_STEP_TOKENS;
+      const out = scoped ? tf.tidy(run) : run();
+      if (scoped && xIn !== embedded) xIn.dispose(); // the previous block's output: only this block needed it
       x = out[0];
       if (cache) {
         ks.push(out[1] as tf.Tensor4D);

@@ -31,6 +31,7 @@ import { initBackend, loadModel, scoreIds, tf, type Checkpoint } from '../src/ma
 import { parseHfConfig, type ModelConfig } from '../src/main/engine/config.js';
 import { generate } from '../src/main/engine/generate.js';
 import { LlamaModel, type BlockWeights, type LlamaWeights } from '../src/main/engine/model.js';
+import { WeightStore } from '../src/main/engine/weights.js';
 import { fillNormal, randomIds, seededRandom } from '../src/main/engine/random.js';
 import { deviceLimits } from '../src/main/engine/webgpu.js';
 import { stepperFor, type IdsFile } from '../src/main/bench/train.js';
@@ -234,7 +235,7 @@ function inMemoryModel(shape: Shape): { model: LlamaModel; ckpt: Checkpoint; new
   for (const t of Object.values(kinds)) t.dispose();
   const weights: LlamaWeights = { embed: base(V, D), blocks, norm: tf.ones([D]), lmHead: base(D, V) };
   const ckpt: Checkpoint = { dir: `(in memory: ${shape.name})`, config, rawConfig, tensors: new Map(), dtype: 'F32', bytes: 0, expansion: null };
-  return { model: new LlamaModel(config, weights), ckpt, newLayers };
+  return { model: new LlamaModel(config, WeightStore.fromResident(config, weights)), ckpt, newLayers };
 }
 
 /** Batches of random ids: the same ones PyTorch gets. */

@@ -10,6 +10,7 @@ import { BackendChoiceSchema, TrainMethodSchema, type StepEvent } from './jobs.j
 import { TrainSpecSchema } from './train-spec.js';
 import { CellsSchema, NOTEBOOK_LIMITS, type Notebook } from './notebook.js';
 import type { CompareReport, EvalReport } from './benchmarks.js';
+import type { PlanSummary } from './memory-plan.js';
 import { jsonBytes, mib } from './size.js';
 
 /**
@@ -225,6 +226,13 @@ export const API_METHODS = {
   'files.list': z.object({ dir: Path.optional() }),
   'checkpoints.list': z.object({}),
   'checkpoints.inspect': z.object({ path: Path }),
+  /** the memory plan of a checkpoint: chat, and training with these settings (blocks for an expanded one) */
+  'checkpoints.plan': z.object({
+    path: Path,
+    method: TrainMethodSchema.optional(),
+    batch: z.number().int().positive().max(4096).optional(),
+    seq: z.number().int().min(2).max(1_000_000).optional(),
+  }),
   'benchmarks.list': z.object({}),
   'runs.list': z.object({ kind: z.enum(['train', 'eval', 'expand', 'export', 'import']).optional(), limit: z.number().int().positive().max(10_000).optional() }),
   'runs.get': z.object({ ids: z.array(Id).min(1).max(64), metrics: z.array(z.string().max(100)).max(32).optional() }),
@@ -388,6 +396,7 @@ export interface ApiResults {
   'files.list': { dir: string; parent: string | null; entries: FileEntry[]; roots: { label: string; path: string }[] };
   'checkpoints.list': CheckpointSummary[];
   'checkpoints.inspect': InspectInfo;
+  'checkpoints.plan': PlanSummary;
   'benchmarks.list': BenchmarkChoice[];
   'runs.list': RunSummary[];
   'runs.get': RunDetail[];

@@ -117,4 +117,23 @@ export async function setEditor(editor: Locator, text: string): Promise<void> {
 /** The text a Monaco editor shows (its visible lines), with its non-breaking spaces as spaces. */
 export async function editorText(editor: Locator): Promise<string> {
   return (await editor.locator('.view-lines').innerText()).replace(/\u00a0/g, ' ');
+
+}
+
+/** A served notebook and a Chromium page on it: a fresh store under `dir`, a 1280 × 860 page, watched. */
+export async function startSession(dir: string): Promise<{ served: Served; browser: Browser; page: Page; watched: ReturnType<typeof watchPage>; stop(): Promise<void> }> {
+  const served = await startServe(join(dir, 'store', 'blocklab.sqlite'));
+  const browser = await launchBrowser();
+  const page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
+  const watched = watchPage(page, `http://127.0.0.1:${served.port}`);
+  return {
+    served,
+    browser,
+    page,
+    watched,
+    stop: async () => {
+      await browser.close();
+      await served.stop();
+    },
+  };
 }

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import type { Browser, Locator, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testDir } from '../helpers/tmp.js';
-import { editorText, launchBrowser, screenshot, setEditor, startServe, waitForStatus as waitFor, watchPage, type Served } from './harness.js';
+import { editorText, screenshot, setEditor, startSession, waitForStatus as waitFor, type Served, type watchPage } from './harness.js';
 
 let dir: string;
 let served: Served;
@@ -21,17 +21,15 @@ let browser: Browser;
 let page: Page;
 let watched: ReturnType<typeof watchPage>;
 
+let session: Awaited<ReturnType<typeof startSession>>;
 beforeAll(async () => {
   dir = await testDir('browser');
-  served = await startServe(join(dir, 'store', 'blocklab.sqlite'));
-  browser = await launchBrowser();
-  page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
-  watched = watchPage(page, `http://127.0.0.1:${served.port}`);
+  session = await startSession(dir);
+  ({ served, browser, page, watched } = session);
 }, 120_000);
 
 afterAll(async () => {
-  await browser?.close();
-  await served?.stop();
+  await session?.stop();
 }, 60_000);
 
 const cell = (kind: string, nth = 0): Locator => page.locator(`[data-testid="cell"][data-kind="${kind}"]`).nth(nth);

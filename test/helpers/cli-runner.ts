@@ -18,14 +18,14 @@ export interface CliResult {
   stderr: string;
 }
 
-export async function runCli(args: string[], opts: { timeoutMs?: number } = {}): Promise<CliResult> {
+export async function runCli(args: string[], opts: { timeoutMs?: number; env?: Record<string, string> } = {}): Promise<CliResult> {
   try {
     const { stdout, stderr } = await execFileP(process.execPath, [BIN, ...args], {
       cwd: REPO_ROOT,
       encoding: 'utf8',
       timeout: opts.timeoutMs ?? 60_000,
       maxBuffer: 64 * 1024 * 1024,
-      env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0' },
+      env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0', ...opts.env },
     });
     return { code: 0, stdout, stderr };
   } catch (e) {

@@ -70,14 +70,17 @@ describe('blocklab bench', () => {
     positive(s.seq, 'seq');
 
     trainFigures(s.training.blocks, 'blocks');
-    trainFigures(s.training.full, 'full');
-    expect(s.training.blocks.trainable_params).toBeLessThan(s.training.full.trainable_params);
-    expect(s.training.full.trainable_params).toBe(s.training.full.total_params);
+    const full = s.training.full!;
+    trainFigures(full, 'full');
+    expect(s.training.blocks.trainable_params).toBeLessThan(full.trainable_params);
+    expect(full.trainable_params).toBe(full.total_params);
+    expect(s.training.blocks.residency).toBe('resident');
+    expect(s.inference.residency).toBe('resident');
     positive(s.training.blocks_to_full_step_time_ratio, 'ratio');
     expect(s.training.target_ratio).toBe(0.7);
     // the verdict follows from the figures printed beside it
-    expect(s.training.blocks_to_full_step_time_ratio).toBeCloseTo(s.training.blocks.step_seconds.median / s.training.full.step_seconds.median, 12);
-    expect(s.training.meets_target).toBe(s.training.blocks_to_full_step_time_ratio <= 0.7);
+    expect(s.training.blocks_to_full_step_time_ratio).toBeCloseTo(s.training.blocks.step_seconds.median / s.training.full!.step_seconds.median, 12);
+    expect(s.training.meets_target).toBe(s.training.blocks_to_full_step_time_ratio! <= 0.7);
 
     const inf = s.inference;
     positive(inf.load.bytes, 'load.bytes');

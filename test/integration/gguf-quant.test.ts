@@ -85,13 +85,13 @@ async function llamaLogProbs(file: string, windows: number[][]): Promise<LogProb
  */
 async function engineLogProbs(ckpt: Checkpoint, windows: number[][], opts: { weightsOf?: GgufExportPlan; activationsFor?: GgufExportPlan } = {}): Promise<LogProbs> {
   const { weightsOf, activationsFor } = opts;
-  const model = await LlamaModel.fromTensors(ckpt.config, ckpt.tensors, weightsOf ? (info) => weightsOf.asWritten.get(info.name)!() : undefined);
+  const model = await LlamaModel.fromTensors(ckpt.config, ckpt.tensors, weightsOf ? { read: (info) => weightsOf.asWritten.get(info.name)!() } : {});
   if (activationsFor) {
     const typeOf = new Map(activationsFor.tensors.map((t) => [t.name, t.type]));
     const ggufProj: Record<Projection, string> = { q: 'attn_q', k: 'attn_k', v: 'attn_v', o: 'attn_output', gate: 'ffn_gate', up: 'ffn_up', down: 'ffn_down' };
     model.hooks = {
-      linear: (x, w, layer, proj) => tf.matMul(roundActivations(x, typeOf.get(`blk.${layer}.${ggufProj[proj]}.weight`)!) as tf.Tensor2D, w as tf.Tensor2D),
-      head: (x) => tf.matMul(roundActivations(x, typeOf.get('output.weight') ?? typeOf.get('token_embd.weight')!) as tf.Tensor2D, model.weights.lmHead),
+      linear: (x, w, layer, proj, layout) => tf.matMul(roundActivations(x, typeOf.get(`blk.${layer}.${ggufProj[proj]}.weight`)!) as tf.Tensor2D, w as tf.Tensor2D, false, layout === 'oi'),
+      head: (x: tf.Tensor) => tf.matMul(roundActivations(x, typeOf.get('output.weight') ?? typeOf.get('token_embd.weight')!) as tf.Tensor2D, model.weights.lmHead),
     };
   }
   try {

@@ -308,6 +308,14 @@ export function createApi(ctx: ApiContext): Api {
       return { path, info, lineage };
     },
 
+    async 'checkpoints.plan'(p) {
+      const { openCheckpoint, planSummary } = await import('../engine/index.js');
+      const { initBackend } = await import('../engine/backend.js');
+      // the backend jobs run on here (engine processes pick the same one)
+      const report = await initBackend('auto');
+      return planSummary(await openCheckpoint(resolve(p.path)), { backend: report.active, method: p.method, batch: p.batch, seq: p.seq });
+    },
+
     async 'benchmarks.list'() {
       const { listBuiltinBenchmarks } = await import('../engine/benchmarks.js');
       const { builtinBenchmarkDir } = await import('../engine/resources.js');

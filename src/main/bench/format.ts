@@ -18,14 +18,17 @@ function shapeSection(s: ShapeReport): string {
   const lines: string[] = [];
   lines.push(`${s.name} — ${s.shape}`);
   lines.push(`  ${s.about}; new blocks at ${s.model.new_layers.join(', ')}; ${count(s.model.params)} parameters, ${bytes(s.model.bytes)}`);
+  const f = <T>(pick: (x: NonNullable<typeof full>) => T, show: (v: T) => string) => (full ? show(pick(full)) : '—');
   const rows: string[][] = [
     ['training', 'blocks', 'full'],
-    ['tokens/s', int(blocks.tokens_per_second), int(full.tokens_per_second)],
-    ['step time (median)', ms(blocks.step_seconds.median), ms(full.step_seconds.median)],
-    ['trainable parameters', count(blocks.trainable_params), count(full.trainable_params)],
-    ['AdamW state', bytes(blocks.optimizer_state_bytes), bytes(full.optimizer_state_bytes)],
-    ['peak RSS (own process)', bytes(blocks.peak_rss_bytes), bytes(full.peak_rss_bytes)],
-    ['peak tensor memory', bytes(blocks.peak_tensor_bytes), bytes(full.peak_tensor_bytes)],
+    ['tokens/s', int(blocks.tokens_per_second), f((x) => x.tokens_per_second, int)],
+    ['step time (median)', ms(blocks.step_seconds.median), f((x) => x.step_seconds.median, ms)],
+    ['trainable parameters', count(blocks.trainable_params), f((x) => x.trainable_params, count)],
+    ['AdamW state', bytes(blocks.optimizer_state_bytes), f((x) => x.optimizer_state_bytes, bytes)],
+    ['frozen weights', blocks.residency, f((x) => x.residency, String)],
+    ['peak RSS (own process)', bytes(blocks.peak_rss_bytes), f((x) => x.peak_rss_bytes, bytes)],
+    ['peak tensor memory', bytes(blocks.peak_tensor_bytes), f((x) => x.peak_tensor_bytes, bytes)],
+    ...(blocks.wasm_heap_bytes ? [['wasm heap (high-water)', bytes(blocks.wasm_heap_bytes), f((x) => x.wasm_heap_bytes, bytes)]] : []),
   ];
   const t = s.torch;
   if (t?.available && t.best && t.tfjs_over_torch) {
@@ -37,10 +40,13 @@ function shapeSection(s: ShapeReport): string {
   }
   lines.push(grid(rows));
   const tr = s.training;
-  lines.push(
-    `  step time blocks ÷ full: ${tr.blocks_to_full_step_time_ratio.toFixed(2)} (target ≤ ${tr.target_ratio}: ${tr.meets_target ? 'met' : 'not met'})` +
-      (t?.available && t.best ? `; PyTorch: ${t.best.blocks_to_full_step_time_ratio.toFixed(2)}` : ''),
-  );
+  if (tr.blocks_to_full_step_time_ratio === null) lines.push(`  full fine-tuning not run: ${tr.full_skipped ?? 'skipped'}`);
+  else {
+    lines.push(
+      `  step time blocks ÷ full: ${tr.blocks_to_full_step_time_ratio.toFixed(2)} (target ≤ ${tr.target_ratio}: ${tr.meets_target ? 'met' : 'not met'})` +
+        (t?.available && t.best ? `; PyTorch: ${t.best.blocks_to_full_step_time_ratio.toFixed(2)}` : ''),
+    );
+  }
   lines.push(`  freezing saves ${bytes(blocks.optimizer_bytes_saved_by_freezing)} of AdamW state (2 moments × 4 bytes × ${count(blocks.frozen_params)} frozen parameters)`);
   const inf = s.inference;
   lines.push(
@@ -49,7 +55,9 @@ function shapeSection(s: ShapeReport): string {
       ['prefill tokens/s', `${int(inf.prefill.tokens_per_second)}  (${inf.prefill.tokens} tokens, one forward)`],
       ['decode tokens/s', `${int(inf.decode.tokens_per_second)}  (${inf.decode.tokens} tokens greedy, KV cache, after ${inf.decode.prompt_tokens})`],
       ['checkpoint load', `${int(inf.load.mb_per_second)} MB/s  (${bytes(inf.load.bytes)} in ${ms(inf.load.seconds.median)})`],
-      ['peak RSS (own process)', bytes(inf.peak_rss_bytes)],
+      ['weights', inf.residency === 'resident' ? 'resident float32' : 'streamed: stored precision in RAM, widened a block at a time'],
+      ['peak RSS (own process)', `${bytes(inf.peak_rss_bytes)}  (${(inf.peak_rss_bytes / s.model.bytes).toFixed(2)}× the checkpoint)`],
+      ...(inf.wasm_heap_bytes ? [['wasm heap (high-water)', bytes(inf.wasm_heap_bytes)]] : []),
     ], true),
   );
   if (s.profile) {

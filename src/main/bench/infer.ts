@@ -4,13 +4,15 @@
  * (one forward pass over the prompt into a fresh KV cache, last position's logits read back,
  * as `generate` starts), and greedy decode with the KV cache through the engine's `generate`.
  */
-import { tf, initBackend, openCheckpoint, LlamaModel, type BackendName } from '../engine/index.js';
+import { tf, initBackend, openCheckpoint, type BackendName, type LlamaModel } from '../engine/index.js';
+import { activeBackend, generateTask, loadPlanned, planCheckpoint, requireFit } from '../engine/plan.js';
 import type { WebgpuAdapterInfo } from '../../shared/api.js';
 import { generate } from '../engine/generate.js';
 import { disposeCache } from '../engine/model.js';
 import type { InferenceFigures } from './report.js';
 import { randomIds } from './shapes.js';
 import { peakRssBytes, summarize } from './timing.js';
+import { wasmHeapBytes } from '../engine/weights.js';
 
 export interface InferTask {
   kind: 'infer';
@@ -42,21 +44,25 @@ export async function backendInfo(backend?: BackendName | 'auto'): Promise<Backe
   };
 }
 
-async function loadOnce(dir: string): Promise<{ model: LlamaModel; seconds: number; bytes: number }> {
+async function loadOnce(dir: string, task: InferTask): Promise<{ model: LlamaModel; seconds: number; bytes: number; residency: 'resident' | 'streamed' }> {
   const t0 = performance.now();
   const ckpt = await openCheckpoint(dir);
-  const model = await LlamaModel.fromTensors(ckpt.config, ckpt.tensors);
-  return { model, seconds: (performance.now() - t0) / 1000, bytes: ckpt.bytes };
+  // as loadModel does: the memory plan for generating says where the weights live
+  const plan = requireFit(planCheckpoint(ckpt, generateTask(task.promptTokens, task.newTokens, ckpt.config.maxPositionEmbeddings), activeBackend()), dir);
+  const model = await loadPlanned(ckpt, plan);
+  return { model, seconds: (performance.now() - t0) / 1000, bytes: ckpt.bytes, residency: plan.residency.mode };
 }
 
 export async function benchInference(task: InferTask): Promise<{ figures: InferenceFigures; backend: BackendInfo }> {
   const backend = await backendInfo(task.backend);
   // load: the first load warms the page cache and the wasm heap; then the timed ones
-  let { model, bytes } = await loadOnce(task.model);
+  let { model, bytes, residency } = await loadOnce(task.model, task);
   const loadTimes: number[] = [];
   for (let r = 0; r < Math.max(1, task.repeats); r++) {
     model.dispose();
-    const l = await loadOnce(task.model);
+    // the stored weights of the last load are garbage now: collect them before the next load
+    (globalThis as { gc?: () => void }).gc?.();
+    const l = await loadOnce(task.model, task);
     model = l.model;
     loadTimes.push(l.seconds);
   }
@@ -94,6 +100,8 @@ export async function benchInference(task: InferTask): Promise<{ figures: Infere
         prefill: { tokens: prompt.length, seconds: prefill, tokens_per_second: prompt.length / prefill.median },
         decode: { prompt_tokens: prompt.length, tokens: g.generatedTokens, seconds: g.decodeSeconds, tokens_per_second: g.decodeTokensPerSecond },
         peak_rss_bytes: peakRssBytes(),
+        residency,
+        wasm_heap_bytes: wasmHeapBytes(),
       },
     };
   } finally {

@@ -9,7 +9,7 @@
  * batch_mat_mul_impl.cc); everything else runs its scalar blocked loop.
  */
 import { tf } from '../engine/index.js';
-import { clipByGlobalNorm } from '../engine/optimizer.js';
+import { globalNormClip } from '../engine/optimizer.js';
 import { TRAIN_DEFAULTS } from '../engine/trainer.js';
 import type { ProfileCategory, ProfileKernel, StepProfile } from './report.js';
 import type { Stepper } from './train.js';
@@ -90,14 +90,14 @@ export async function profileStep(s: Stepper, method: 'blocks' | 'full', firstSt
     value.dispose();
     const list = s.set.params.map((p) => grads[p.variable.name]);
     let t0 = performance.now();
-    const { grads: clipped, norm } = clipByGlobalNorm(list, TRAIN_DEFAULTS.clip);
+    const { norm, scale } = globalNormClip(list, TRAIN_DEFAULTS.clip);
     await norm.data();
     clipTimes.push(performance.now() - t0);
     t0 = performance.now();
-    s.optimizer.apply(clipped, 1e-6);
+    s.optimizer.apply(list, 1e-6, scale);
     await smallest(variables).data();
     optTimes.push(performance.now() - t0);
-    for (const t of new Set([...list, ...clipped, norm])) t.dispose();
+    for (const t of [...list, norm, scale]) t?.dispose();
     i++;
   }
   const clip = summarize(clipTimes).median;
@@ -120,9 +120,9 @@ export async function profileStep(s: Stepper, method: 'blocks' | 'full', firstSt
   const result = gradProfile.result as tf.Tensor[];
   const updateProfile = await tf.profile(() => {
     const list = result.slice(1); // variableGrads returns the gradients in the order of `variables`
-    const { grads: clipped, norm } = clipByGlobalNorm(list, TRAIN_DEFAULTS.clip);
-    s.optimizer.apply(clipped, 1e-6);
-    for (const t of new Set([...clipped, norm])) if (!list.includes(t)) t.dispose();
+    const { norm, scale } = globalNormClip(list, TRAIN_DEFAULTS.clip);
+    s.optimizer.apply(list, 1e-6, scale);
+    for (const t of [norm, scale]) t?.dispose();
   });
   for (const t of result) t.dispose();
 

@@ -29,6 +29,10 @@ export interface TrainFigures {
   peak_tensor_bytes: number;
   first_loss: number;
   last_loss: number;
+  /** where the frozen weights lived (the memory plan's choice): resident float32, or streamed */
+  residency: 'resident' | 'streamed';
+  /** the wasm heap's high-water mark (0 on other backends) */
+  wasm_heap_bytes: number;
 }
 
 export interface InferenceFigures {
@@ -36,6 +40,8 @@ export interface InferenceFigures {
   prefill: { tokens: number; seconds: Timing; tokens_per_second: number };
   decode: { prompt_tokens: number; tokens: number; seconds: number; tokens_per_second: number };
   peak_rss_bytes: number;
+  residency: 'resident' | 'streamed';
+  wasm_heap_bytes: number;
 }
 
 export interface ProfileCategory {
@@ -114,11 +120,13 @@ export interface ShapeReport {
   seq: number;
   training: {
     blocks: TrainFigures;
-    full: TrainFigures;
+    /** null when the memory plan refuses full fine-tuning on this backend (full_skipped says why) */
+    full: TrainFigures | null;
+    full_skipped?: string;
     /** median step time blocks ÷ full (the target: ≤ 0.7) */
-    blocks_to_full_step_time_ratio: number;
+    blocks_to_full_step_time_ratio: number | null;
     target_ratio: number;
-    meets_target: boolean;
+    meets_target: boolean | null;
   };
   inference: InferenceFigures;
   profile?: StepProfile;

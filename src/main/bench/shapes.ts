@@ -7,6 +7,9 @@
  *   tinyllama  TinyLlama-1.1B's proportions scaled to fit a 2-core desktop: its vocabulary
  *              (32000, untied head), its GQA ratio (8 query heads per kv head), its SwiGLU
  *              ratio (F ≈ 2.75·D), hidden 256, 8 → 10 blocks
+ *   tinyllama-1b  TinyLlama-1.1B itself: its config, a random BF16 checkpoint (2.2 GB) in its
+ *              Hugging Face layout, 22 → 24 blocks, batch 1 × 128. It does not fit the wasm heap
+ *              as float32: it measures the streamed residency (opt-in: minutes, 5 GB of disk)
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -15,7 +18,7 @@ import { BlocklabError } from '../engine/errors.js';
 import { randomIds } from '../engine/random.js';
 import { TRAIN_DEFAULTS } from '../engine/trainer.js';
 
-export const SHAPE_NAMES = ['demo', 'tinyllama'] as const;
+export const SHAPE_NAMES = ['demo', 'tinyllama', 'tinyllama-1b'] as const;
 /** make-tiny's byte-level tokenizer: 256 bytes + 5 special tokens (the vocabulary unless padded) */
 const BYTE_VOCAB = 261;
 export type ShapeName = (typeof SHAPE_NAMES)[number];
@@ -67,6 +70,17 @@ export const SHAPES: Record<ShapeName, ShapeSpec> = {
     full: { warmup: 2, steps: 5, promptTokens: 128, newTokens: 64, repeats: 3 },
     quick: { warmup: 1, steps: 1, promptTokens: 32, newTokens: 8, repeats: 1 },
   },
+  'tinyllama-1b': {
+    name: 'tinyllama-1b',
+    about: 'TinyLlama-1.1B itself (its config; random BF16 weights in its Hugging Face layout)',
+    // uniform draws of the same spread: 10× faster to make than normal ones, and speed does not depend on them
+    base: { layers: 22, hidden: 2048, heads: 32, kvHeads: 4, intermediate: 5632, tie: false, padVocabTo: 32000, maxPositions: 2048, dtype: 'BF16', distribution: 'uniform' },
+    newBlocks: 2,
+    batch: 1,
+    seq: 128,
+    full: { warmup: 1, steps: 2, promptTokens: 128, newTokens: 16, repeats: 1 },
+    quick: { warmup: 0, steps: 1, promptTokens: 16, newTokens: 2, repeats: 1 },
+  },
 };
 
 export function parseShapes(list: string): ShapeName[] {
@@ -88,7 +102,7 @@ export function describeShape(s: ShapeSpec): string {
   const L = b.layers!;
   return (
     `Llama, ${L} → ${L + s.newBlocks} blocks (interleave +${s.newBlocks}), hidden ${D}, ` +
-    `${b.heads} heads of ${D / b.heads!} / ${b.kvHeads} kv, F ${b.intermediate}, V ${b.padVocabTo ?? BYTE_VOCAB} ${b.tie ? 'tied' : 'untied'}; ` +
+    `${b.heads} heads of ${D / b.heads!} / ${b.kvHeads} kv, F ${b.intermediate}, V ${b.padVocabTo ?? BYTE_VOCAB} ${b.tie ? 'tied' : 'untied'}, ${b.dtype ?? 'F32'}; ` +
     `batch ${s.batch} × seq ${s.seq}`
   );
 }

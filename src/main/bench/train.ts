@@ -7,12 +7,14 @@
  * batches (the same ones PyTorch gets).
  */
 import { readFile } from 'node:fs/promises';
-import { tf, initBackend, openCheckpoint, LlamaModel, type BackendName, type Checkpoint } from '../engine/index.js';
+import { tf, initBackend, openCheckpoint, type BackendName, type Checkpoint, type LlamaModel } from '../engine/index.js';
+import { activeBackend, loadPlanned, planCheckpoint, requireFit, trainTask } from '../engine/plan.js';
 import { ensureGradients } from '../engine/autodiff.js';
-import { AdamW, DEFAULT_ADAMW, clipByGlobalNorm, learningRate } from '../engine/optimizer.js';
+import { AdamW, DEFAULT_ADAMW, globalNormClip, learningRate } from '../engine/optimizer.js';
 import { makeTrainable, parseMethod, type TrainableSet, type TrainMethod } from '../engine/trainable.js';
 import { TRAIN_DEFAULTS } from '../engine/trainer.js';
 import { profileStep } from './profile.js';
+import { wasmHeapBytes } from '../engine/weights.js';
 import type { StepProfile, TrainFigures } from './report.js';
 import { peakRssBytes, summarize } from './timing.js';
 
@@ -43,6 +45,8 @@ export interface Stepper {
   model: LlamaModel;
   set: TrainableSet;
   optimizer: AdamW;
+  /** where the frozen weights live (the memory plan's choice) */
+  residency: 'resident' | 'streamed';
   vocab: number;
   seq: number;
   step(i: number): Promise<{ seconds: number; loss: number }>;
@@ -55,15 +59,18 @@ export interface Stepper {
 export async function makeStepper(task: Pick<TrainTask, 'model' | 'method' | 'idsFile' | 'warmup' | 'steps'>): Promise<Stepper> {
   const ids = await readIds(task.idsFile);
   const ckpt = await openCheckpoint(task.model);
-  const model = await LlamaModel.fromTensors(ckpt.config, ckpt.tensors);
-  return stepperFor(model, ckpt, parseMethod(task.method), ids, task.warmup + task.steps);
+  const method = parseMethod(task.method);
+  // as the trainer does: the memory plan says where the frozen weights live (resident, or streamed)
+  const plan = requireFit(planCheckpoint(ckpt, trainTask(ckpt, method, ids.batch, ids.seq), activeBackend()), task.model);
+  const model = await loadPlanned(ckpt, plan, 'train');
+  return stepperFor(model, ckpt, method, ids, task.warmup + task.steps, plan.residency.mode);
 }
 
 /**
  * The trainer's step on a model already on the backend (a loaded checkpoint, or one made in
  * memory by scripts/gpu-measure.ts): `totalSteps` sets the learning-rate schedule.
  */
-export function stepperFor(model: LlamaModel, ckpt: Checkpoint, method: TrainMethod, ids: IdsFile, totalSteps: number): Stepper {
+export function stepperFor(model: LlamaModel, ckpt: Checkpoint, method: TrainMethod, ids: IdsFile, totalSteps: number, residency: 'resident' | 'streamed' = 'resident'): Stepper {
   ensureGradients();
   const set = makeTrainable(model, ckpt, method, 0);
   const optimizer = new AdamW(set.params, DEFAULT_ADAMW);
@@ -78,15 +85,16 @@ export function stepperFor(model: LlamaModel, ckpt: Checkpoint, method: TrainMet
     return { value, list: set.params.map((p) => grads[p.variable.name]) };
   };
   const update = (list: tf.Tensor[], i: number) => {
-    const { grads: clipped, norm } = clipByGlobalNorm(list, TRAIN_DEFAULTS.clip);
-    return { clipped, norm, apply: () => optimizer.apply(clipped, learningRate(i, schedule)) };
+    const { norm, scale } = globalNormClip(list, TRAIN_DEFAULTS.clip);
+    return { clipped: scale ? [scale] : [], norm, apply: () => optimizer.apply(list, learningRate(i, schedule), scale) };
   };
 
   return {
     model,
     set,
     optimizer,
-    vocab: model.config.vocabSize,
+    residency,
+    vocab: ckpt.config.vocabSize,
     seq: ids.seq,
     batch,
     async step(i) {
@@ -152,6 +160,8 @@ export async function benchTraining(task: TrainTask): Promise<{ figures: TrainFi
         peak_tensor_bytes: peakTensorBytes,
         first_loss: losses[0],
         last_loss: losses[losses.length - 1],
+        residency: s.residency,
+        wasm_heap_bytes: wasmHeapBytes(),
       },
       profile,
     };

@@ -28,7 +28,8 @@ process.once('message', async (task: WorkerTask) => {
   try {
     reply = { ok: true, result: task.kind === 'train' ? await benchTraining(task) : await benchInference(task) };
   } catch (e) {
-    reply = { ok: false, error: shortMessage(e) };
+    const { explainOutOfMemory } = await import('../engine/plan.js');
+    reply = { ok: false, error: shortMessage(explainOutOfMemory(e)) };
   }
   await send(reply);
   process.disconnect?.();

@@ -16,16 +16,20 @@ import {
   initBackend,
   inspectCheckpoint,
   loadModel,
+  explainOutOfMemory,
+  generateTask,
   makeTinyCheckpoint,
   parseDtypeOption,
   parseGgufDtype,
   scoreIds,
+  scoreTask,
   scoreText,
   type BackendName,
 } from '../engine/index.js';
 import { ExpansionRequestError, parsePositions, PlacementSchema, type ExpansionRequest } from '../../shared/expansion.js';
 import type { Architecture } from '../engine/config.js';
 import { formatBytes, formatCount, table } from './format.js';
+import { formatPlanBytes } from '../../shared/memory-plan.js';
 import { ProgressPrinter, formatDuration } from './progress.js';
 // demo, report and eval load their modules (ECharts, the evaluator) only when used: --help and
 // the quick commands stay fast.
@@ -131,7 +135,53 @@ program
         rows.push(['expansion', `${info.expansion.placement}: ${info.expansion.original_layers} → ${info.expansion.original_index.length} layers`]);
         rows.push(['new layers', info.expansion.new_layers.map((l, i) => `${l}←${info.expansion!.sources[i]}`).join(', ')]);
       }
+      const mp = info.memory_plan;
+      const fit = (p: typeof mp.inference) =>
+        `${p.fits ? 'fits' : 'does not fit'}${p.fits ? ` (${p.residency.mode === 'resident' ? 'resident' : 'streamed'}, ${p.device.name} ${formatPlanBytes(p.device.need)}, RAM ${formatPlanBytes(p.ram.need)})` : ''}`;
+      rows.push([`memory (${mp.backend})`, `chat ${fit(mp.inference)}${mp.training ? `; block-only tuning ${fit(mp.training)}` : ''} — blocklab plan for details`]);
       return table(rows);
+    });
+  });
+
+// ---------------------------------------------------------------------------- plan
+program
+  .command('plan')
+  .description('memory plan before loading: weights by dtype, trainable parameters, AdamW state, activations, KV cache, against each backend\'s limit; fits or why not')
+  .argument('<model>', 'Hugging Face checkpoint folder')
+  .option('--method <m>', 'training to plan: blocks | full | last:K | lora (default: blocks when the checkpoint has new blocks)')
+  .option('--batch <b>', 'sequences per micro-batch', intOption('--batch'), TRAIN_DEFAULTS.batch)
+  .option('--seq <t>', 'tokens per sequence', intOption('--seq'), TRAIN_DEFAULTS.seq)
+  .option('--trainable-layers <list>', 'with --method blocks: these layers instead of the expansion record\'s new ones')
+  .option('--lora-rank <r>', 'LoRA rank', intOption('--lora-rank'), 8)
+  .option('--lora-targets <list>', 'q,v or all', 'q,v')
+  .option('--json', 'print JSON')
+  .action(async (dir: string, o: { method?: string; batch: number; seq: number; trainableLayers?: string; loraRank: number; loraTargets: string }, cmd: Command) => {
+    const { openCheckpoint, planSummary, describePlan } = await import('../engine/index.js');
+    if (o.batch < 1 || o.seq < 2) throw new BlocklabError('--batch must be ≥ 1 and --seq ≥ 2');
+    const report = await initBackend(globals(cmd).backend);
+    const ckpt = await openCheckpoint(dir);
+    const layers = o.trainableLayers ? parseLayerList(o.trainableLayers) : undefined;
+    const method = o.method ? parseMethod(o.method, { loraRank: o.loraRank, loraTargets: o.loraTargets, trainableLayers: layers }) : undefined;
+    const summary = planSummary(ckpt, { backend: report.active, method, batch: o.batch, seq: o.seq });
+    emit(cmd, summary, () => {
+      const c = ckpt.config;
+      const lines = [`${dir}: ${c.numLayers} blocks, hidden ${c.hiddenSize}, MLP ${c.intermediateSize}, ${c.numHeads}/${c.numKvHeads} heads, vocab ${c.vocabSize}, context ${c.maxPositionEmbeddings}`];
+      const section = (title: string, p: NonNullable<typeof summary.training>) => {
+        lines.push('', `${title} — ${p.fits ? 'fits' : 'does not fit'}`);
+        for (const l of describePlan(p)) lines.push(`  ${l}`);
+        for (const b of p.backends.slice(1)) {
+          lines.push(`  on ${b.backend}: ${b.fits ? 'fits' : 'does not fit'} (${b.residency}; ${b.device_limit !== null ? `${b.device_name} ${formatPlanBytes(b.device_bytes)} of ${formatPlanBytes(b.device_limit)}, ` : ''}RAM ${formatPlanBytes(b.ram_bytes)})`);
+        }
+        for (const problem of p.problems) lines.push(`  ✗ ${problem}`);
+        for (const a of p.advice) lines.push(`  → ${a}`);
+      };
+      const inf = summary.inference;
+      section(`chat (prompt up to ${inf.task.kind === 'infer' ? inf.task.tokens : 0} tokens, KV cache at the model's context of ${inf.kv_cache.context})`, inf);
+      if (summary.training?.task.kind === 'train') {
+        const t = summary.training.task;
+        section(`training ${t.method}${t.trainableLayers.length && t.method !== 'full' ? ` (layers ${t.trainableLayers.join(', ')})` : ''}, batch ${t.batch} × seq ${t.seq}`, summary.training);
+      } else lines.push('', 'training: give --method (blocks needs an expanded checkpoint or --trainable-layers)');
+      return lines.join('\n');
     });
   });
 
@@ -232,9 +282,15 @@ program
     let text: string | null = null;
     if (o.idsFile) ids = await readIdsFile(o.idsFile);
     else text = await readTextFile(o.textFile!);
-    const loaded = await loadModel(dir, globals(cmd).backend);
+    // tokenized before loading, so the memory plan knows the length (and refuses what does not fit)
+    const loaded = await loadModel(dir, globals(cmd).backend, {
+      task: (ckpt, tok) => {
+        if (ids) checkIds(ids, ckpt.config.vocabSize, o.idsFile!);
+        else if (tok) ids = tok.encode(text!, { addSpecialTokens: o.specialTokens });
+        return scoreTask(Math.min(ids?.length ?? 2, ckpt.config.maxPositionEmbeddings));
+      },
+    });
     try {
-      if (ids) checkIds(ids, loaded.checkpoint.config.vocabSize, o.idsFile!);
       let r;
       try {
         r = ids ? await scoreIds(loaded, ids) : await scoreText(loaded, text!, { addSpecialTokens: o.specialTokens });
@@ -273,7 +329,12 @@ program
     const json = globals(cmd).json;
     if ((o.prompt === undefined) === (o.messages === undefined)) throw new BlocklabError('give exactly one of --prompt TEXT or --messages JSON');
     const messages = o.messages === undefined ? undefined : parseMessagesOption(o.messages);
-    const loaded = await loadModel(dir, globals(cmd).backend);
+    const text = messages ? [o.system ?? '', ...messages.map((m) => m.content)].join('\n') : (o.prompt ?? '');
+    const templated = o.chat === true;
+    const loaded = await loadModel(dir, globals(cmd).backend, {
+      // the prompt's length (a chat template adds a few tokens a turn) and the KV cache it grows to
+      task: (ckpt, tok) => generateTask((tok?.encode(text).length ?? text.length) + (templated ? 64 * (messages?.length ?? 1) : 0), o.maxTokens, ckpt.config.maxPositionEmbeddings),
+    });
     try {
       const r = await generateText(loaded, {
         prompt: o.prompt ?? '',
@@ -425,13 +486,7 @@ interface TrainCliOptions {
 
 /** The options as a TrainSpec (the schema the app's Train cell validates against), then the one job builder. */
 function trainJobFrom(model: string, o: TrainCliOptions, cmd: Command, storePath: string): TrainJob {
-  const layers = o.trainableLayers
-    ? o.trainableLayers.split(',').map((x) => {
-        const n = Number(x.trim());
-        if (!Number.isInteger(n)) throw new BlocklabError(`--trainable-layers: "${x}" is not a layer index; give e.g. 4,9`);
-        return n;
-      })
-    : undefined;
+  const layers = o.trainableLayers ? parseLayerList(o.trainableLayers) : undefined;
   const spec = {
     model,
     data: o.data,
@@ -813,7 +868,7 @@ runs
 program
   .command('bench')
   .description('the performance suite: training tokens/s (blocks vs full), prefill and decode tokens/s, checkpoint load MB/s, peak memory')
-  .option('--shapes <list>', 'models to measure: demo, tinyllama (comma-separated)', 'demo,tinyllama')
+  .option('--shapes <list>', 'models to measure: demo, tinyllama, tinyllama-1b (the real 1.1 B config: minutes and 5 GB of disk; comma-separated)', 'demo,tinyllama')
   .option('--quick', 'a few steps only: a smoke run, not a measurement')
   .option('--vs-torch', 'run the same training step in PyTorch (/usr/bin/python3 with python3-torch, or $BLOCKLAB_BENCH_PYTHON) and print the ratios')
   .option('--profile', 'also show where the block-only step spends its time (phases and kernels)')
@@ -1165,6 +1220,15 @@ async function readTextFile(file: string): Promise<string> {
   }
 }
 
+/** "4,9" → [4, 9] (--trainable-layers) */
+function parseLayerList(text: string): number[] {
+  return text.split(',').map((x) => {
+    const n = Number(x.trim());
+    if (!Number.isInteger(n)) throw new BlocklabError(`--trainable-layers: "${x}" is not a layer index; give e.g. 4,9`);
+    return n;
+  });
+}
+
 async function readIdsFile(file: string): Promise<number[]> {
   const text = await readTextFile(file);
   let ids: unknown;
@@ -1209,6 +1273,7 @@ async function main(argv: string[]): Promise<number> {
       return e.exitCode;
     }
     let message: string;
+    e = explainOutOfMemory(e); // a backend out of memory is said as that, with the plan's advice
     if (e instanceof CommanderError) {
       // a usage error (unknown option, missing argument, invalid choice): one line that says where help is
       const sub = program.commands.find((c) => argv.slice(2).includes(c.name()));

@@ -13,10 +13,20 @@
  *             dq = dS k·c,  dk = dSᵀ q·c
  */
 import { tf } from './backend.js';
-import { customGrad } from './autodiff.js';
+import { customGrad, recordingGradients as recording } from './autodiff.js';
 
 type Tensor = tf.Tensor;
 
+
+/** inference: attention scores of at most about this many float32 values at a time (a long context's rows are chunked) */
+let SCORE_CHUNK_ELEMENTS = 4 * 2 ** 20;
+
+/** Sets the inference score chunk (tests make it small to compare chunked and whole). Returns the previous one. */
+export function setScoreChunkElements(n: number): number {
+  const old = SCORE_CHUNK_ELEMENTS;
+  SCORE_CHUNK_ELEMENTS = n;
+  return old;
+}
 
 const t2 = (x: Tensor) => tf.transpose(x) as tf.Tensor2D;
 /** [N, a, b] → N tensors [a, b] (split + reshape: much faster than unstack on wasm) */
@@ -34,6 +44,30 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor): Tensor
   if (tf.getBackend() !== 'wasm') {
     const scores = tf.add(tf.mul(tf.matMul(q, k, false, true), scale), mask);
     return tf.matMul(tf.softmax(scores, -1), v);
+  }
+  if (!recording()) {
+    // no gradient wanted: one slice's scores at a time, nothing kept for a backward pass, and a
+    // long context's query rows a chunk at a time (rows are independent: the same values)
+    const qs = slices(q, B * H, R, hd);
+    const ks = slices(k, B * H, S, hd);
+    const vs = slices(v, B * H, S, hd);
+    const rowsPer = Math.max(1, Math.floor(SCORE_CHUNK_ELEMENTS / S));
+    const rowsOf = (qi: Tensor, kT: Tensor, vi: Tensor, maskRows: Tensor) => mm(tf.softmax(tf.add(tf.mul(mm(qi, kT), scale), maskRows), -1), vi);
+    // (a few query rows, as in decoding: the slices' intermediates are small, no scope of their own)
+    if (R * S <= 65536) return tf.reshape(tf.stack(qs.map((qi, i) => rowsOf(qi, t2(ks[i]), vs[i], mask))), [B, H, R, hd]);
+    const outs = qs.map((qi, i) =>
+      tf.tidy(() => {
+        const kT = t2(ks[i]);
+        if (R <= rowsPer) return rowsOf(qi, kT, vs[i], mask);
+        const parts: Tensor[] = [];
+        for (let r0 = 0; r0 < R; r0 += rowsPer) {
+          const n = Math.min(rowsPer, R - r0);
+          parts.push(tf.tidy(() => rowsOf(tf.slice(qi, [r0, 0], [n, hd]), kT, vs[i], tf.slice(mask, [r0, 0], [n, S]))));
+        }
+        return tf.concat(parts, 0);
+      }),
+    );
+    return tf.reshape(tf.stack(outs), [B, H, R, hd]);
   }
   const f = customGrad<[Tensor, Tensor, Tensor]>((qIn, kIn, vIn, save) => {
     const qs = slices(qIn, B * H, R, hd);

@@ -79,9 +79,23 @@ export function toFloat32(bytes: Uint8Array, dtype: DType): Float32Array {
     // slice() copies into a fresh, aligned ArrayBuffer of exactly this length
     return new Float32Array(bytes.slice().buffer);
   }
+  return widenInto(bytes, dtype, new Float32Array(n));
+}
+
+/**
+ * Little-endian raw bytes of `dtype` widened (exactly) into `out`, which must hold exactly that
+ * many values: the weight store writes a block's float32 weights straight into the backend's
+ * memory with it. Returns `out`.
+ */
+export function widenInto(bytes: Uint8Array, dtype: DType, out: Float32Array): Float32Array {
+  const n = checkLength(bytes, dtype);
+  if (out.length !== n) throw new BlocklabError(`widenInto: ${n} ${dtype} values do not fill ${out.length} float32 slots`);
+  const out32 = new Uint32Array(out.buffer, out.byteOffset, n);
+  if (dtype === 'F32') {
+    out32.set(bytes.byteOffset % 4 === 0 ? new Uint32Array(bytes.buffer, bytes.byteOffset, n) : new Uint32Array(bytes.slice().buffer));
+    return out;
+  }
   const src = u16View(bytes);
-  const out = new Float32Array(n);
-  const out32 = new Uint32Array(out.buffer);
   if (dtype === 'BF16') {
     for (let i = 0; i < n; i++) out32[i] = src[i] << 16;
   } else {

@@ -53,7 +53,8 @@ import { openCheckpoint } from './checkpoint.js';
 import { BlocklabError } from './errors.js';
 import { generate } from './generate.js';
 import { loadModel, type LoadedModel } from './index.js';
-import type { LlamaModel } from './model.js';
+import { evalTokenBudget } from './plan.js';
+import { targetLogProbs, type LlamaModel } from './model.js';
 import type { HfTokenizer } from './tokenizer.js';
 import type { HarnessTaskEntry } from '../interop/lm-eval.js';
 import { registerCheckpointDir } from '../jobs/supervisor.js';
@@ -76,6 +77,8 @@ export interface ModelScorerOptions {
   batch?: number;
   /** longest model input (default: max_position_embeddings) */
   maxLength?: number;
+  /** most tokens (sequences × length) in one forward pass, from the memory plan (default: no limit) */
+  maxTokens?: number;
   signal?: AbortSignal;
 }
 
@@ -88,14 +91,10 @@ export interface ModelScorerOptions {
 export function modelScorer(model: LlamaModel, opts: ModelScorerOptions = {}): TokenScorer {
   const batch = opts.batch ?? 8;
   const maxLength = opts.maxLength ?? model.config.maxPositionEmbeddings;
-  const V = model.config.vocabSize;
   if (!Number.isInteger(batch) || batch < 1) throw new BlocklabError(`--batch must be a whole number ≥ 1 (got ${batch})`);
   if (!Number.isInteger(maxLength) || maxLength < 1 || maxLength > model.config.maxPositionEmbeddings) {
     throw new BlocklabError(`--max-length must be between 1 and the model's max_position_embeddings (${model.config.maxPositionEmbeddings}); got ${maxLength}`);
   }
-  // flat indices into [rows, V] must stay below 2^31
-  const maxRowsPerGather = Math.max(1, Math.floor(0x7fffffff / V));
-
   return {
     maxLength,
     async loglikelihood(requests, onProgress) {
@@ -105,11 +104,14 @@ export function modelScorer(model: LlamaModel, opts: ModelScorerOptions = {}): T
       const workTotal = prepared.reduce((s, p) => s + p.input.length, 0);
       let work = 0;
       let done = 0;
-      for (let s = 0; s < order.length; s += batch) {
+      for (let s = 0; s < order.length; ) {
         if (opts.signal?.aborted) throw new BlocklabError('the evaluation was cancelled');
-        const chunk = order.slice(s, s + batch);
+        const longest = prepared[order[s]].input.length; // longest first
+        const fit = Math.max(1, Math.min(batch, Math.floor((opts.maxTokens ?? Infinity) / longest)));
+        const chunk = order.slice(s, s + fit);
+        s += chunk.length;
         const B = chunk.length;
-        const T = prepared[chunk[0]].input.length; // longest first
+        const T = longest;
         const ids = new Int32Array(B * T); // pad id 0: it is never read
         const rowIndex: number[] = []; // flat [B·T] position predicting each target
         const targets: number[] = [];
@@ -125,30 +127,12 @@ export function modelScorer(model: LlamaModel, opts: ModelScorerOptions = {}): T
         });
         await yieldToEventLoop(); // a caller's IPC, timers and signals are served while evaluating
         const idT = tf.tensor2d(ids, [B, T], 'int32');
-        let logits: tf.Tensor3D;
+        let picked: Float32Array;
+        let argmax: Int32Array;
         try {
-          logits = model.forward(idT);
+          ({ logp: picked, argmax } = await targetLogProbs(model, idT, rowIndex, targets));
         } finally {
           idT.dispose();
-        }
-        const picked = new Float32Array(targets.length);
-        const argmax = new Int32Array(targets.length);
-        try {
-          for (let r0 = 0; r0 < targets.length; r0 += maxRowsPerGather) {
-            const n = Math.min(maxRowsPerGather, targets.length - r0);
-            const [lpT, amT] = tf.tidy(() => {
-              const rows = tf.gather(tf.reshape(logits, [B * T, V]), tf.tensor1d(rowIndex.slice(r0, r0 + n), 'int32')); // [n, V]
-              const lsm = tf.logSoftmax(rows); // [n, V]
-              const flat = Int32Array.from({ length: n }, (_, k) => k * V + targets[r0 + k]);
-              return [tf.gather(tf.reshape(lsm, [n * V]), tf.tensor1d(flat, 'int32')), tf.argMax(rows, 1)]; // [n], [n]
-            });
-            picked.set((await lpT.data()) as Float32Array, r0);
-            argmax.set((await amT.data()) as Int32Array, r0);
-            lpT.dispose();
-            amT.dispose();
-          }
-        } finally {
-          logits.dispose();
         }
         let k = 0;
         for (const req of chunk) {
@@ -212,6 +196,8 @@ export interface CheckpointEvalOptions {
   limit?: number | null;
   batch?: number;
   maxLength?: number | null;
+  /** most tokens in one forward pass (the memory plan's) */
+  maxTokens?: number;
   seed?: number;
   fewshot?: ItemList | null;
   onProgress?: (p: EvalProgress) => void;
@@ -223,7 +209,7 @@ export async function evaluateLoaded(loaded: LoadedModel, bench: Benchmark, opts
   const tok = loaded.tokenizer;
   if (!tok) throw new BlocklabError('has no tokenizer.json, which text benchmarks need; add the tokenizer files', { file: loaded.checkpoint.dir });
   const config = loaded.checkpoint.config;
-  const scorer = modelScorer(loaded.model, { batch: opts.batch, maxLength: opts.maxLength ?? undefined, signal: opts.signal });
+  const scorer = modelScorer(loaded.model, { batch: opts.batch, maxLength: opts.maxLength ?? undefined, maxTokens: opts.maxTokens, signal: opts.signal });
   const eos = [...new Set([...config.eosTokenIds, ...tok.eosTokenIds])];
   return evaluateBenchmark(bench, {
     scorer,
@@ -514,6 +500,7 @@ export async function runEval(store: ExperimentStore, opts: RunEvalOptions): Pro
       let loaded: LoadedModel | null = null;
       const started = Date.now();
       const harness: HarnessTaskEntry[] = [];
+      let maxTokens: number | undefined;
       try {
         for (const b of benches) {
           const reuse = force ? null : reusableResults(store, m.checkpoint_id, b, m.fingerprint);
@@ -532,7 +519,17 @@ export async function runEval(store: ExperimentStore, opts: RunEvalOptions): Pro
             }
             if (!loaded) {
               log(`loading ${m.label} …`);
-              loaded = await loadModel(m.path, opts.backend);
+              // refused before loading when even one sequence of the longest input does not fit;
+              // the batch then shrinks to what the memory plan allows
+              const budget = { length: 0, tokens: 0 };
+              loaded = await loadModel(m.path, opts.backend, {
+                task: (ckpt) => {
+                  budget.length = Math.min(opts.maxLength ?? ckpt.config.maxPositionEmbeddings, ckpt.config.maxPositionEmbeddings);
+                  budget.tokens = evalTokenBudget(ckpt, opts.batch ?? 8, budget.length);
+                  return { kind: 'infer', what: 'eval', batch: 1, tokens: budget.length, context: 0 };
+                },
+              });
+              maxTokens = budget.tokens;
               store.updateRun(runId, { backend: backendReport()?.active ?? null });
             }
             const scores = await evaluateLoaded(loaded, b.bench, {
@@ -540,6 +537,7 @@ export async function runEval(store: ExperimentStore, opts: RunEvalOptions): Pro
               limit: b.setup.limit,
               batch: opts.batch,
               maxLength: opts.maxLength,
+              maxTokens,
               seed: opts.seed,
               fewshot: b.fewshot,
               signal: opts.signal,

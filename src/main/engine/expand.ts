@@ -11,7 +11,7 @@ import { openCheckpoint, type Checkpoint } from './checkpoint.js';
 import { DTYPE_BYTES } from './dtype.js';
 import { BlocklabError } from './errors.js';
 import { exportedConfig } from './export.js';
-import { LlamaModel } from './model.js';
+import { activeBackend, loadPlanned, planCheckpoint, requireFit, type PlanTask } from './plan.js';
 import { tf } from './backend.js';
 import type { TensorToWrite } from './safetensors.js';
 import { tensorFromSource, writeCheckpoint, zeroTensor } from './write-checkpoint.js';
@@ -80,12 +80,18 @@ async function maxAbsDiff(a: tf.Tensor, b: tf.Tensor): Promise<{ diff: number; s
  * that peak memory is one model plus the logits.
  */
 export async function identityCheck(base: Checkpoint, expandedDir: string, probeIds: number[]): Promise<{ maxAbsLogitDiff: number; maxAbsLogit: number; tokens: number }> {
-  const baseModel = await LlamaModel.fromTensors(base.config, base.tensors);
-  const baseLogits = baseModel.forward([probeIds]);
-  baseModel.dispose();
+  // each model where its memory plan puts it: a large one streams (and computes the same bits)
+  const task: PlanTask = { kind: 'infer', what: 'expand', batch: 1, tokens: probeIds.length, context: 0 };
+  const baseModel = await loadPlanned(base, requireFit(planCheckpoint(base, task, activeBackend()), base.dir));
+  let baseLogits: tf.Tensor3D;
+  try {
+    baseLogits = baseModel.forward([probeIds]);
+  } finally {
+    baseModel.dispose();
+  }
   try {
     const expanded = await openCheckpoint(expandedDir);
-    const expModel = await LlamaModel.fromTensors(expanded.config, expanded.tensors);
+    const expModel = await loadPlanned(expanded, requireFit(planCheckpoint(expanded, task, activeBackend()), base.dir));
     const expLogits = expModel.forward([probeIds]);
     expModel.dispose();
     const { diff, scale } = await maxAbsDiff(baseLogits, expLogits);

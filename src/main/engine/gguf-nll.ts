@@ -106,7 +106,7 @@ export function nllMemoryProblem(config: ModelConfig, backend: BackendName): str
 }
 
 async function meanNll(ckpt: Checkpoint, ids: number[], read?: (name: string) => Promise<Float32Array>): Promise<number> {
-  const model = await LlamaModel.fromTensors(ckpt.config, ckpt.tensors, read ? (info) => read(info.name) : undefined);
+  const model = await LlamaModel.fromTensors(ckpt.config, ckpt.tensors, read ? { read: (info) => read(info.name) } : {});
   try {
     const nll = await tokenNll(model, ids);
     let sum = 0;

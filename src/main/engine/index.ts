@@ -14,6 +14,7 @@ import { exportCheckpointGguf, planGgufExport, type GgmlTypeName, type GgufExpor
 import { defaultNllProbe, measureGgufNll, nllMemoryProblem, nllProbeFromFile, type GgufNllChange } from './gguf-nll.js';
 import { generate, type GenerateOptions, type GenerateResult } from './generate.js';
 import { LlamaModel, tokenNll } from './model.js';
+import { loadPlanned, planCheckpoint, planSummary, requireFit, scoreTask, type MemoryPlan, type PlanTask } from './plan.js';
 import { HfTokenizer, type ChatMessage } from './tokenizer.js';
 import type { ExpansionRequest } from '../../shared/expansion.js';
 
@@ -26,6 +27,7 @@ export { parseDtypeOption } from './write-checkpoint.js';
 export { parseGgufDtype } from './gguf.js';
 export type { GgufNllChange } from './gguf-nll.js';
 export { LlamaModel, tokenNll } from './model.js';
+export { planCheckpoint, planSummary, scoreTask, generateTask, explainOutOfMemory, describePlan, type MemoryPlan, type PlanTask, type PlanSummary } from './plan.js';
 export { tf } from './backend.js';
 export { HfTokenizer, type ChatMessage } from './tokenizer.js';
 export type { ExpandResult } from './expand.js';
@@ -61,6 +63,8 @@ export async function inspectCheckpoint(dir: string) {
     files,
     tokenizer: tokenizer?.describe() ?? null,
     expansion: ckpt.expansion,
+    /** the memory plan on this machine (chat; block-only tuning when it has new blocks) */
+    memory_plan: planSummary(ckpt),
   };
 }
 
@@ -83,12 +87,28 @@ export interface LoadedModel {
   checkpoint: Checkpoint;
   model: LlamaModel;
   tokenizer: HfTokenizer | null;
+  /** the memory plan it was loaded under (where each group of weights lives) */
+  plan: MemoryPlan;
   dispose(): void;
 }
 
-/** Opens a checkpoint and reads its weights onto the active backend. */
-export async function loadModel(dir: string, backend?: BackendName | 'auto'): Promise<LoadedModel> {
-  await initBackend(backend);
+export interface LoadModelOptions {
+  /**
+   * What the model is loaded for, so the memory plan can refuse it before loading when it does
+   * not fit, and choose where the weights live (default: scoring one sequence of up to 1024 tokens).
+   */
+  task?: PlanTask | ((ckpt: Checkpoint, tokenizer: HfTokenizer | null) => PlanTask);
+  /** a device budget below the backend's own limit (tests force streaming with it) */
+  deviceBudget?: number | null;
+}
+
+/**
+ * Opens a checkpoint, plans its memory for the task (refusing, with what would fit, when it does
+ * not), and reads its weights where the plan says: float32 on the backend when the model fits,
+ * else at their stored precision in RAM (or streamed from the file), a block at a time.
+ */
+export async function loadModel(dir: string, backend?: BackendName | 'auto', opts: LoadModelOptions = {}): Promise<LoadedModel> {
+  const report = await initBackend(backend);
   const checkpoint = await openCheckpoint(dir);
   const tokenizer = await loadTokenizerIfPresent(dir);
   if (tokenizer && tokenizer.vocabSize > checkpoint.config.vocabSize) {
@@ -97,8 +117,10 @@ export async function loadModel(dir: string, backend?: BackendName | 'auto'): Pr
       { file: dir },
     );
   }
-  const model = await LlamaModel.fromTensors(checkpoint.config, checkpoint.tensors);
-  return { checkpoint, model, tokenizer, dispose: () => model.dispose() };
+  const task = typeof opts.task === 'function' ? opts.task(checkpoint, tokenizer) : (opts.task ?? scoreTask(Math.min(1024, checkpoint.config.maxPositionEmbeddings)));
+  const plan = requireFit(planCheckpoint(checkpoint, task, report.active, { deviceBudget: opts.deviceBudget }), dir);
+  const model = await loadPlanned(checkpoint, plan);
+  return { checkpoint, model, tokenizer, plan, dispose: () => model.dispose() };
 }
 
 export interface ScoreResult {

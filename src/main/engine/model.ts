@@ -10,36 +10,25 @@
  * Shapes: B batch, T new tokens, S = past + T keys, D hidden, nh/nkv query/key-value heads,
  * g = nh / nkv queries per kv head, hd head dim, F MLP width, V vocab.
  *
- * Linear weights are kept transposed, [in, out], so every projection is a plain
- * `matMul(x, W)` (the wasm backend sends only non-transposed matmuls to XNNPACK).
+ * Weights come from the weight store (weights.ts), a block at a time: resident linears are kept
+ * transposed, [in, out], so a projection is a plain `matMul(x, W)`; a streamed block's (and a
+ * wide model's trained ones) stay [out, in] and compute (W @ xᵀ)ᵀ — the wasm backend sends only
+ * non-transposed matmuls to XNNPACK, and both routes give the same bits there.
  */
 import { tf } from './backend.js';
+import { gradsWithin, linearOI, recordingGradients } from './autodiff.js';
 import type { ModelConfig } from './config.js';
 import { BlocklabError } from './errors.js';
-import { readTensorFloat32, type TensorInfo } from './safetensors.js';
+import type { TensorInfo } from './safetensors.js';
 import { attention } from './attention.js';
+import { WeightStore, type BlockLease, type BlockWeights, type Layout, type ResidencyPlan, type StorePurpose, type WeightReader } from './weights.js';
+export type { WeightReader };
+
+export type { BlockWeights } from './weights.js';
 
 type Tensor = tf.Tensor;
 
-export interface BlockWeights {
-  inputNorm: tf.Tensor1D; // [D]          input_layernorm.weight
-  q: tf.Tensor2D; // [D, nh*hd]            self_attn.q_proj.weight ᵀ
-  k: tf.Tensor2D; // [D, nkv*hd]           self_attn.k_proj.weight ᵀ
-  v: tf.Tensor2D; // [D, nkv*hd]           self_attn.v_proj.weight ᵀ
-  o: tf.Tensor2D; // [nh*hd, D]            self_attn.o_proj.weight ᵀ
-  qBias?: tf.Tensor1D; // [nh*hd]
-  kBias?: tf.Tensor1D; // [nkv*hd]
-  vBias?: tf.Tensor1D; // [nkv*hd]
-  oBias?: tf.Tensor1D; // [D]
-  postNorm: tf.Tensor1D; // [D]           post_attention_layernorm.weight
-  gate: tf.Tensor2D; // [D, F]             mlp.gate_proj.weight ᵀ
-  up: tf.Tensor2D; // [D, F]               mlp.up_proj.weight ᵀ
-  down: tf.Tensor2D; // [F, D]             mlp.down_proj.weight ᵀ
-  gateBias?: tf.Tensor1D; // [F]
-  upBias?: tf.Tensor1D; // [F]
-  downBias?: tf.Tensor1D; // [D]
-}
-
+/** Every weight as a resident float32 tensor (a model whose residency is all 'device'). */
 export interface LlamaWeights {
   embed: tf.Tensor2D; // [V, D]  model.embed_tokens.weight
   blocks: BlockWeights[]; // L
@@ -51,15 +40,16 @@ export type Projection = 'q' | 'k' | 'v' | 'o' | 'gate' | 'up' | 'down';
 
 /**
  * Replaceable pieces of the forward pass, for training: a linear layer with a fast backward
- * (and LoRA), an embedding lookup with a gradient, a head tied to a training embedding.
- * Without hooks, each is the plain op.
+ * (and LoRA), an embedding lookup with a gradient. Without hooks, each is the plain op.
  */
 export interface ForwardHooks {
-  /** x @ w for projection `proj` of block `layer` (the bias is added by the caller) */
-  linear?(x: Tensor, w: Tensor, layer: number, proj: Projection): Tensor;
+  /** x @ w for projection `proj` of block `layer`, w laid out as `layout` says (the bias is added by the caller) */
+  linear?(x: Tensor, w: Tensor, layer: number, proj: Projection, layout: Layout): Tensor;
   /** embed[ids], ids: [N] int32 → [N, D] */
   embed?(ids: Tensor): Tensor;
-  /** final hidden states [N, D] → logits [N, V] */
+  /** trainable tensors block `layer` uses besides its weights (LoRA adapters): a streamed block's gradient reaches them */
+  blockParams?(layer: number): tf.Variable[];
+  /** final hidden states [N, D] → logits [N, V] (inference; training's head is the chunked head + cross-entropy) */
   head?(x: Tensor): Tensor;
 }
 
@@ -70,90 +60,20 @@ export interface KVCache {
   length: number; // S
 }
 
-/** HF name → where it goes in BlockWeights, and whether it is a (transposed) linear weight. */
-const BLOCK_KEYS: [string, keyof BlockWeights, boolean][] = [
-  ['input_layernorm.weight', 'inputNorm', false],
-  ['self_attn.q_proj.weight', 'q', true],
-  ['self_attn.k_proj.weight', 'k', true],
-  ['self_attn.v_proj.weight', 'v', true],
-  ['self_attn.o_proj.weight', 'o', true],
-  ['self_attn.q_proj.bias', 'qBias', false],
-  ['self_attn.k_proj.bias', 'kBias', false],
-  ['self_attn.v_proj.bias', 'vBias', false],
-  ['self_attn.o_proj.bias', 'oBias', false],
-  ['post_attention_layernorm.weight', 'postNorm', false],
-  ['mlp.gate_proj.weight', 'gate', true],
-  ['mlp.up_proj.weight', 'up', true],
-  ['mlp.down_proj.weight', 'down', true],
-  ['mlp.gate_proj.bias', 'gateBias', false],
-  ['mlp.up_proj.bias', 'upBias', false],
-  ['mlp.down_proj.bias', 'downBias', false],
-];
+/** Up to this many tokens in a forward pass (decoding), blocks share the caller's tidy scope. */
+const SMALL_STEP_TOKENS = 16;
 
-// ----------------------------------------------------------------------------
-// Loading
-
-/** Where a weight's float32 values come from: the checkpoint file, or (GGUF export) the values as a quantized file holds them. */
-export type WeightReader = (info: TensorInfo) => Promise<Float32Array>;
-
-async function loadTensor(info: TensorInfo, transpose: boolean, read: WeightReader): Promise<Tensor> {
-  const values = await read(info);
-  const t = tf.tensor(values, info.shape, 'float32');
-  if (!transpose) return t;
-  const tt = tf.transpose(t); // [out, in] → [in, out]
-  t.dispose();
-  return tt;
+export interface ModelLoadOptions {
+  /** where each group of weights lives (default: everything resident float32) */
+  residency?: ResidencyPlan;
+  purpose?: StorePurpose;
+  /** where resident weights' float32 values come from (default: the checkpoint's files); GGUF export passes the values as a quantized file holds them */
+  read?: WeightReader;
 }
 
-/**
- * Reads every weight into float32 tensors. The caller (openCheckpoint) has already checked
- * that every tensor exists with the shape the config implies.
- */
-export async function loadWeights(config: ModelConfig, tensors: Map<string, TensorInfo>, read: WeightReader = readTensorFloat32): Promise<LlamaWeights> {
-  const created: Tensor[] = [];
-  const get = async (name: string, transpose: boolean): Promise<Tensor> => {
-    const info = tensors.get(name);
-    if (!info) throw new BlocklabError(`tensor ${name} is missing from the checkpoint`);
-    const t = await loadTensor(info, transpose, read);
-    created.push(t);
-    return t;
-  };
-  try {
-    const embed = (await get('model.embed_tokens.weight', false)) as tf.Tensor2D;
-    const blocks: BlockWeights[] = [];
-    for (let i = 0; i < config.numLayers; i++) {
-      const block: Partial<BlockWeights> = {};
-      for (const [suffix, key, isLinear] of BLOCK_KEYS) {
-        const name = `model.layers.${i}.${suffix}`;
-        if (!tensors.has(name)) continue;
-        (block as Record<string, Tensor>)[key] = await get(name, isLinear);
-      }
-      blocks.push(block as BlockWeights);
-    }
-    const norm = (await get('model.norm.weight', false)) as tf.Tensor1D;
-    let lmHead: tf.Tensor2D;
-    if (config.tieWordEmbeddings) {
-      lmHead = tf.transpose(embed) as tf.Tensor2D;
-      created.push(lmHead);
-    } else {
-      lmHead = (await get('lm_head.weight', true)) as tf.Tensor2D;
-    }
-    return { embed, blocks, norm, lmHead };
-  } catch (e) {
-    for (const t of created) t.dispose();
-    throw e;
-  }
-}
-
-export function disposeWeights(w: LlamaWeights): void {
-  const seen = new Set<Tensor>();
-  const all: Tensor[] = [w.embed, w.norm, w.lmHead];
-  for (const b of w.blocks) for (const t of Object.values(b)) if (t) all.push(t as Tensor);
-  for (const t of all) {
-    if (seen.has(t)) continue;
-    seen.add(t);
-    t.dispose();
-  }
+/** Every group resident: the plan for a model that fits the backend. */
+export function residentPlan(config: ModelConfig): ResidencyPlan {
+  return { embed: 'device', head: 'device', blocks: new Array(config.numLayers).fill('device') };
 }
 
 // ----------------------------------------------------------------------------
@@ -254,28 +174,43 @@ function attentionMask(T: number, S: number, window: number | null): Tensor {
 
 export class LlamaModel {
   readonly config: ModelConfig;
-  readonly weights: LlamaWeights;
+  /** where the weights live, and how a block's float32 tensors are had (weights.ts) */
+  readonly store: WeightStore;
   /** set by training; inference leaves it empty */
   hooks: ForwardHooks = {};
   private readonly invFreq: Float32Array;
 
-  constructor(config: ModelConfig, weights: LlamaWeights) {
+  constructor(config: ModelConfig, store: WeightStore) {
     this.config = config;
-    this.weights = weights;
+    this.store = store;
     this.invFreq = ropeInverseFrequencies(config);
   }
 
-  static async fromTensors(config: ModelConfig, tensors: Map<string, TensorInfo>, read?: WeightReader): Promise<LlamaModel> {
-    return new LlamaModel(config, await loadWeights(config, tensors, read));
+  /** Reads a checkpoint's weights into the residency `opts.residency` says (default: all resident float32). */
+  static async fromTensors(config: ModelConfig, tensors: Map<string, TensorInfo>, opts: ModelLoadOptions = {}): Promise<LlamaModel> {
+    const store = await WeightStore.load(config, tensors, { plan: opts.residency ?? residentPlan(config), purpose: opts.purpose, read: opts.read });
+    return new LlamaModel(config, store);
+  }
+
+  /** Every weight as resident float32 tensors: only for a model whose weights are all resident. */
+  get weights(): LlamaWeights {
+    const s = this.store;
+    const blocks = Array.from({ length: this.config.numLayers }, (_, i) => s.deviceBlock(i));
+    const embed = s.deviceEmbed;
+    const lmHead = s.deviceHead;
+    if (!embed || !lmHead || s.purpose !== 'infer' || blocks.some((b) => !b)) {
+      throw new Error('this model does not hold every weight resident; reach them through model.store');
+    }
+    return { embed, blocks: blocks as BlockWeights[], norm: s.norm, lmHead };
   }
 
   dispose(): void {
-    disposeWeights(this.weights);
+    this.store.dispose();
   }
 
   /**
-   * One decoder block. x: [B, T, D] → [B, T, D]. `past` holds this layer's cached keys and
-   * values; the returned k, v include the new tokens.
+   * One decoder block with weights `w` (linears laid out as `layout`). x: [B, T, D] → [B, T, D].
+   * `past` holds this layer's cached keys and values; the returned k, v include the new tokens.
    */
   private block(
     i: number,
@@ -285,15 +220,20 @@ export class LlamaModel {
     mask: Tensor,
     pastK: Tensor | null,
     pastV: Tensor | null,
+    w: BlockWeights,
+    layout: Layout,
   ): { y: Tensor; k: Tensor; v: Tensor } {
     const c = this.config;
-    const w = this.weights.blocks[i];
     const [B, T, D] = x.shape as [number, number, number];
     const { numHeads: nh, numKvHeads: nkv, headDim: hd } = c;
     const g = nh / nkv;
-    /** x @ W (+ b), x: [N, in], W: [in, out] */
+    /** x @ W (+ b), x: [N, in], W: [in, out] ('io') or [out, in] ('oi') */
     const linear = (x: Tensor, w: Tensor, b: Tensor | undefined, proj: Projection): Tensor => {
-      const y = this.hooks.linear ? this.hooks.linear(x, w, i, proj) : tf.matMul(x as tf.Tensor2D, w as tf.Tensor2D);
+      const y = this.hooks.linear
+        ? this.hooks.linear(x, w, i, proj, layout)
+        : layout === 'io'
+          ? tf.matMul(x as tf.Tensor2D, w as tf.Tensor2D)
+          : linearOI(x, w);
       return b ? tf.add(y, b) : y;
     };
 
@@ -323,6 +263,40 @@ export class LlamaModel {
     const mlpOut = linear(act, w.down, w.downBias, 'down'); // [B·T, D]
     const y = tf.add(h, tf.reshape(mlpOut, [B, T, D]));
     return { y, k: kAll, v: vAll };
+  }
+
+  /**
+   * A block whose weights stream, while gradients are recorded: one custom-gradient op whose
+   * forward leases the weights, computes and releases them (nothing recorded), and whose
+   * backward leases them again and recomputes the block to take its gradient (activation
+   * checkpointing). Only the block's input is kept in between. The gradient reaches x and the
+   * trainable tensors the block uses besides its weights (LoRA adapters).
+   */
+  private checkpointedBlock(i: number, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor): Tensor {
+    const params = this.hooks.blockParams?.(i) ?? [];
+    const compute = (xIn: Tensor, c: Tensor, s: Tensor, m: Tensor, lease: BlockLease) => this.block(i, xIn, c, s, m, null, null, lease.weights, lease.layout).y;
+    const withLease = <T>(f: (lease: BlockLease) => T): T => {
+      const lease = this.store.block(i);
+      try {
+        return f(lease);
+      } finally {
+        lease.release();
+      }
+    };
+    const op = tf.customGrad(((...args: unknown[]) => {
+      const save = args[args.length - 1] as tf.GradSaveFunc;
+      const xIn = args[0] as Tensor;
+      // the backward pass reads only what is saved: the rest made in the forward is freed after it
+      save([xIn, cos, sin, mask]);
+      return {
+        value: withLease((lease) => compute(xIn, cos, sin, mask, lease)),
+        gradFunc: (dy: Tensor, saved: Tensor[]) => {
+          const [xS, cosS, sinS, maskS] = saved;
+          return withLease((lease) => gradsWithin((...xs: Tensor[]) => compute(xs[0], cosS, sinS, maskS, lease), [xS, ...params], dy));
+        },
+      };
+    }) as unknown as Parameters<typeof tf.customGrad>[0]);
+    return (op as unknown as (...xs: Tensor[]) => Tensor)(x, ...params);
   }
 
   /**
@@ -373,15 +347,36 @@ export class LlamaModel {
 
   /**
    * The forward pass proper, without tidy (training records it for gradients). ids: [B, T]
-   * int32 → logits [B, T, V] (or [B, 1, V] with lastOnly) and every layer's keys and values.
+   * int32 → logits [B, T, V] (or [B, 1, V] with lastOnly), and every layer's keys and values
+   * when there is a cache.
    */
+  /** logits = x @ headᵀ for x [N, D] → [N, V], through the head hook when one is set */
+  headLogits(x: tf.Tensor2D): tf.Tensor2D {
+    return (this.hooks.head ? this.hooks.head(x) : this.store.logits(x)) as tf.Tensor2D;
+  }
+
   run(idT: tf.Tensor2D, cache: KVCache | null, lastOnly: boolean): { logits: tf.Tensor3D; ks: tf.Tensor4D[]; vs: tf.Tensor4D[] } {
+    const [B] = idT.shape;
+    const { hidden, ks, vs } = this.hidden(idT, cache, lastOnly);
+    const Tout = hidden.shape[1];
+    const logits = this.headLogits(tf.reshape(hidden, [B * Tout, this.config.hiddenSize]) as tf.Tensor2D);
+    return { logits: tf.reshape(logits, [B, Tout, this.config.vocabSize]) as tf.Tensor3D, ks, vs };
+  }
+
+  /**
+   * The decoder up to and including the final norm: ids [B, T] int32 → hidden states [B, T, D]
+   * (or [B, 1, D] with lastOnly), and each layer's keys and values when there is a cache.
+   * Without gradients being recorded, each block runs in its own tidy scope, so that only one
+   * block's intermediates (and one streamed block's weights) are alive at a time.
+   */
+  hidden(idT: tf.Tensor2D, cache: KVCache | null, lastOnly: boolean): { hidden: tf.Tensor3D; ks: tf.Tensor4D[]; vs: tf.Tensor4D[] } {
     const c = this.config;
     const [B, T] = idT.shape;
     const D = c.hiddenSize;
     const past = cache?.length ?? 0;
-    const flatIds = tf.reshape(idT, [B * T]);
-    const embedded = this.hooks.embed ? this.hooks.embed(flatIds) : tf.gather(this.weights.embed, flatIds);
+    const recording = recordingGradients();
+    const flatIds = tf.reshape(idT, [B * T]) as tf.Tensor1D;
+    const embedded = this.hooks.embed ? this.hooks.embed(flatIds) : this.store.embedRows(flatIds);
     let x: Tensor = tf.reshape(embedded, [B, T, D]);
     const { cos, sin } = ropeTables(this.invFreq, past, T);
     const S = past + T;
@@ -391,16 +386,46 @@ export class LlamaModel {
     const vs: tf.Tensor4D[] = [];
     for (let i = 0; i < c.numLayers; i++) {
       const mask = c.slidingWindow !== null && i >= c.slidingWindowFromLayer ? windowMask : fullMask;
-      const out = this.block(i, x, cos, sin, mask, cache?.k[i] ?? null, cache?.v[i] ?? null);
-      x = out.y;
-      ks.push(out.k as tf.Tensor4D);
-      vs.push(out.v as tf.Tensor4D);
+      const pastK = cache?.k[i] ?? null;
+      const pastV = cache?.v[i] ?? null;
+      if (recording) {
+        if (!this.store.isResident(i)) {
+          x = this.checkpointedBlock(i, x, cos, sin, mask);
+          continue;
+        }
+        const w = this.store.deviceBlock(i)!;
+        const out = this.block(i, x, cos, sin, mask, pastK, pastV, w, this.store.deviceLayout(i));
+        x = out.y;
+        if (cache) {
+          ks.push(out.k as tf.Tensor4D);
+          vs.push(out.v as tf.Tensor4D);
+        }
+        continue;
+      }
+      const xIn = x;
+      const run = () => {
+        const lease = this.store.block(i);
+        try {
+          const o = this.block(i, xIn, cos, sin, mask, pastK, pastV, lease.weights, lease.layout);
+          return cache ? [o.y, o.k, o.v] : [o.y];
+        } finally {
+          lease.release();
+        }
+      };
+      // a scope of its own frees the block's intermediates at once; for a few tokens (decoding)
+      // they are small, and the scope's bookkeeping would cost more than it saves
+      const scoped = B * T > SMALL_STEP_TOKENS;
+      const out = scoped ? tf.tidy(run) : run();
+      if (scoped && xIn !== embedded) xIn.dispose(); // the previous block's output: only this block needed it
+      x = out[0];
+      if (cache) {
+        ks.push(out[1] as tf.Tensor4D);
+        vs.push(out[2] as tf.Tensor4D);
+      }
     }
     if (lastOnly) x = tf.slice(x, [0, T - 1, 0], [B, 1, D]);
-    const Tout = lastOnly ? 1 : T;
-    const normed = tf.reshape(rmsNorm(x, this.weights.norm, c.rmsNormEps), [B * Tout, D]);
-    const logits = this.hooks.head ? this.hooks.head(normed) : tf.matMul(normed as tf.Tensor2D, this.weights.lmHead);
-    return { logits: tf.reshape(logits, [B, Tout, c.vocabSize]) as tf.Tensor3D, ks, vs };
+    const hidden = rmsNorm(x, this.store.norm, c.rmsNormEps) as tf.Tensor3D;
+    return { hidden, ks, vs };
   }
 
   newCache(): KVCache {
@@ -416,24 +441,62 @@ export function disposeCache(cache: KVCache): void {
   cache.length = 0;
 }
 
+/** Positions whose logits are made at once when scoring: about this many float32 logits per chunk. */
+const LOGIT_CHUNK_ELEMENTS = 4 * 2 ** 20;
+
+/**
+ * For positions `rows` of a batch ids [B, T] (flat indices b·T + t), log p(targets[k] | the tokens
+ * up to rows[k]) and the argmax token there. The decoder runs once; the head is applied to a chunk
+ * of rows at a time, so the [B·T, V] logits (and their log-softmax) never sit in memory whole.
+ */
+export async function targetLogProbs(model: LlamaModel, idT: tf.Tensor2D, rows: ArrayLike<number>, targets: ArrayLike<number>): Promise<{ logp: Float32Array; argmax: Int32Array }> {
+  const [B, T] = idT.shape;
+  const c = model.config;
+  if (T > c.maxPositionEmbeddings) {
+    throw new BlocklabError(`${T} tokens exceed the model's max_position_embeddings (${c.maxPositionEmbeddings}); shorten the input`);
+  }
+  const V = c.vocabSize;
+  const hidden = tf.tidy(() => tf.reshape(model.hidden(idT, null, false).hidden, [B * T, c.hiddenSize]) as tf.Tensor2D);
+  const logp = new Float32Array(targets.length);
+  const argmax = new Int32Array(targets.length);
+  const per = Math.max(1, Math.floor(LOGIT_CHUNK_ELEMENTS / V));
+  try {
+    for (let r0 = 0; r0 < targets.length; r0 += per) {
+      const n = Math.min(per, targets.length - r0);
+      const [lpT, amT] = tf.tidy(() => {
+        const logits = model.headLogits(tf.gather(hidden, tf.tensor1d(Int32Array.from({ length: n }, (_, k) => rows[r0 + k]), 'int32')) as tf.Tensor2D); // [n, V]
+        const lsm = tf.logSoftmax(logits);
+        // lsm[k, targets[k]] through a flat gather (the wasm backend's gather with batchDims is broken)
+        const flat = Int32Array.from({ length: n }, (_, k) => k * V + targets[r0 + k]);
+        return [tf.gather(tf.reshape(lsm, [n * V]), tf.tensor1d(flat, 'int32')), tf.argMax(logits, 1)];
+      });
+      logp.set((await lpT.data()) as Float32Array, r0);
+      argmax.set((await amT.data()) as Int32Array, r0);
+      lpT.dispose();
+      amT.dispose();
+    }
+  } finally {
+    hidden.dispose();
+  }
+  return { logp, argmax };
+}
+
 /**
  * Per-token negative log-likelihood: nll[i] = −log p(ids[i+1] | ids[0..i]), from a forward
  * pass over all of ids (log-softmax in float32).
  */
 export async function tokenNll(model: LlamaModel, ids: number[]): Promise<Float32Array> {
   if (ids.length < 2) throw new BlocklabError('scoring needs at least two tokens (a context and a next token)');
-  const logits = model.forward([ids]);
-  const nll = tf.tidy(() => {
-    const T = ids.length - 1;
-    const V = model.config.vocabSize;
-    const lp = tf.logSoftmax(tf.reshape(tf.slice(logits, [0, 0, 0], [1, T, V]), [T, V])); // [T, V]
-    // lp[t, ids[t+1]] through a flat gather (the wasm backend's gather with batchDims is broken)
-    const flat = Int32Array.from({ length: T }, (_, t) => t * V + ids[t + 1]);
-    const picked = tf.gather(tf.reshape(lp, [T * V]), tf.tensor1d(flat, 'int32')); // [T]
-    return tf.neg(picked);
-  });
-  logits.dispose();
-  const out = (await nll.data()) as Float32Array;
-  nll.dispose();
-  return out;
+  const V = model.config.vocabSize;
+  for (const id of ids) {
+    if (!Number.isInteger(id) || id < 0 || id >= V) throw new BlocklabError(`token id ${id} is outside the vocabulary (0..${V - 1})`);
+  }
+  const T = ids.length - 1;
+  const idT = tf.tensor2d(ids, [1, ids.length], 'int32');
+  try {
+    const { logp } = await targetLogProbs(model, idT, Int32Array.from({ length: T }, (_, t) => t), ids.slice(1));
+    return logp.map((x) => -x);
+  } finally {
+    idT.dispose();
+  }
 }

@@ -40,15 +40,23 @@ export function learningRate(step: number, s: ScheduleOptions): number {
   return min + 0.5 * (s.lr - min) * (1 + Math.cos(Math.PI * progress));
 }
 
+/**
+ * The gradients' global L2 norm, and the factor that scales it to at most maxNorm (torch's
+ * clip_coef = min(max_norm / (total_norm + 1e-6), 1); null for maxNorm 0 = no clipping).
+ * AdamW.apply takes the factor, so that no clipped copy of every gradient is made.
+ */
+export function globalNormClip(grads: tf.Tensor[], maxNorm: number): { norm: tf.Scalar; scale: tf.Scalar | null } {
+  const norm = tf.tidy(() => tf.sqrt(tf.addN(grads.map((g) => tf.sum(tf.square(g))))) as tf.Scalar);
+  if (!(maxNorm > 0)) return { norm, scale: null };
+  return { norm, scale: tf.tidy(() => tf.minimum(tf.div(maxNorm, tf.add(norm, 1e-6)), 1) as tf.Scalar) };
+}
+
 /** Scales gradients so their global L2 norm is at most maxNorm (0 = no clipping). Returns the norm before clipping. */
 export function clipByGlobalNorm(grads: tf.Tensor[], maxNorm: number): { grads: tf.Tensor[]; norm: tf.Scalar } {
-  const norm = tf.tidy(() => tf.sqrt(tf.addN(grads.map((g) => tf.sum(tf.square(g))))) as tf.Scalar);
-  if (!(maxNorm > 0)) return { grads, norm };
-  // torch: clip_coef = max_norm / (total_norm + 1e-6), applied when < 1
-  const clipped = tf.tidy(() => {
-    const coef = tf.minimum(tf.div(maxNorm, tf.add(norm, 1e-6)), 1);
-    return grads.map((g) => tf.mul(g, coef));
-  });
+  const { norm, scale } = globalNormClip(grads, maxNorm);
+  if (!scale) return { grads, norm };
+  const clipped = tf.tidy(() => grads.map((g) => tf.mul(g, scale)));
+  scale.dispose();
   return { grads: clipped, norm };
 }
 
@@ -80,8 +88,8 @@ export class AdamW {
     return this.params.reduce((n, p) => n + 2 * 4 * p.variable.size, 0);
   }
 
-  /** One update with gradients aligned with `params`. */
-  apply(grads: tf.Tensor[], lr: number): void {
+  /** One update with gradients aligned with `params`, each multiplied by `gradScale` first when given (clipping). */
+  apply(grads: tf.Tensor[], lr: number, gradScale: tf.Scalar | null = null): void {
     this.step += 1;
     const { beta1, beta2, eps, weightDecay } = this.options;
     const bc1 = 1 - Math.pow(beta1, this.step);
@@ -90,7 +98,7 @@ export class AdamW {
     const bc2Sqrt = Math.sqrt(bc2);
     this.params.forEach((p, i) => {
       tf.tidy(() => {
-        const g = grads[i];
+        const g = gradScale ? tf.mul(grads[i], gradScale) : grads[i];
         const m = this.m.get(p.name)!;
         const v = this.v.get(p.name)!;
         let value: tf.Tensor = p.variable;

@@ -24,6 +24,13 @@ export function fillNormal(out: Float32Array, random: () => number, std: number,
   return out;
 }
 
+/** Fills a Float32Array with uniform draws of the given standard deviation: U(mean − √3·std, mean + √3·std). */
+export function fillUniform(out: Float32Array, random: () => number, std: number, mean = 0): Float32Array {
+  const half = Math.sqrt(3) * std;
+  for (let i = 0; i < out.length; i++) out[i] = mean + (2 * random() - 1) * half;
+  return out;
+}
+
 /** Deterministic pseudo-random ids in [0, vocab) (an LCG: the same on every machine). */
 export function randomIds(n: number, vocab: number, seed: number): number[] {
   const ids: number[] = [];

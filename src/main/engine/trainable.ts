@@ -12,16 +12,22 @@
  * (LoRA: PEFT's `...q_proj.lora_A.weight` names).
  */
 import { tf } from './backend.js';
-import { crossEntropy, customGrad, fastLinear, trainableEmbedding } from './autodiff.js';
+import { fastLinear, frozenLinearOI, trainableEmbedding, trainableLinearOI } from './autodiff.js';
 import type { Checkpoint } from './checkpoint.js';
 import { BlocklabError } from './errors.js';
-import type { BlockWeights, ForwardHooks, LlamaModel, Projection } from './model.js';
+import { expectedShapes, parameterCount } from './config.js';
+import { headCrossEntropy, type HeadSource } from './head-loss.js';
+import type { ForwardHooks, LlamaModel, Projection } from './model.js';
+import { BLOCK_TENSORS, type BlockWeights, type Layout } from './weights.js';
 import { seededRandom } from './random.js';
 import { blocklabTrainableLayers } from '../../shared/llamafactory.js';
 
 type Tensor = tf.Tensor;
 
 export const ALL_PROJECTIONS: Projection[] = ['q', 'k', 'v', 'o', 'gate', 'up', 'down'];
+
+/** From this hidden size on, trained block weights keep the checkpoint's [out, in] layout (see makeTrainable). */
+export const WIDE_HIDDEN = 1024;
 
 export type TrainMethod =
   | { kind: 'blocks'; layers?: number[] }
@@ -71,26 +77,6 @@ export function trainableLayers(method: TrainMethod, ckpt: Checkpoint): number[]
   return r.layers;
 }
 
-/** BlockWeights key → HF suffix and whether it is stored transposed ([in, out]). */
-export const BLOCK_TENSORS: [keyof BlockWeights, string, boolean][] = [
-  ['inputNorm', 'input_layernorm.weight', false],
-  ['q', 'self_attn.q_proj.weight', true],
-  ['qBias', 'self_attn.q_proj.bias', false],
-  ['k', 'self_attn.k_proj.weight', true],
-  ['kBias', 'self_attn.k_proj.bias', false],
-  ['v', 'self_attn.v_proj.weight', true],
-  ['vBias', 'self_attn.v_proj.bias', false],
-  ['o', 'self_attn.o_proj.weight', true],
-  ['oBias', 'self_attn.o_proj.bias', false],
-  ['postNorm', 'post_attention_layernorm.weight', false],
-  ['gate', 'mlp.gate_proj.weight', true],
-  ['gateBias', 'mlp.gate_proj.bias', false],
-  ['up', 'mlp.up_proj.weight', true],
-  ['upBias', 'mlp.up_proj.bias', false],
-  ['down', 'mlp.down_proj.weight', true],
-  ['downBias', 'mlp.down_proj.bias', false],
-];
-
 const PROJ_SUFFIX: Record<Projection, string> = {
   q: 'self_attn.q_proj',
   k: 'self_attn.k_proj',
@@ -133,11 +119,17 @@ export interface TrainableSet {
 
 /**
  * Turns the chosen weights of a loaded model into variables and installs the forward hooks
- * (fast-gradient linears, LoRA, trainable embedding/head). `seed` initialises LoRA's A.
+ * (fast-gradient linears, LoRA, trainable embedding). `seed` initialises LoRA's A.
+ *
+ * Trainable weights become resident float32 variables (the store pins them); frozen ones stay
+ * where the memory plan put them — resident, or streamed one block at a time — get no
+ * gradient and no optimiser state. The loss is the chunked LM head + cross-entropy of
+ * head-loss.ts.
  */
 export function makeTrainable(model: LlamaModel, ckpt: Checkpoint, method: TrainMethod, seed: number): TrainableSet {
-  const w = model.weights;
+  const store = model.store;
   const c = model.config;
+  store.toTraining();
   const layers = trainableLayers(method, ckpt);
   const params: Param[] = [];
   const trainable = new Set<Tensor>();
@@ -151,19 +143,34 @@ export function makeTrainable(model: LlamaModel, ckpt: Checkpoint, method: Train
     return v;
   };
 
+  // Trained block weights are float32 variables. A wide model's in the checkpoint's own layout
+  // [out, in]: x @ Wᵀ as (W @ xᵀ)ᵀ keeps no packed copy of W in XNNPACK and is the faster route
+  // for large matrices. A narrow model's as [in, out], whose plain x @ W costs fewer transposes.
+  // The layout depends on the config alone, not on where the frozen weights live: the gradients'
+  // global norm sums in layout order, so a resumed run must train in the same layout.
+  const layout: Layout = c.hiddenSize >= WIDE_HIDDEN ? 'oi' : 'io';
   for (const i of layers) {
-    const block = w.blocks[i];
-    for (const [key, suffix, transposed] of BLOCK_TENSORS) {
+    const block = store.pinBlock(i, layout);
+    const vars: Partial<Record<keyof BlockWeights, Tensor>> = {};
+    for (const [key, suffix, isLinear] of BLOCK_TENSORS) {
       const t = block[key];
-      if (!t) continue;
-      (block as unknown as Record<string, Tensor>)[key] = toVariable(t, `model.layers.${i}.${suffix}`, transposed);
+      if (t) vars[key] = toVariable(t, `model.layers.${i}.${suffix}`, isLinear && layout === 'io');
     }
+    store.setBlock(i, vars as unknown as BlockWeights, layout);
   }
   const full = method.kind === 'full';
+  let embedVar: tf.Variable | null = null;
+  let headVar: tf.Variable | null = null;
   if (full) {
-    w.embed = toVariable(w.embed, 'model.embed_tokens.weight', false) as unknown as tf.Tensor2D;
-    w.norm = toVariable(w.norm, 'model.norm.weight', false) as unknown as tf.Tensor1D;
-    if (!c.tieWordEmbeddings) w.lmHead = toVariable(w.lmHead, 'lm_head.weight', true) as unknown as tf.Tensor2D;
+    embedVar = toVariable(store.pinEmbed(), 'model.embed_tokens.weight', false);
+    store.setEmbed(embedVar as unknown as tf.Tensor2D);
+    const norm = toVariable(store.norm, 'model.norm.weight', false);
+    store.norm = norm as unknown as tf.Tensor1D;
+    // the head is trained as [V, D], the checkpoint's own layout
+    if (!c.tieWordEmbeddings) {
+      headVar = toVariable(store.pinHead(), 'lm_head.weight', false);
+      store.setHead(headVar as unknown as tf.Tensor2D);
+    }
   }
 
   const lora: LoraAdapter[] = [];
@@ -171,10 +178,10 @@ export function makeTrainable(model: LlamaModel, ckpt: Checkpoint, method: Train
   if (method.kind === 'lora') {
     loraScale = method.alpha / method.rank;
     const random = seededRandom(seed);
+    const shapes = expectedShapes(c);
     for (let i = 0; i < c.numLayers; i++) {
       for (const proj of method.targets) {
-        const base = w.blocks[i][proj];
-        const [inDim, outDim] = base.shape;
+        const [outDim, inDim] = shapes.get(`model.layers.${i}.${PROJ_SUFFIX[proj]}.weight`)!;
         // PEFT: A ~ kaiming_uniform(a=√5) = U(−1/√in, 1/√in); B = 0, so the adapter starts at zero.
         const bound = 1 / Math.sqrt(inDim);
         const aInit = new Float32Array(inDim * method.rank);
@@ -193,29 +200,29 @@ export function makeTrainable(model: LlamaModel, ckpt: Checkpoint, method: Train
   const loraByKey = new Map(lora.map((l) => [`${l.layer}.${l.proj}`, l]));
 
   const hooks: ForwardHooks = {
-    linear: (x, wt, layer, proj) => {
-      const y = fastLinear(x, wt, trainable.has(wt));
+    linear: (x, wt, layer, proj, layout) => {
+      // frozen resident weights are [in, out]; trainable and streamed ones [out, in]
+      const y = layout === 'io' ? fastLinear(x, wt, trainable.has(wt)) : trainable.has(wt) ? trainableLinearOI(x, wt) : frozenLinearOI(x, wt);
       const adapter = loraByKey.get(`${layer}.${proj}`);
       if (!adapter) return y;
       const delta = fastLinear(fastLinear(x, adapter.a, true), adapter.b, true);
       return tf.add(y, tf.mul(delta, loraScale));
     },
+    blockParams: (layer) => lora.filter((l) => l.layer === layer).flatMap((l) => [l.a, l.b]),
   };
-  if (full) {
-    hooks.embed = (ids) => trainableEmbedding(w.embed, ids);
-    // tied: the head is embedᵀ; its gradient flows back through the transpose into embed
-    hooks.head = c.tieWordEmbeddings ? (x) => fastLinear(x, tf.transpose(w.embed), true) : (x) => fastLinear(x, w.lmHead, true);
-  } else if (c.tieWordEmbeddings) {
-    // frozen tied head: dx = dy @ embed, no transpose needed
-    hooks.head = (x) => headFrozenTied(x, w.lmHead, w.embed);
-  } else {
-    hooks.head = (x) => fastLinear(x, w.lmHead, false);
+  if (embedVar) {
+    const ev = embedVar;
+    hooks.embed = (ids) => trainableEmbedding(ev, ids);
   }
   model.hooks = hooks;
+  const head: HeadSource = {
+    vocab: c.vocabSize,
+    rows: (v0, v1) => store.headRows(v0, v1),
+    release: (t) => store.releaseHeadRows(t),
+    trainable: headVar ?? (c.tieWordEmbeddings ? embedVar : null),
+  };
 
-  let totalCount = 0;
-  for (const shape of [w.embed.shape, w.norm.shape, ...(c.tieWordEmbeddings ? [] : [w.lmHead.shape])]) totalCount += shape.reduce((a, b) => a * b, 1);
-  for (const b of w.blocks) for (const t of Object.values(b)) if (t) totalCount += (t as Tensor).size;
+  const totalCount = parameterCount(c);
   const trainableCount = params.reduce((n, p) => n + p.variable.size, 0);
 
   return {
@@ -228,11 +235,12 @@ export function makeTrainable(model: LlamaModel, ckpt: Checkpoint, method: Train
     totalCount,
     loss(ids) {
       const [B, T] = ids.shape;
-      const { logits } = model.run(ids, null, false); // [B, T, V]
-      const V = c.vocabSize;
-      const pred = tf.reshape(tf.slice(logits, [0, 0, 0], [B, T - 1, V]), [B * (T - 1), V]);
-      const targets = tf.reshape(tf.slice(ids, [0, 1], [B, T - 1]), [B * (T - 1)]);
-      return crossEntropy(pred, targets) as tf.Scalar;
+      const D = c.hiddenSize;
+      const { hidden } = model.hidden(ids, null, false); // [B, T, D]
+      // position t predicts token t + 1: the last position predicts nothing
+      const x = tf.reshape(tf.slice(hidden, [0, 0, 0], [B, T - 1, D]), [B * (T - 1), D]) as tf.Tensor2D;
+      const targets = tf.reshape(tf.slice(ids, [0, 1], [B, T - 1]), [B * (T - 1)]) as tf.Tensor1D;
+      return headCrossEntropy(x, targets, head);
     },
     dispose() {
       model.hooks = {};
@@ -240,13 +248,4 @@ export function makeTrainable(model: LlamaModel, ckpt: Checkpoint, method: Train
       for (const l of lora) for (const t of [l.a, l.b]) if (!t.isDisposed) t.dispose();
     },
   };
-}
-
-/** Frozen tied head: logits = x @ embedᵀ (precomputed as lmHead), dx = dy @ embed. */
-function headFrozenTied(x: Tensor, lmHead: Tensor, embed: Tensor): Tensor {
-  const f = customGrad<[Tensor]>((xIn) => ({
-    value: tf.matMul(xIn as tf.Tensor2D, lmHead as tf.Tensor2D),
-    gradFunc: (dy: Tensor) => [tf.matMul(dy as tf.Tensor2D, embed as tf.Tensor2D)],
-  }));
-  return f(x);
 }

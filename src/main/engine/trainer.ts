@@ -21,11 +21,12 @@ import { expectedShapes } from './config.js';
 import { BatchSampler, gatherBatch, loadCorpus, type CorpusSpec, type PackedCorpus, type SamplerState } from './data.js';
 import { BlocklabError } from './errors.js';
 import { exportedConfig } from './export.js';
-import { LlamaModel } from './model.js';
-import { AdamW, clipByGlobalNorm, learningRate, type AdamWOptions } from './optimizer.js';
+import type { LlamaModel } from './model.js';
+import { activeBackend, loadPlanned, planCheckpoint, requireFit, trainTask } from './plan.js';
+import { AdamW, globalNormClip, learningRate, type AdamWOptions } from './optimizer.js';
 import { readSafetensorsHeader, readTensorFloat32, writeSafetensors, type TensorToWrite } from './safetensors.js';
 import { HfTokenizer } from './tokenizer.js';
-import { makeTrainable, methodName, trainableLayers, type TrainableSet, type TrainMethod } from './trainable.js';
+import { makeTrainable, methodName, type TrainableSet, type TrainMethod } from './trainable.js';
 import { tensorFromSource, writeCheckpoint } from './write-checkpoint.js';
 import { outputKindOf, prepareOutputFolder, writeFolderAtomically, writeOutputMarker } from './atomic.js';
 
@@ -85,6 +86,8 @@ export interface TrainStart {
   frozenOptimizerBytesSaved: number;
   corpus: { tokens: number; documents: number; trainSequences: number; valSequences: number; fingerprint: string; cachedFiles: number; files: number };
   backend: string;
+  /** where the frozen weights live (the memory plan's choice) */
+  residency: 'resident' | 'streamed';
   resumedFrom: string | null;
 }
 
@@ -115,6 +118,8 @@ export interface TrainResult {
   lastCheckpoint: string | null;
   stopped: 'completed' | 'cancelled' | 'paused';
   backend: string;
+  /** resident: every weight float32 on the backend; streamed: frozen blocks stored and widened a block at a time */
+  residency: 'resident' | 'streamed';
   seconds: number;
 }
 
@@ -237,16 +242,25 @@ function modelTensors(ckpt: Checkpoint, model: LlamaModel, set: TrainableSet): T
     if (p) {
       out.push({ name, dtype: 'F32', shape, data: () => variableBytes(p.variable, p.transposed) });
     } else if (adapter) {
-      const base = model.weights.blocks[adapter.layer][adapter.proj]; // [in, out]
       out.push({
         name,
         dtype: 'F32',
         shape,
         data: async () => {
-          const merged = tf.tidy(() => tf.add(base, tf.mul(tf.matMul(adapter.a, adapter.b), set.loraScale)));
-          const bytes = await variableBytes(merged, true);
-          merged.dispose();
-          return bytes;
+          // W' = W + s·(A·B)ᵀ in the HF layout [out, in]; the base block is leased from the store
+          const lease = model.store.block(adapter.layer);
+          try {
+            const base = lease.weights[adapter.proj];
+            const merged = tf.tidy(() => {
+              const delta = tf.mul(tf.matMul(adapter.a, adapter.b), set.loraScale); // [in, out]
+              return lease.layout === 'io' ? tf.transpose(tf.add(base, delta)) : tf.add(base, tf.transpose(delta));
+            });
+            const bytes = await variableBytes(merged, false);
+            merged.dispose();
+            return bytes;
+          } finally {
+            lease.release();
+          }
         },
       });
     } else {
@@ -323,7 +337,8 @@ export async function train(opts: TrainOptions, events: TrainEvents = {}, signal
   const isLora = opts.method.kind === 'lora';
   const modelDir = resumeDir && !isLora ? resumeDir : opts.model;
   const ckpt = await openCheckpoint(modelDir);
-  trainableLayers(opts.method, ckpt); // refuse an impossible method before the slow work
+  // refuse an impossible method, or one that does not fit in memory, before the slow work
+  const plan = requireFit(planCheckpoint(ckpt, trainTask(ckpt, opts.method, opts.batch, opts.seq), activeBackend()), modelDir);
   const tokenizer = await HfTokenizer.fromFolder(opts.model);
   const eos = tokenizer.eosTokenIds[0] ?? ckpt.config.eosTokenIds[0];
   if (eos === undefined) throw new BlocklabError('has no EOS token in its tokenizer or config; it is needed to separate documents', { file: opts.model });
@@ -343,7 +358,7 @@ export async function train(opts: TrainOptions, events: TrainEvents = {}, signal
   }
   if (corpus.numTrain < 1) throw new BlocklabError('the corpus gives no training sequences; add data or lower --seq');
 
-  const model = await LlamaModel.fromTensors(ckpt.config, ckpt.tensors);
+  const model = await loadPlanned(ckpt, plan, 'train');
   const set = makeTrainable(model, ckpt, opts.method, opts.seed);
   const optimizer = new AdamW(set.params, opts.adamw);
   let sampler = new BatchSampler(corpus.numTrain, opts.batch, opts.seed);
@@ -379,6 +394,7 @@ export async function train(opts: TrainOptions, events: TrainEvents = {}, signal
       files: corpus.files.length,
     },
     backend,
+    residency: plan.residency.mode,
     resumedFrom: resumeDir,
   };
   events.onStart?.(start);
@@ -482,11 +498,10 @@ export async function train(opts: TrainOptions, events: TrainEvents = {}, signal
       }
       const meanGrads = opts.gradAccum === 1 ? accumulated! : accumulated!.map((g) => tf.div(g, opts.gradAccum));
       if (opts.gradAccum !== 1) for (const g of accumulated!) g.dispose();
-      const { grads: clipped, norm } = clipByGlobalNorm(meanGrads, opts.clip);
+      const { norm, scale } = globalNormClip(meanGrads, opts.clip);
       const gradNorm = (await norm.data())[0];
-      optimizer.apply(clipped, lr);
-      const toFree = new Set([...meanGrads, ...clipped, norm]);
-      for (const t of toFree) t.dispose();
+      optimizer.apply(meanGrads, lr, scale);
+      for (const t of [...meanGrads, norm, scale]) t?.dispose();
 
       const loss = lossSum / opts.gradAccum;
       if (!Number.isFinite(loss)) {
@@ -567,6 +582,7 @@ export async function train(opts: TrainOptions, events: TrainEvents = {}, signal
       lastCheckpoint,
       stopped,
       backend,
+      residency: plan.residency.mode,
       seconds: (performance.now() - started) / 1000,
     };
   } finally {
@@ -606,7 +622,11 @@ async function loadOptimizer(file: string, optimizer: AdamW, set: TrainableSet):
       for (const [suffix, map] of [['exp_avg', m], ['exp_avg_sq', v]] as const) {
         const info = header.tensors.get(`${p.name}.${suffix}`);
         if (!info) throw new BlocklabError(`has no ${p.name}.${suffix}; the checkpoint does not match this run`, { file });
-        map.set(p.name, tf.tensor(await readTensorFloat32(info), info.shape));
+        const t = tf.tensor(await readTensorFloat32(info), info.shape);
+        // moments saved while this weight trained as [in, out] (before block weights trained in their own layout)
+        const reversed = t.rank === 2 && t.shape[0] === p.variable.shape[1] && t.shape[1] === p.variable.shape[0] && t.shape[0] !== t.shape[1];
+        map.set(p.name, reversed ? tf.tidy(() => tf.transpose(t)) : t);
+        if (reversed) t.dispose();
       }
     }
     optimizer.load({ step, m, v });

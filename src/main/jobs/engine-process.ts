@@ -114,7 +114,7 @@ async function folderKey(dir: string): Promise<string> {
 }
 
 async function runGenerate(r: Extract<JobRequest, { kind: 'generate' }>, keep: boolean): Promise<Result> {
-  const { loadModel, generateText, backendReport } = await import('../engine/index.js');
+  const { loadModel, generateText, generateTask, backendReport } = await import('../engine/index.js');
   // the folder's files and the backend asked for: either changing reloads the model
   const key = `${r.backend ?? 'auto'}|${await folderKey(r.model).catch(() => '')}`;
   let loadSeconds = 0;
@@ -122,7 +122,11 @@ async function runGenerate(r: Extract<JobRequest, { kind: 'generate' }>, keep: b
     warm?.loaded.dispose();
     warm = null;
     const t0 = performance.now();
-    const loaded = await loadModel(r.model, r.backend);
+    // planned for this conversation's length and answer (refused before loading when it does not fit)
+    const text = [r.system ?? '', r.prompt ?? '', ...(r.messages ?? []).map((m) => m.content)].join('\n');
+    const loaded = await loadModel(r.model, r.backend, {
+      task: (ckpt, tok) => generateTask((tok?.encode(text).length ?? text.length) + 64, r.maxTokens, ckpt.config.maxPositionEmbeddings, 'chat'),
+    });
     loadSeconds = (performance.now() - t0) / 1000;
     warm = { dir: r.model, key, loaded };
   }
@@ -230,9 +234,12 @@ async function run(request: JobRequest, keep: boolean): Promise<void> {
       }
     }
     await send({ type: 'done', result });
-  } catch (e) {
+  } catch (caught) {
+    // a backend out of memory (tfjs-wasm's "Aborted()") is said as that, with the memory plan's advice
+    const { explainOutOfMemory } = await import('../engine/plan.js');
+    const e = explainOutOfMemory(caught);
     const err = e as Error;
-    const aborted = controller.signal.aborted && (err?.name === 'AbortError' || /abort|cancel/i.test(err?.message ?? ''));
+    const aborted = controller.signal.aborted && e === caught && (err?.name === 'AbortError' || /abort|cancel/i.test(err?.message ?? ''));
     if (aborted) await send({ type: 'done', result: { stopped: 'cancelled' } });
     else await send({ type: 'error', message: err?.message ?? String(e), userError: e instanceof BlocklabError, stack: err?.stack });
   }

@@ -1,0 +1,641 @@
+/**
+ * Weight residency: where a model's weights live, and how the forward and backward passes get a
+ * block's float32 tensors. The model code (model.ts, trainable.ts, head-loss.ts) reaches weights
+ * only through this interface, so that a backend whose memory is smaller than the model (the
+ * 4 GB wasm heap; a GPU's memory) streams the model through it, one block at a time.
+ *
+ * The interface (a GPU store implements the same: its 'device' residency is a GPU buffer, f16
+ * where the adapter has shader-f16, widened to float32 by a shader when a block is leased):
+ *
+ *   store.block(i)              → BlockLease { weights, layout, release() }: block i's float32
+ *                                 tensors on the backend. `layout` says how linears are laid out:
+ *                                 'io' = [in, out] (resident, the x @ W route), 'oi' = [out, in]
+ *                                 (the Hugging Face layout: streamed, computed as (W @ xᵀ)ᵀ,
+ *                                 bit-identical on wasm and cpu). release() frees what the lease
+ *                                 made; for a resident block it does nothing.
+ *   store.embedRows(ids)        → [N, D] float32: the embedding lookup.
+ *   store.logits(x)             → [N, V] float32: the LM head (inference), by vocabulary chunks
+ *                                 when the head streams.
+ *   store.headRows(v0, v1)      → [v1 − v0, D] float32 rows of the head, HF layout (the chunked
+ *                                 head + cross-entropy of training); store.releaseHeadRows(t).
+ *   store.norm                  → [D] final norm (always resident: it is tiny).
+ *   store.pinBlock(i) / pinEmbed() / pinHead()
+ *                               → make a group resident as float32 (training turns these into
+ *                                 variables; trainable weights, their gradients and AdamW moments
+ *                                 are always float32 on the backend).
+ *   store.residency             → what lives where (for the memory plan and the bench).
+ *   store.dispose()
+ *
+ * Residency of each group (the embedding, each block, the head), chosen by the memory plan
+ * (src/shared/memory-plan.ts) before anything loads:
+ *   'device'  float32 on the backend for the model's life (linears [in, out], as x @ W wants)
+ *   'host'    the stored bytes (BF16 / F16 / F32) in Node memory, outside the backend's heap;
+ *             widened to float32 when its block computes, and freed again after
+ *   'file'    nothing in memory: read again from the safetensors file (the OS page cache) at each use
+ *
+ * Loading reads each tensor once, at disk speed, into its residency: no whole-file buffers, and
+ * no float32 copy of anything that is not 'device'.
+ */
+import { closeSync, openSync, readSync } from 'node:fs';
+import { open as openAsync } from 'node:fs/promises';
+import { tf } from './backend.js';
+import { linearOI } from './autodiff.js';
+import type { ModelConfig } from './config.js';
+import { DTYPE_BYTES, widenInto } from './dtype.js';
+import { BlocklabError } from './errors.js';
+import type { TensorInfo } from './safetensors.js';
+import { WASM_HEAP_LIMIT, type Residency, type ResidencyPlan } from '../../shared/memory-plan.js';
+
+type Tensor = tf.Tensor;
+
+export type { Residency, ResidencyPlan };
+
+export interface BlockWeights {
+  inputNorm: tf.Tensor1D; // [D]          input_layernorm.weight
+  q: tf.Tensor2D; // [D, nh*hd] (io)       self_attn.q_proj.weight
+  k: tf.Tensor2D; // [D, nkv*hd]           self_attn.k_proj.weight
+  v: tf.Tensor2D; // [D, nkv*hd]           self_attn.v_proj.weight
+  o: tf.Tensor2D; // [nh*hd, D]            self_attn.o_proj.weight
+  qBias?: tf.Tensor1D; // [nh*hd]
+  kBias?: tf.Tensor1D; // [nkv*hd]
+  vBias?: tf.Tensor1D; // [nkv*hd]
+  oBias?: tf.Tensor1D; // [D]
+  postNorm: tf.Tensor1D; // [D]           post_attention_layernorm.weight
+  gate: tf.Tensor2D; // [D, F]             mlp.gate_proj.weight
+  up: tf.Tensor2D; // [D, F]               mlp.up_proj.weight
+  down: tf.Tensor2D; // [F, D]             mlp.down_proj.weight
+  gateBias?: tf.Tensor1D; // [F]
+  upBias?: tf.Tensor1D; // [F]
+  downBias?: tf.Tensor1D; // [D]
+}
+
+/** BlockWeights key → HF suffix, and whether it is a linear weight (HF [out, in]). */
+export const BLOCK_TENSORS: [keyof BlockWeights, string, boolean][] = [
+  ['inputNorm', 'input_layernorm.weight', false],
+  ['q', 'self_attn.q_proj.weight', true],
+  ['qBias', 'self_attn.q_proj.bias', false],
+  ['k', 'self_attn.k_proj.weight', true],
+  ['kBias', 'self_attn.k_proj.bias', false],
+  ['v', 'self_attn.v_proj.weight', true],
+  ['vBias', 'self_attn.v_proj.bias', false],
+  ['o', 'self_attn.o_proj.weight', true],
+  ['oBias', 'self_attn.o_proj.bias', false],
+  ['postNorm', 'post_attention_layernorm.weight', false],
+  ['gate', 'mlp.gate_proj.weight', true],
+  ['gateBias', 'mlp.gate_proj.bias', false],
+  ['up', 'mlp.up_proj.weight', true],
+  ['upBias', 'mlp.up_proj.bias', false],
+  ['down', 'mlp.down_proj.weight', true],
+  ['downBias', 'mlp.down_proj.bias', false],
+];
+
+/** 'io': linears [in, out] (y = x @ W); 'oi': [out, in], the HF layout (y = (W @ xᵀ)ᵀ). */
+export type Layout = 'io' | 'oi';
+
+export interface BlockLease {
+  readonly weights: BlockWeights;
+  readonly layout: Layout;
+  release(): void;
+}
+
+/** What the store is for: inference keeps a resident head as [D, V] (x @ W, fastest decode); training as [V, D]. */
+export type StorePurpose = 'infer' | 'train';
+
+// ---------------------------------------------------------------------------------------------
+// The wasm heap: float32 tensors written in place, and allocation failures that say so
+
+interface WasmModule {
+  HEAPU8: Uint8Array;
+  _malloc(n: number): number;
+}
+interface WasmBackendInternals {
+  wasm: WasmModule;
+  write(values: null, shape: number[], dtype: 'float32'): object;
+  dataIdMap: { get(id: object): { memoryOffset: number } };
+}
+
+/** The wasm backend could not allocate: the message the memory plan's advice is added to. */
+export class BackendOutOfMemoryError extends BlocklabError {
+  readonly bytes: number;
+  constructor(bytes: number) {
+    super(
+      `the WebAssembly backend ran out of memory allocating ${(bytes / 2 ** 20).toFixed(0)} MiB ` +
+        `(its heap is limited to 4 GiB, ${(wasmHeapBytes() / 2 ** 30).toFixed(2)} GiB in use)`,
+    );
+    this.name = 'BackendOutOfMemoryError';
+    this.bytes = bytes;
+  }
+}
+
+const guarded = new WeakSet<object>();
+
+/**
+ * tfjs-wasm's _malloc returns 0 when the heap cannot grow, and tfjs then writes the tensor at
+ * address 0 — a corrupt heap, or `Aborted()` later. Wrapped, an allocation that fails throws
+ * BackendOutOfMemoryError instead. Idempotent; a no-op on other backends.
+ */
+export function guardWasmHeap(): void {
+  if (tf.getBackend() !== 'wasm') return;
+  const wasm = (tf.backend() as unknown as WasmBackendInternals).wasm;
+  if (!wasm || guarded.has(wasm)) return;
+  // Emscripten's _malloc replaces itself with the raw export on its first call: keep the raw one
+  // behind an accessor, so that every call goes through the check
+  let malloc = wasm._malloc;
+  const checked = (n: number) => {
+    // a request near 4 GiB wraps around in the 32-bit allocator and "succeeds" with a small block
+    if (n >= WASM_HEAP_LIMIT) throw new BackendOutOfMemoryError(n);
+    const p = malloc(n);
+    if (p === 0 && n > 0) throw new BackendOutOfMemoryError(n);
+    return p;
+  };
+  Object.defineProperty(wasm, '_malloc', {
+    configurable: true,
+    get: () => checked,
+    set: (f: (n: number) => number) => {
+      malloc = f;
+    },
+  });
+  guarded.add(wasm);
+}
+
+/** The wasm heap's size (its high-water mark: wasm memory never shrinks), or 0 on other backends. */
+export function wasmHeapBytes(): number {
+  if (tf.getBackend() !== 'wasm') return 0;
+  return (tf.backend() as unknown as WasmBackendInternals).wasm?.HEAPU8.length ?? 0;
+}
+
+/**
+ * A new float32 tensor whose values `fill` writes in place: on wasm straight into the heap (no
+ * JavaScript copy on the way), elsewhere into the array the tensor is made from. `fill` must not
+ * call tfjs (a growing heap would move the memory it writes to).
+ */
+export function newFloat32Tensor(shape: number[], fill: (out: Float32Array) => void): Tensor {
+  const n = shape.reduce((a, b) => a * b, 1);
+  if (tf.getBackend() === 'wasm' && n > 0) {
+    guardWasmHeap();
+    const backend = tf.backend() as unknown as WasmBackendInternals;
+    const dataId = backend.write(null, shape, 'float32');
+    const t = tf.engine().makeTensorFromDataId(dataId, shape, 'float32', tf.backend());
+    try {
+      fill(new Float32Array(backend.wasm.HEAPU8.buffer, backend.dataIdMap.get(dataId).memoryOffset, n));
+    } catch (e) {
+      t.dispose();
+      throw e;
+    }
+    return t;
+  }
+  const values = new Float32Array(n);
+  fill(values);
+  return tf.tensor(values, shape, 'float32');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stored tensors
+
+interface StoredTensor {
+  info: TensorInfo;
+  /** the stored bytes ('host'), or null: read from the file at each use ('file') */
+  bytes: Uint8Array | null;
+}
+
+const numel = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
+
+/** Reads a tensor's bytes (all of it) with bounded reads, asynchronously (loading). */
+async function readAll(info: TensorInfo, into: Uint8Array): Promise<void> {
+  const fh = await openAsync(info.file, 'r').catch((e: unknown) => {
+    throw new BlocklabError(`cannot open the file (${(e as NodeJS.ErrnoException).code ?? String(e)})`, { file: info.file, cause: e });
+  });
+  try {
+    let done = 0;
+    while (done < into.byteLength) {
+      const want = Math.min(1 << 26, into.byteLength - done);
+      const { bytesRead } = await fh.read(into, done, want, info.byteOffset + done);
+      if (bytesRead === 0) throw new BlocklabError(`the file ended while reading tensor ${info.name}; it looks truncated or changed: re-download or re-export it`, { file: info.file });
+      done += bytesRead;
+    }
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Where a weight's float32 values come from: the checkpoint file, or (GGUF export) the values as a quantized file holds them. */
+export type WeightReader = (info: TensorInfo) => Promise<Float32Array>;
+
+export interface StoreLoadOptions {
+  plan: ResidencyPlan;
+  purpose?: StorePurpose;
+  /** float32 values for resident weights instead of the files' (only with every group resident) */
+  read?: WeightReader;
+}
+
+export class WeightStore {
+  readonly config: ModelConfig;
+  readonly purpose: StorePurpose;
+  /** the final norm, [D] */
+  norm: tf.Tensor1D;
+  /** resident groups (float32 on the backend); null where the group streams */
+  private embedDevice: tf.Tensor2D | null = null; // [V, D]
+  private headDevice: tf.Tensor2D | null = null; // infer: [D, V]; train: [V, D]
+  private readonly blockDevice: (BlockWeights | null)[];
+  /** how each resident block's linears are laid out: 'io' as loaded for inference, 'oi' for training */
+  private readonly blockLayout: Layout[];
+  /** streamed groups */
+  private embedStored: StoredTensor | null = null;
+  private headStored: StoredTensor | null = null;
+  private readonly blockStored: (Map<keyof BlockWeights, StoredTensor> | null)[];
+  private readonly fds = new Map<string, number>();
+  private staging: Uint8Array = new Uint8Array(0);
+  private disposed = false;
+
+  private constructor(config: ModelConfig, purpose: StorePurpose, norm: tf.Tensor1D) {
+    this.config = config;
+    this.purpose = purpose;
+    this.norm = norm;
+    this.blockDevice = new Array(config.numLayers).fill(null);
+    this.blockLayout = new Array(config.numLayers).fill('io');
+    this.blockStored = new Array(config.numLayers).fill(null);
+  }
+
+  /**
+   * Reads a checkpoint's weights into the residency `plan` says. The caller (openCheckpoint) has
+   * checked that every tensor exists with the shape the config implies.
+   */
+  static async load(config: ModelConfig, tensors: Map<string, TensorInfo>, opts: StoreLoadOptions): Promise<WeightStore> {
+    const plan = opts.plan;
+    if (plan.blocks.length !== config.numLayers) throw new Error(`residency plan has ${plan.blocks.length} blocks for a ${config.numLayers}-layer model`);
+    const read = opts.read;
+    if (read && (plan.embed !== 'device' || plan.head !== 'device' || plan.blocks.some((b) => b !== 'device'))) {
+      throw new Error('a weight reader replaces the files only for resident weights; this plan streams some');
+    }
+    const toDevice = (info: TensorInfo, transpose: boolean) => (read ? readValuesToDevice(info, transpose, read) : readToDevice(info, transpose));
+    guardWasmHeap();
+    const get = (name: string): TensorInfo => {
+      const info = tensors.get(name);
+      if (!info) throw new BlocklabError(`tensor ${name} is missing from the checkpoint`);
+      return info;
+    };
+    const normInfo = get('model.norm.weight');
+    const store = new WeightStore(config, opts.purpose ?? 'infer', (await toDevice(normInfo, false)) as tf.Tensor1D);
+    try {
+      const embedInfo = get('model.embed_tokens.weight');
+      if (plan.embed === 'device') store.embedDevice = (await toDevice(embedInfo, false)) as tf.Tensor2D;
+      else store.embedStored = await stored(embedInfo, plan.embed);
+
+      if (!config.tieWordEmbeddings) {
+        const headInfo = get('lm_head.weight');
+        if (plan.head === 'device') store.headDevice = (await toDevice(headInfo, store.purpose === 'infer')) as tf.Tensor2D;
+        else store.headStored = await stored(headInfo, plan.head);
+      } else if (store.embedDevice && store.purpose === 'infer') {
+        store.headDevice = tf.transpose(store.embedDevice) as tf.Tensor2D; // [D, V]
+      }
+
+      for (let i = 0; i < config.numLayers; i++) {
+        const names = blockNames(tensors, i);
+        if (plan.blocks[i] === 'device') {
+          const block: Partial<Record<keyof BlockWeights, Tensor>> = {};
+          for (const [key, info, isLinear] of names) block[key] = await toDevice(info, isLinear);
+          store.blockDevice[i] = block as unknown as BlockWeights;
+        } else {
+          const m = new Map<keyof BlockWeights, StoredTensor>();
+          for (const [key, info] of names) m.set(key, await stored(info, plan.blocks[i]));
+          store.blockStored[i] = m;
+        }
+      }
+      return store;
+    } catch (e) {
+      store.dispose();
+      throw e;
+    }
+  }
+
+  /**
+   * An inference store over float32 tensors already on the backend (linears [in, out], the head
+   * [D, V]), all resident; it owns them from now on. For models made in memory
+   * (scripts/gpu-measure.ts), where writing a multi-GB checkpoint first would only cost time.
+   */
+  static fromResident(config: ModelConfig, w: { embed: tf.Tensor2D; blocks: BlockWeights[]; norm: tf.Tensor1D; lmHead: tf.Tensor2D }): WeightStore {
+    if (w.blocks.length !== config.numLayers) throw new Error(`${w.blocks.length} blocks for a ${config.numLayers}-layer model`);
+    const store = new WeightStore(config, 'infer', w.norm);
+    store.embedDevice = w.embed;
+    store.headDevice = w.lmHead;
+    w.blocks.forEach((b, i) => (store.blockDevice[i] = b));
+    return store;
+  }
+
+  /** What lives where now (blocks pinned for training count as 'device'). */
+  get residency(): ResidencyPlan {
+    const of = (device: unknown, s: StoredTensor | null): Residency => (device ? 'device' : s?.bytes ? 'host' : 'file');
+    return {
+      embed: of(this.embedDevice, this.embedStored),
+      head: this.config.tieWordEmbeddings ? of(this.embedDevice, this.embedStored) : of(this.headDevice, this.headStored),
+      blocks: this.blockDevice.map((b, i) => {
+        if (b) return 'device';
+        const first = this.blockStored[i]?.values().next().value as StoredTensor | undefined;
+        return first?.bytes ? 'host' : 'file';
+      }),
+    };
+  }
+
+  isResident(i: number): boolean {
+    return this.blockDevice[i] !== null;
+  }
+
+  /** The resident float32 weights of block i, or null when it streams. Training replaces them with variables. */
+  deviceBlock(i: number): BlockWeights | null {
+    return this.blockDevice[i];
+  }
+
+  get deviceEmbed(): tf.Tensor2D | null {
+    return this.embedDevice;
+  }
+
+  /** infer: [D, V]; train: [V, D]; null when tied (train) or streamed */
+  get deviceHead(): tf.Tensor2D | null {
+    return this.headDevice;
+  }
+
+  /**
+   * Turns an inference store into a training one: a resident head becomes [V, D] rows (the
+   * chunked cross-entropy reads rows; a tied head is the embedding itself).
+   */
+  toTraining(): void {
+    this.check();
+    if (this.purpose === 'train') return;
+    (this as { purpose: StorePurpose }).purpose = 'train';
+    if (this.headDevice) {
+      const old = this.headDevice;
+      this.headDevice = this.config.tieWordEmbeddings ? null : (tf.transpose(old) as tf.Tensor2D);
+      old.dispose();
+    }
+  }
+
+  // ------------------------------------------------------------------------------ blocks
+
+  /** Block i's float32 weights for one use. */
+  block(i: number): BlockLease {
+    this.check();
+    const device = this.blockDevice[i];
+    if (device) return { weights: device, layout: this.blockLayout[i], release: () => undefined };
+    const stored = this.blockStored[i]!;
+    const made: Tensor[] = [];
+    try {
+      const w: Partial<Record<keyof BlockWeights, Tensor>> = {};
+      for (const [key, s] of stored) {
+        const t = this.materialize(s);
+        made.push(t);
+        w[key] = t;
+      }
+      return {
+        weights: w as unknown as BlockWeights,
+        layout: 'oi',
+        release: () => {
+          for (const t of made) t.dispose();
+        },
+      };
+    } catch (e) {
+      for (const t of made) t.dispose();
+      throw e;
+    }
+  }
+
+  /**
+   * Makes block i resident as float32 with its linears laid out as `layout`, and drops its stored
+   * copy; returns the weights. (Training pins the blocks it trains as 'oi', the checkpoint's own
+   * layout, which XNNPACK never copies.)
+   */
+  pinBlock(i: number, layout: Layout = 'io'): BlockWeights {
+    this.check();
+    const device = this.blockDevice[i];
+    if (device && this.blockLayout[i] === layout) return device;
+    const made: Partial<Record<keyof BlockWeights, Tensor>> = {};
+    try {
+      if (device) {
+        for (const [key, t] of Object.entries(device) as [keyof BlockWeights, Tensor][]) made[key] = t.rank === 2 ? transposeAndDispose(t) : t;
+      } else {
+        for (const [key, s] of this.blockStored[i]!) {
+          const t = this.materialize(s); // [out, in]
+          made[key] = t.rank === 2 && layout === 'io' ? transposeAndDispose(t) : t;
+        }
+      }
+    } catch (e) {
+      if (!device) for (const t of Object.values(made)) t?.dispose();
+      throw e;
+    }
+    this.setBlock(i, made as unknown as BlockWeights, layout);
+    return this.blockDevice[i]!;
+  }
+
+  /** Replaces block i's resident weights (training: with variables); the old tensors are the caller's. */
+  setBlock(i: number, weights: BlockWeights, layout: Layout): void {
+    this.blockDevice[i] = weights;
+    this.blockLayout[i] = layout;
+    this.blockStored[i] = null;
+  }
+
+  /** The layout of resident block i's linears. */
+  deviceLayout(i: number): Layout {
+    return this.blockLayout[i];
+  }
+
+  // ------------------------------------------------------------------------------ embedding
+
+  /** Embedding rows for ids [N] → [N, D]. */
+  embedRows(ids: tf.Tensor1D): tf.Tensor2D {
+    this.check();
+    if (this.embedDevice) return tf.gather(this.embedDevice, ids) as tf.Tensor2D;
+    const s = this.embedStored!;
+    const D = this.config.hiddenSize;
+    const V = this.config.vocabSize;
+    const values = ids.dataSync();
+    const rowBytes = D * DTYPE_BYTES[s.info.dtype];
+    return newFloat32Tensor([values.length, D], (out) => {
+      for (let n = 0; n < values.length; n++) {
+        const id = values[n];
+        if (!(id >= 0 && id < V)) throw new BlocklabError(`token id ${id} is outside the vocabulary (0..${V - 1})`);
+        const bytes = this.rows(s, id, id + 1, rowBytes);
+        widenInto(bytes, s.info.dtype, out.subarray(n * D, (n + 1) * D));
+      }
+    }) as tf.Tensor2D;
+  }
+
+  /** Makes the embedding resident as float32 [V, D] (full fine-tuning trains it); returns it. */
+  pinEmbed(): tf.Tensor2D {
+    this.check();
+    if (!this.embedDevice) {
+      this.embedDevice = this.materialize(this.embedStored!) as tf.Tensor2D;
+      this.embedStored = null;
+    }
+    return this.embedDevice;
+  }
+
+  /** Replaces the resident embedding (training: with a variable). */
+  setEmbed(t: tf.Tensor2D): void {
+    this.embedDevice = t;
+    this.embedStored = null;
+  }
+
+  // ------------------------------------------------------------------------------ head
+
+  /** Rows per head chunk when the head streams: about 32 MiB of float32 at a time. */
+  private headChunkRows(): number {
+    const D = this.config.hiddenSize;
+    return Math.max(256, Math.min(this.config.vocabSize, Math.floor((32 * 2 ** 20) / (4 * D))));
+  }
+
+  /** logits = x @ headᵀ for x [N, D] → [N, V] (inference). */
+  logits(x: tf.Tensor2D): tf.Tensor2D {
+    this.check();
+    if (this.headDevice && this.purpose === 'infer') return tf.matMul(x, this.headDevice);
+    const V = this.config.vocabSize;
+    const step = this.headChunkRows();
+    const parts: Tensor[] = [];
+    for (let v0 = 0; v0 < V; v0 += step) {
+      const rows = this.headRows(v0, Math.min(V, v0 + step));
+      parts.push(linearOI(x, rows));
+      this.releaseHeadRows(rows);
+    }
+    if (parts.length === 1) return parts[0] as tf.Tensor2D;
+    const out = tf.concat(parts, 1) as tf.Tensor2D;
+    for (const p of parts) p.dispose();
+    return out;
+  }
+
+  /** Head rows v0..v1 as float32 [v1 − v0, D] (HF layout); give them back with releaseHeadRows. */
+  headRows(v0: number, v1: number): tf.Tensor2D {
+    this.check();
+    const whole = this.purpose === 'train' ? (this.headDevice ?? (this.config.tieWordEmbeddings ? this.embedDevice : null)) : null;
+    if (whole) return (v0 === 0 && v1 === whole.shape[0] ? whole : tf.slice(whole, [v0, 0], [v1 - v0, whole.shape[1]])) as tf.Tensor2D;
+    if (this.headDevice) {
+      // an inference store's resident head is [D, V]: the rows are its columns
+      return tf.tidy(() => tf.transpose(tf.slice(this.headDevice!, [0, v0], [this.headDevice!.shape[0], v1 - v0]))) as tf.Tensor2D;
+    }
+    if (this.config.tieWordEmbeddings && this.embedDevice) return tf.slice(this.embedDevice, [v0, 0], [v1 - v0, this.config.hiddenSize]) as tf.Tensor2D;
+    const s = (this.config.tieWordEmbeddings ? this.embedStored : this.headStored)!;
+    const D = this.config.hiddenSize;
+    const rowBytes = D * DTYPE_BYTES[s.info.dtype];
+    return newFloat32Tensor([v1 - v0, D], (out) => widenInto(this.rows(s, v0, v1, rowBytes), s.info.dtype, out)) as tf.Tensor2D;
+  }
+
+  releaseHeadRows(t: tf.Tensor2D): void {
+    if (t !== this.headDevice && t !== this.embedDevice) t.dispose();
+  }
+
+  /** Makes an untied head resident as float32 [V, D] (training purpose); returns it. */
+  pinHead(): tf.Tensor2D {
+    this.check();
+    if (this.config.tieWordEmbeddings) throw new Error('a tied head is the embedding: pin that');
+    if (this.purpose !== 'train') throw new Error('pinHead is for training stores');
+    if (!this.headDevice) {
+      this.headDevice = this.materialize(this.headStored!) as tf.Tensor2D;
+      this.headStored = null;
+    }
+    return this.headDevice;
+  }
+
+  setHead(t: tf.Tensor2D): void {
+    this.headDevice = t;
+    this.headStored = null;
+  }
+
+  // ------------------------------------------------------------------------------ internals
+
+  /** A stored tensor as a new float32 tensor in its stored (HF) shape. */
+  private materialize(s: StoredTensor): Tensor {
+    const { info } = s;
+    if (s.bytes) return newFloat32Tensor(info.shape, (out) => widenInto(s.bytes!, info.dtype, out));
+    const n = numel(info.shape);
+    if (info.dtype === 'F32') {
+      // read straight into the tensor's memory
+      return newFloat32Tensor(info.shape, (out) => this.readInto(info, info.byteOffset, new Uint8Array(out.buffer, out.byteOffset, n * 4)));
+    }
+    return newFloat32Tensor(info.shape, (out) => widenInto(this.rows(s, 0, 1, info.byteLength), info.dtype, out));
+  }
+
+  /** Bytes of rows r0..r1 of a stored 2-D tensor (a view of host bytes, or read into the staging buffer). */
+  private rows(s: StoredTensor, r0: number, r1: number, rowBytes: number): Uint8Array {
+    if (s.bytes) return s.bytes.subarray(r0 * rowBytes, r1 * rowBytes);
+    const len = (r1 - r0) * rowBytes;
+    if (this.staging.byteLength < len) this.staging = new Uint8Array(len);
+    const view = this.staging.subarray(0, len);
+    this.readInto(s.info, s.info.byteOffset + r0 * rowBytes, view);
+    return view;
+  }
+
+  private readInto(info: TensorInfo, position: number, into: Uint8Array): void {
+    let fd = this.fds.get(info.file);
+    if (fd === undefined) {
+      try {
+        fd = openSync(info.file, 'r');
+      } catch (e) {
+        throw new BlocklabError(`cannot open the file to stream weights from (${(e as NodeJS.ErrnoException).code ?? String(e)})`, { file: info.file, cause: e });
+      }
+      this.fds.set(info.file, fd);
+    }
+    let done = 0;
+    while (done < into.byteLength) {
+      const got = readSync(fd, into, done, Math.min(1 << 30, into.byteLength - done), position + done);
+      if (got === 0) throw new BlocklabError(`the file ended while streaming tensor ${info.name}; it was truncated or replaced while in use`, { file: info.file });
+      done += got;
+    }
+  }
+
+  private check(): void {
+    if (this.disposed) throw new Error('the model was disposed');
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    const seen = new Set<Tensor>();
+    const all: (Tensor | null | undefined)[] = [this.norm, this.embedDevice, this.headDevice];
+    for (const b of this.blockDevice) if (b) all.push(...(Object.values(b) as Tensor[]));
+    for (const t of all) {
+      if (!t || seen.has(t)) continue;
+      seen.add(t);
+      t.dispose();
+    }
+    for (const fd of this.fds.values()) closeSync(fd);
+    this.fds.clear();
+    this.embedStored = null;
+    this.headStored = null;
+    this.blockStored.fill(null);
+  }
+}
+
+/** The tensors of block i: [BlockWeights key, info, is a linear weight]. */
+function blockNames(tensors: Map<string, TensorInfo>, i: number): [keyof BlockWeights, TensorInfo, boolean][] {
+  const out: [keyof BlockWeights, TensorInfo, boolean][] = [];
+  for (const [key, suffix, isLinear] of BLOCK_TENSORS) {
+    const info = tensors.get(`model.layers.${i}.${suffix}`);
+    if (info) out.push([key, info, isLinear]);
+  }
+  return out;
+}
+
+function transposeAndDispose(t: Tensor): Tensor {
+  const tt = tf.transpose(t);
+  t.dispose();
+  return tt;
+}
+
+/** Reads a tensor for 'device' residency: float32 on the backend, linears transposed to [in, out]. */
+async function readToDevice(info: TensorInfo, transpose: boolean): Promise<Tensor> {
+  const bytes = new Uint8Array(info.byteLength);
+  await readAll(info, bytes);
+  const t = newFloat32Tensor(info.shape, (out) => widenInto(bytes, info.dtype, out));
+  return transpose ? transposeAndDispose(t) : t;
+}
+
+/** The same, from a reader's float32 values. */
+async function readValuesToDevice(info: TensorInfo, transpose: boolean, read: WeightReader): Promise<Tensor> {
+  const t = tf.tensor(await read(info), info.shape, 'float32');
+  return transpose ? transposeAndDispose(t) : t;
+}
+
+/** Reads a tensor for 'host' residency (its stored bytes), or notes where it is for 'file'. */
+async function stored(info: TensorInfo, residency: Residency): Promise<StoredTensor> {
+  if (residency === 'file') return { info, bytes: null };
+  const bytes = new Uint8Array(info.byteLength);
+  await readAll(info, bytes);
+  return { info, bytes };
+}

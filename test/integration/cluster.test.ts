@@ -158,12 +158,17 @@ describe('export-run --to llamafactory', () => {
     const foreign = join(root, 'someone-elses');
     mkdirSync(foreign);
     writeFileSync(join(foreign, 'notes.txt'), 'mine');
-    await expect(exportRunLlamaFactory(job(interleaved, { kind: 'blocks' }), { out: foreign, overwrite: true })).rejects.toThrow(/was not written by blocklab export-run/);
+    await expect(exportRunLlamaFactory(job(interleaved, { kind: 'blocks' }), { out: foreign, overwrite: true })).rejects.toThrow(/is not empty and is not a folder Blocklab wrote/);
     expect(readdirSync(foreign)).toEqual(['notes.txt']);
     const own = join(root, 'export-interleaved');
     await expect(exportRunLlamaFactory(job(interleaved, { kind: 'blocks' }), { out: own })).rejects.toThrow(/pass --overwrite/);
     const again = await exportRunLlamaFactory(job(interleaved, { kind: 'blocks' }, { steps: 30 }), { out: own, overwrite: true });
     expect(again.yaml.max_steps).toBe(30);
+    // once LLaMA-Factory has trained into it (output/), the folder holds the user's results: never replaced
+    mkdirSync(join(own, 'output'));
+    writeFileSync(join(own, 'output', 'model.safetensors'), 'trained weights');
+    await expect(exportRunLlamaFactory(job(interleaved, { kind: 'blocks' }), { out: own, overwrite: true })).rejects.toThrow(/also files it did not write \(output\)/);
+    expect(readFileSync(join(own, 'output', 'model.safetensors'), 'utf8')).toBe('trained weights');
   }, 60_000);
 
   it('reads a Parquet corpus row group by row group, from the column --text-column names', async () => {

@@ -392,6 +392,8 @@ export function startJob(
   let cancelRequested = false;
   let cancelAcknowledged = false;
   let killTimer: NodeJS.Timeout | undefined;
+  /** the grace timer (not a caller's kill(), e.g. a second Ctrl-C) ended the engine */
+  let killedForSilence = false;
   let pauseRequested = false;
   const sendToEngine = (m: ToEngine) => child.send(m);
 
@@ -491,7 +493,7 @@ export function startJob(
     child.onError((e) => void finish({ status: 'failed', runId, error: `could not start the engine process: ${e.message}`, userError: false }));
     child.onExit((code, signal) => {
       if (settled) return;
-      if (cancelRequested && !cancelAcknowledged && signal === 'SIGKILL') {
+      if (killedForSilence && signal === 'SIGKILL') {
         // killed by cancel() for not answering: what the user asked for, minus the last checkpoint
         events.onLog?.(`the engine process did not answer the stop request within ${CANCEL_GRACE_MS / 1000} s and was ended; the run resumes from its last checkpoint`);
         void finish({ status: pauseRequested ? 'paused' : 'cancelled', runId, result: { stopped: pauseRequested ? 'paused' : 'cancelled', killed: true, steps: lastStep, model: null } });
@@ -510,7 +512,10 @@ export function startJob(
       cancelRequested = true;
       sendToEngine({ type: 'cancel' });
       if (!cancelAcknowledged && killTimer === undefined) {
-        killTimer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+        killTimer = setTimeout(() => {
+          killedForSilence = true;
+          child.kill('SIGKILL');
+        }, graceMs);
         killTimer.unref?.();
       }
     },

@@ -8,7 +8,7 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { initTestBackend } from '../helpers/backend.js';
+import { initTestBackend, TEST_BACKEND } from '../helpers/backend.js';
 import { loadModel, makeTinyCheckpoint, scoreIds, type LoadedModel } from '../../src/main/engine/index.js';
 import {
   compareForgetting,
@@ -172,9 +172,12 @@ describe('batched scoring', () => {
     const sumLl = direct + second;
     const bytes = Buffer.byteLength(bench.items[0].text) + 5;
     const m = Object.fromEntries(scores.metrics.map((x) => [x.metric, x.value!]));
-    // the same sums in the same order: measured 0
-    expect(m.bits_per_byte).toBeCloseTo(-sumLl / bytes / Math.LN2, 9);
-    expect(m.token_perplexity / Math.exp(-sumLl / (tokens.length + 5))).toBeCloseTo(1, 9);
+    // the same sums in the same order: measured 0 on wasm; on webgpu (llvmpipe) a batch of two
+    // texts rounds differently from each scored alone (a matmul's tiling follows its shape):
+    // measured 6.6e-8 in bits per byte
+    const digits = TEST_BACKEND === 'webgpu' ? 6 : 9;
+    expect(m.bits_per_byte).toBeCloseTo(-sumLl / bytes / Math.LN2, digits);
+    expect(m.token_perplexity / Math.exp(-sumLl / (tokens.length + 5))).toBeCloseTo(1, digits);
     // a shorter --max-length makes more windows and still predicts every token once
     const short = await evaluateLoaded(loaded, bench, { maxLength: 8 });
     expect((short.details[0] as Extract<ItemDetail, { kind: 'perplexity' }>).windows).toBe(Math.ceil(tokens.length / 8));

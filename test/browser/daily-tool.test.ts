@@ -16,7 +16,7 @@ import type { Browser, BrowserContext, Locator, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { demoDir } from '../../src/main/engine/resources.js';
 import { testDir } from '../helpers/tmp.js';
-import { launchBrowser, screenshot, setEditor, startServe, waitForStatus as waitFor, watchPage, type Served } from './harness.js';
+import { launchBrowser, recordStatus, screenshot, setEditor, startServe, waitForStatus as waitFor, watchPage, type Served } from './harness.js';
 
 let dir: string;
 let work: string;
@@ -263,9 +263,19 @@ describe('the notebook as a daily tool', () => {
   it('resumes: elapsed time continues from the pause; lr, grad norm and tokens/s are charted on steps, tokens or time', async () => {
     const tr = cellById('tr');
     await tr.scrollIntoViewIfNeeded();
+    // every status the cell takes from here: "running", then "done", however quickly the rest of the run goes
+    const statuses = await recordStatus(tr, 'resume');
     await tr.locator('[data-testid="train-resume"]').click();
-    await waitForStatus(tr, ['running'], 30_000).catch(() => undefined);
-    await waitForStatus(tr, ['done'], 240_000);
+    await expect
+      .poll(
+        async () => {
+          const seen = await statuses.seen();
+          if (seen.includes('failed')) await waitForStatus(tr, ['done']); // fails with the cell's error
+          return seen.slice(seen.indexOf('running'));
+        },
+        { timeout: 240_000, interval: 500 },
+      )
+      .toEqual(['running', 'done']);
     expect(await tr.locator('[data-testid="cell-status"]').innerText()).toBe('done');
     expect(seconds(await tr.locator('[data-testid="train-elapsed"]').innerText())).toBeGreaterThanOrEqual(pausedElapsed);
     // the val loss readout is the last validation (step 40), as the run page and the store have it

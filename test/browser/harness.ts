@@ -203,3 +203,21 @@ export async function recordStatus(cell: Locator, key: string): Promise<{ seen()
   }, key);
   return { seen: () => cell.page().evaluate((k) => (globalThis as unknown as PageGlobals).__statusLog?.[k] ?? [], key) };
 }
+
+/**
+ * Waits until the statuses `recordStatus` saw went through "running" and ended "done" (fails at
+ * once with the cell's error if it failed, and after `timeout` with the server's log); returns
+ * what it saw from "running" on, for the test to assert.
+ */
+export async function untilDone(cell: Locator, statuses: { seen(): Promise<string[]> }, opts: { timeout?: number; log?: () => string } = {}): Promise<string[]> {
+  const timeout = opts.timeout ?? 240_000;
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    const seen = await statuses.seen();
+    if (seen.includes('failed')) await waitForStatus(cell, ['done'], opts); // throws the cell's error
+    const from = seen.indexOf('running');
+    if (from >= 0 && seen[seen.length - 1] === 'done') return seen.slice(from);
+    if (Date.now() > deadline) throw new Error(`the cell went ${seen.join(' → ')} and not through "running" to "done" in ${timeout / 1000} s\n${opts.log?.().slice(-2000) ?? ''}`);
+    await cell.page().waitForTimeout(300);
+  }
+}

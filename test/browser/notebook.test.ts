@@ -14,7 +14,7 @@ import type { Browser, Locator, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testDir } from '../helpers/tmp.js';
 import { fmtValue } from '../../src/shared/format.js';
-import { chartOption, chartSeries, editorText, points, recordStatus, screenshot, setEditor, startSession, storeRows, waitForStatus as waitFor, type DrawnSeries, type Served, type watchPage } from './harness.js';
+import { chartOption, chartSeries, editorText, points, recordStatus, untilDone, screenshot, setEditor, startSession, storeRows, waitForStatus as waitFor, type DrawnSeries, type Served, type watchPage } from './harness.js';
 
 let dir: string;
 let served: Served;
@@ -227,16 +227,7 @@ describe('the notebook in Chromium', () => {
     // the status the cell goes through, however quickly the run ends
     const statuses = await recordStatus(tr, 'demo-train');
     await tr.locator('[data-testid="cell-run"]').click();
-    await expect
-      .poll(
-        async () => {
-          const seen = await statuses.seen();
-          if (seen.includes('failed')) await waitForStatus(tr, ['done']); // fails with the cell's error
-          return seen.slice(seen.indexOf('running'));
-        },
-        { timeout: 240_000, interval: 500 },
-      )
-      .toEqual(['running', 'done']);
+    expect(await untilDone(tr, statuses, { timeout: 240_000, log: () => served.log() })).toEqual(['running', 'done']);
     const run = trainRun(out)!;
     expect(run.status).toBe('completed');
     const loss = await drawnLoss(tr);

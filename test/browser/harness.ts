@@ -6,6 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { chromium, type Browser, type Locator, type Page } from 'playwright-core';
 import { CHROMIUM_ARGS, chromiumPath } from '../../src/main/report/pdf.js';
 import { REPO_ROOT } from '../helpers/cli-runner.js';
@@ -136,4 +137,87 @@ export async function startSession(dir: string): Promise<{ served: Served; brows
       await served.stop();
     },
   };
+}
+
+/** One series as the ECharts instance on a chart holds it: what it draws. */
+export interface DrawnSeries {
+  id: string;
+  name: string;
+  type: string;
+  data: unknown[];
+}
+
+/**
+ * The series a chart draws, read from its ECharts instance (`getOption()`, exposed on the
+ * chart's div by lib/charts.ts), not from what the component meant to pass it.
+ */
+export async function chartSeries(chart: Locator): Promise<DrawnSeries[]> {
+  const option = await chartOption(chart);
+  return ((option.series ?? []) as Record<string, unknown>[]).map((s) => ({ id: String(s.id ?? ''), name: String(s.name ?? ''), type: String(s.type), data: (s.data ?? []) as unknown[] }));
+}
+
+/** A chart's whole option as its ECharts instance holds it (functions, such as formatters, left out). */
+export async function chartOption(chart: Locator): Promise<Record<string, unknown>> {
+  return chart.evaluate((el) => {
+    const read = (el as unknown as { chartOption?: () => unknown }).chartOption;
+    if (!read) throw new Error('this element holds no chart (no chartOption on it)');
+    return JSON.parse(JSON.stringify(read() ?? {})) as Record<string, unknown>;
+  });
+}
+
+/** A line series' points as [x, y] (ECharts keeps them as given: [step, value] pairs). */
+export function points(series: DrawnSeries | undefined): [number, number][] {
+  if (!series) throw new Error('no such series in the chart');
+  return series.data.map((p) => {
+    if (!Array.isArray(p) || p.length !== 2) throw new Error(`not an [x, y] point: ${JSON.stringify(p)}`);
+    return [Number(p[0]), Number(p[1])];
+  });
+}
+
+/** Runs `sql` on the server's store, opened read-only (the test reads what the app recorded; it writes nothing). */
+export function storeRows<T = Record<string, unknown>>(storePath: string, sql: string, ...params: unknown[]): T[] {
+  const db = new Database(storePath, { readonly: true, fileMustExist: true });
+  try {
+    return db.prepare(sql).all(...params) as T[];
+  } finally {
+    db.close();
+  }
+}
+
+/**
+ * Records every value a cell's data-status takes from now on (a MutationObserver in the page),
+ * so a test can assert the cell went through "running" however quickly a run ended. `seen()`
+ * returns the values in order, the one at the start first.
+ */
+export async function recordStatus(cell: Locator, key: string): Promise<{ seen(): Promise<string[]> }> {
+  // the page's globals (this file is typed without the DOM's)
+  type PageGlobals = { __statusLog?: Record<string, string[]>; MutationObserver: new (cb: () => void) => { observe(el: unknown, o: unknown): void } };
+  await cell.evaluate((el, k) => {
+    const w = globalThis as unknown as PageGlobals;
+    w.__statusLog ??= {};
+    const log = (w.__statusLog[k] = [el.getAttribute('data-status') ?? '']);
+    new w.MutationObserver(() => {
+      const s = el.getAttribute('data-status') ?? '';
+      if (log[log.length - 1] !== s) log.push(s);
+    }).observe(el, { attributes: true, attributeFilter: ['data-status'] });
+  }, key);
+  return { seen: () => cell.page().evaluate((k) => (globalThis as unknown as PageGlobals).__statusLog?.[k] ?? [], key) };
+}
+
+/**
+ * Waits until the statuses `recordStatus` saw went through "running" and ended "done" (fails at
+ * once with the cell's error if it failed, and after `timeout` with the server's log); returns
+ * what it saw from "running" on, for the test to assert.
+ */
+export async function untilDone(cell: Locator, statuses: { seen(): Promise<string[]> }, opts: { timeout?: number; log?: () => string } = {}): Promise<string[]> {
+  const timeout = opts.timeout ?? 240_000;
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    const seen = await statuses.seen();
+    if (seen.includes('failed')) await waitForStatus(cell, ['done'], opts); // throws the cell's error
+    const from = seen.indexOf('running');
+    if (from >= 0 && seen[seen.length - 1] === 'done') return seen.slice(from);
+    if (Date.now() > deadline) throw new Error(`the cell went ${seen.join(' → ')} and not through "running" to "done" in ${timeout / 1000} s\n${opts.log?.().slice(-2000) ?? ''}`);
+    await cell.page().waitForTimeout(300);
+  }
 }

@@ -8,12 +8,13 @@
  * Each view is screenshotted (test/.tmp/screenshots) for a person to look at.
  */
 import { existsSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readFile, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import type { Browser, Locator, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testDir } from '../helpers/tmp.js';
-import { editorText, screenshot, setEditor, startSession, waitForStatus as waitFor, type Served, type watchPage } from './harness.js';
+import { fmtValue } from '../../src/shared/format.js';
+import { chartOption, chartSeries, editorText, points, recordStatus, untilDone, screenshot, setEditor, startSession, storeRows, waitForStatus as waitFor, type DrawnSeries, type Served, type watchPage } from './harness.js';
 
 let dir: string;
 let served: Served;
@@ -22,6 +23,9 @@ let page: Page;
 let watched: ReturnType<typeof watchPage>;
 
 let session: Awaited<ReturnType<typeof startSession>>;
+/** the server's store (read-only here): what the charts, tables and reports must show */
+const storePath = () => join(dir, 'store', 'blocklab.sqlite');
+
 beforeAll(async () => {
   dir = await testDir('browser');
   session = await startSession(dir);
@@ -36,6 +40,67 @@ const cell = (kind: string, nth = 0): Locator => page.locator(`[data-testid="cel
 
 /** Waits until a cell's status is one of `phases`; fails with the cell's error text otherwise. */
 const waitForStatus = (c: Locator, phases: string[], timeout = 120_000) => waitFor(c, phases, { timeout, log: () => served.log() });
+
+/** A run's training curve (one curve: its raw points, not the smoothed line) as the chart draws it, by the curve's index. */
+function rawCurve(series: DrawnSeries[], index = 0): [number, number][] {
+  return points(series.find((s) => s.id === `${index}-raw`) ?? series.find((s) => s.id === `${index}-main`));
+}
+
+/** The loss curve the Train cell's chart draws. */
+const drawnLoss = async (train: Locator) => rawCurve(await chartSeries(train.locator('[data-testid="loss-chart"]')));
+
+/** The loss a run recorded, step by step, as the store has it. */
+const storedLoss = (runId: number) => storeRows<{ step: number; value: number }>(storePath(), "SELECT step, value FROM metrics WHERE run_id = ? AND name = 'loss' ORDER BY step", runId).map((r) => [r.step, r.value] as [number, number]);
+
+const trainRun = (out: string) => storeRows<{ id: number; status: string; last_step: number }>(storePath(), "SELECT id, status, last_step FROM runs WHERE kind = 'train' AND out_dir = ?", out)[0];
+
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+
+/** The per-benchmark scores the store holds (one a checkpoint, benchmark and metric: a re-evaluation replaces it): benchmark → checkpoint path → metric → value. */
+function storedScores(): Map<string, Map<string, Map<string, number | null>>> {
+  const rows = storeRows<{ bench: string; path: string; metric: string; value: number | null }>(
+    storePath(),
+    `SELECT b.name AS bench, c.path AS path, r.metric AS metric, r.value AS value FROM eval_results r
+       JOIN benchmarks b ON b.id = r.benchmark_id JOIN checkpoints c ON c.id = r.checkpoint_id`,
+  );
+  const out = new Map<string, Map<string, Map<string, number | null>>>();
+  const keyOf = new Map<string, string>();
+  for (const r of rows) {
+    // the store keys a benchmark by name, content and settings ("general-ppl@0af1…/0shot/limit20"): this notebook evaluates each one way
+    const bench = r.bench.replace(/@.*$/, '');
+    if (keyOf.has(bench) && keyOf.get(bench) !== r.bench) throw new Error(`the store holds ${bench} twice (${keyOf.get(bench)}, ${r.bench}): this test expects one`);
+    keyOf.set(bench, r.bench);
+    if (!out.has(bench)) out.set(bench, new Map());
+    const byPath = out.get(bench)!;
+    if (!byPath.has(r.path)) byPath.set(r.path, new Map());
+    byPath.get(r.path)!.set(r.metric, r.value);
+  }
+  return out;
+}
+
+/** What the eval cell's table shows: its columns' checkpoint paths, and per benchmark its metric and the score in each column, as printed. */
+async function evalTable(ev: Locator): Promise<{ columns: string[]; rows: { bench: string; metric: string; shown: string[] }[] }> {
+  return ev.locator('[data-testid="eval-table"]').evaluate((table) => ({
+    columns: [...table.querySelectorAll('thead th[title]')].map((th) => th.getAttribute('title') ?? ''),
+    rows: [...table.querySelectorAll('tbody tr')]
+      .filter((tr) => tr.querySelector('td > b'))
+      .map((tr) => ({
+        bench: tr.querySelector('td > b')!.textContent!.trim(),
+        metric: (tr.querySelector('td .sub')?.textContent ?? '').trim().split(/\s+/)[0]!,
+        shown: [...tr.querySelectorAll('td.bl-num')].map((td) => /^\s*(\S+)/.exec((td as unknown as { innerText: string }).innerText)?.[1] ?? ''),
+      })),
+  }));
+}
+
+/** A stored score, by benchmark, checkpoint path and metric; fails when the store has none. */
+function stored(scores: ReturnType<typeof storedScores>, bench: string, path: string, metric: string): number | null {
+  const m = scores.get(bench)?.get(path);
+  if (!m || !m.has(metric)) {
+    const has = [...scores].flatMap(([b, byPath]) => [...byPath].flatMap(([p, ms]) => [...ms.keys()].map((k) => `${b} × ${p} × ${k}`)));
+    throw new Error(`the store has no ${metric} of ${bench} for ${path}; it has:\n${has.join('\n')}`);
+  }
+  return m.get(metric)!;
+}
 
 describe('the notebook in Chromium', () => {
   it('refuses the page without the token', async () => {
@@ -97,27 +162,82 @@ describe('the notebook in Chromium', () => {
     await waitForStatus(ex, ['done']);
     const result = await ex.locator('[data-testid="expand-result"]').innerText();
     expect(result).toMatch(/4\s*→\s*6/);
-    expect(result).toMatch(/passed/i);
+    // the identity check's number, not only its verdict: the new blocks change no logit at all
+    const identity = await ex.locator('[data-testid="expand-identity"]').innerText();
+    expect(/max \|Δlogit\| = (\S+) \(tolerance/.exec(identity)?.[1], identity).toBe('0');
+    expect(identity).toMatch(/— passed/);
+    const [expansion] = storeRows<{ diff: number }>(storePath(), 'SELECT identity_max_abs_logit_diff AS diff FROM expansions ORDER BY id DESC LIMIT 1');
+    expect(expansion?.diff).toBe(0);
     await screenshot(page, '02-expansion');
   }, 120_000);
 
-  it('trains: the loss chart gains points while it runs; Stop ends it with a checkpoint; Resume finishes it', async () => {
+  it('trains: the loss chart gains points while it runs; Stop ends it with a checkpoint; Resume continues the same curve', async () => {
     const tr = cell('train');
     await tr.scrollIntoViewIfNeeded();
+    const demoOut = await tr.locator('[data-testid="train-out"]').inputValue();
+    const longOut = join(dirname(demoOut), 'stop-and-resume');
+    // a run of 100 000 steps cannot end before the Stop below, on any machine: what follows holds whatever its speed
+    await tr.locator('[data-testid="train-steps"]').fill('100000');
+    await tr.locator('[data-testid="train-out"]').fill(longOut);
     await tr.locator('[data-testid="cell-run"]').click();
-    const chart = tr.locator('[data-testid="loss-chart"]');
-    await expect.poll(async () => Number(await chart.getAttribute('data-points')), { timeout: 90_000, interval: 200 }).toBeGreaterThanOrEqual(2);
-    const before = Number(await chart.getAttribute('data-points'));
-    await expect.poll(async () => Number(await chart.getAttribute('data-points')), { timeout: 60_000, interval: 200 }).toBeGreaterThan(before);
+    await expect.poll(async () => (await drawnLoss(tr)).length, { timeout: 120_000, interval: 200 }).toBeGreaterThanOrEqual(2);
+    const early = await drawnLoss(tr);
+    await expect.poll(async () => (await drawnLoss(tr)).length, { timeout: 60_000, interval: 200 }).toBeGreaterThan(early.length);
+    expect(await tr.getAttribute('data-status')).toBe('running');
+    const later = await drawnLoss(tr);
+    // the curve grows at its end: the points drawn before stay as they were; one point a step, from step 1
+    expect(later.slice(0, early.length)).toEqual(early);
+    expect(later.map(([step]) => step)).toEqual(later.map((_, i) => i + 1));
     await screenshot(page, '03-training-live');
     await tr.locator('[data-testid="train-stop"]').click();
     await waitForStatus(tr, ['done', 'idle']);
-    const stoppedAt = Number(await chart.getAttribute('data-points'));
-    expect(stoppedAt).toBeLessThan(40);
+    expect(await tr.locator('[data-testid="cell-status"]').innerText()).toBe('stopped');
+    const stopped = await drawnLoss(tr);
+    const run = trainRun(longOut)!;
+    expect(run.status).toBe('cancelled'); // the store's word for a run a person stopped
+    expect(stopped.length).toBeGreaterThanOrEqual(later.length);
+    expect(stopped.length).toBeLessThan(100_000);
+    expect(run.last_step).toBe(stopped.length);
+    // the chart draws what the store recorded, step for step
+    expect(stopped).toEqual(storedLoss(run.id));
+    // Stop wrote a checkpoint at the step it stopped at: Resume starts from there
+    const ckpts = storeRows<{ path: string }>(storePath(), 'SELECT path FROM checkpoints WHERE run_id = ?', run.id).map((c) => c.path);
+    expect(ckpts).toContain(join(longOut, `checkpoint-${String(stopped.length).padStart(6, '0')}`));
+
     await tr.locator('[data-testid="train-resume"]').click();
-    await waitForStatus(tr, ['running'], 30_000).catch(() => undefined);
-    await waitForStatus(tr, ['done'], 180_000);
-    expect(Number(await chart.getAttribute('data-points'))).toBe(40);
+    await waitForStatus(tr, ['running'], 30_000);
+    await expect.poll(async () => (await drawnLoss(tr)).length, { timeout: 120_000, interval: 200 }).toBeGreaterThan(stopped.length + 1);
+    const resumed = await drawnLoss(tr);
+    // the same curve, continued from the checkpoint: nothing before it redrawn, no step missing or repeated
+    expect(resumed.slice(0, stopped.length)).toEqual(stopped);
+    expect(resumed.map(([step]) => step)).toEqual(resumed.map((_, i) => i + 1));
+    await tr.locator('[data-testid="train-stop"]').click();
+    await waitForStatus(tr, ['done', 'idle']);
+    expect(await tr.locator('[data-testid="cell-status"]').innerText()).toBe('stopped');
+    expect(await drawnLoss(tr)).toEqual(storedLoss(run.id));
+  }, 300_000);
+
+  it('trains the demo run to its end: 40 points, the loss goes down, the chart is the store\'s curve', async () => {
+    const tr = cell('train');
+    await tr.locator('[data-testid="train-steps"]').fill('40');
+    const demoOut = await tr.locator('[data-testid="train-out"]').inputValue();
+    await tr.locator('[data-testid="train-out"]').fill(demoOut.replace(/stop-and-resume$/, 'blocks-run'));
+    const out = await tr.locator('[data-testid="train-out"]').inputValue();
+    expect(out).toMatch(/blocks-run$/);
+    // the status the cell goes through, however quickly the run ends
+    const statuses = await recordStatus(tr, 'demo-train');
+    await tr.locator('[data-testid="cell-run"]').click();
+    expect(await untilDone(tr, statuses, { timeout: 240_000, log: () => served.log() })).toEqual(['running', 'done']);
+    const run = trainRun(out)!;
+    expect(run.status).toBe('completed');
+    const loss = await drawnLoss(tr);
+    expect(loss.map(([step]) => step)).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
+    expect(loss).toEqual(storedLoss(run.id));
+    // it learned: the last five steps' mean loss is below the first five's (measured: 7.35 → 4.34 nats; first step 8.00, last 4.76)
+    const ys = loss.map(([, y]) => y);
+    expect(mean(ys.slice(-5))).toBeLessThan(mean(ys.slice(0, 5)));
+    expect(ys[39]!).toBeLessThan(ys[0]!);
+    expect(Number(await tr.locator('[data-testid="loss-chart"]').getAttribute('data-points'))).toBe(40);
     expect(await tr.locator('[data-testid="train-stats"]').innerText()).toMatch(/40\s*\/\s*40/);
     await screenshot(page, '04-training-done');
   }, 300_000);
@@ -138,6 +258,29 @@ describe('the notebook in Chromium', () => {
     await expect.poll(() => ev.locator('[data-testid="tradeoff-chart"]').getAttribute('data-rendered'), { timeout: 30_000 }).toBe('true');
     const table = await ev.locator('[data-testid="eval-table"]').innerText();
     for (const b of ['general-ppl', 'code-ppl', 'general-mc', 'code-mc']) expect(table).toContain(b);
+    // what the chart draws: one panel per benchmark, a bar for the base and each checkpoint in each
+    const shown = await evalTable(ev);
+    expect(shown.columns).toHaveLength(3); // the base, the expanded model, the tuned one
+    expect(shown.rows.map((r) => r.bench).sort()).toEqual(['code-mc', 'code-ppl', 'general-mc', 'general-ppl']);
+    const option = await chartOption(ev.locator('[data-testid="forgetting-chart"]'));
+    const titles = (option.title as { text: string; subtext: string }[]).map((t) => t.text);
+    expect(titles).toEqual(shown.rows.map((r) => r.bench));
+    const bars = (option.series as { type: string; xAxisIndex: number; data: (number | null)[] }[]).filter((x) => x.type === 'bar');
+    expect(bars).toHaveLength(4 * 3);
+    const scores = storedScores();
+    shown.rows.forEach((row, b) => {
+      const panel = bars.filter((x) => x.xAxisIndex === b);
+      expect(panel, row.bench).toHaveLength(3);
+      shown.columns.forEach((path, i) => {
+        // each bar stands in its own column, alone
+        expect(panel[i]!.data.map((v, j) => (v === null ? null : j)).filter((j) => j !== null), `${row.bench} bar ${i}`).toEqual([i]);
+        const drawn = panel[i]!.data[i]!;
+        const want = stored(scores, row.bench, path, row.metric);
+        // the bar is the store's number; the table prints the same number
+        expect(drawn, `${row.bench} × ${path}`).toBe(want);
+        expect(row.shown[i], `${row.bench} × ${path} in the table`).toBe(fmtValue(want));
+      });
+    });
     await ev.locator('[data-testid="forgetting-chart"]').scrollIntoViewIfNeeded();
     await screenshot(page, '05-eval-forgetting');
   }, 300_000);
@@ -150,6 +293,26 @@ describe('the notebook in Chromium', () => {
     await expect.poll(() => files.innerText(), { timeout: 60_000 }).toMatch(/report\.html/);
     const path = /(\/\S+report\.html)/.exec(await files.innerText())?.[1];
     expect(path && existsSync(path)).toBe(true);
+    // the report prints the store's numbers: each benchmark's score for the base and each checkpoint
+    const { columns, rows } = await evalTable(ev);
+    const scores = storedScores();
+    const html = await readFile(path!, 'utf8');
+    const forgetting = /<table class="forgetting">([\s\S]*?)<\/table>/.exec(html)?.[1] ?? '';
+    expect(forgetting).not.toBe('');
+    const mdPath = join(dirname(path!), 'report.md');
+    expect(await files.innerText()).toContain(mdPath);
+    const md = await readFile(mdPath, 'utf8');
+    for (const row of rows) {
+      const want = columns.map((c) => fmtValue(stored(scores, row.bench, c, row.metric)));
+      const tr = new RegExp(`<tr><td class="label">${row.bench}<span class="sub">[^<]*</span></td>((?:<td class="num[^"]*">.*?</td>)+)</tr>`).exec(forgetting);
+      expect(tr, `${row.bench} in report.html`).not.toBeNull();
+      const printed = [...tr![1]!.matchAll(/<td class="num[^"]*">([^<\s]+)/g)].map((m) => m[1]);
+      expect(printed, `${row.bench} in report.html`).toEqual(want);
+      const line = md.split('\n').find((l) => l.startsWith(`| ${row.bench} |`));
+      expect(line, `${row.bench} in report.md`).toBeDefined();
+      const cells = line!.split(' | ').slice(3).map((c) => /^\s*(\S+)/.exec(c)?.[1]);
+      expect(cells, `${row.bench} in report.md`).toEqual(want);
+    }
   }, 120_000);
 
   it('chats: the answer streams in, then shows tokens/s', async () => {
@@ -173,12 +336,25 @@ describe('the notebook in Chromium', () => {
   it('compares runs and queries the store read-only', async () => {
     const cmp = cell('compare');
     await cmp.scrollIntoViewIfNeeded();
-    const box = cmp.locator('input[type="checkbox"]').first();
-    await expect.poll(() => cmp.locator('input[type="checkbox"]').count(), { timeout: 30_000 }).toBeGreaterThan(0);
-    if (!(await box.isChecked())) await box.check();
+    const boxes = cmp.locator('[data-testid="compare-runs"] input[type="checkbox"]');
+    // the stopped 100 000-step run and the demo's 40-step one
+    await expect.poll(() => boxes.count(), { timeout: 30_000 }).toBe(2);
+    for (let i = 0; i < 2; i++) if (!(await boxes.nth(i).isChecked())) await boxes.nth(i).check();
     await cmp.locator('[data-testid="cell-run"]').click();
     await waitForStatus(cmp, ['done']);
-    await expect.poll(() => cmp.locator('[data-testid="compare-chart"]').getAttribute('data-rendered'), { timeout: 30_000 }).toBe('true');
+    const chart = cmp.locator('[data-testid="compare-chart"]');
+    await expect.poll(() => chart.getAttribute('data-rendered'), { timeout: 30_000 }).toBe('true');
+    // one curve per run picked, each the run's own: a point per step it took, the store's values
+    const runs = storeRows<{ id: number; last_step: number }>(storePath(), "SELECT id, last_step FROM runs WHERE kind = 'train' ORDER BY id");
+    expect(runs).toHaveLength(2);
+    const drawn = await chartSeries(chart);
+    const curves = [0, 1, 2].map((i) => drawn.some((x) => x.id === `${i}-main`));
+    expect(curves).toEqual([true, true, false]);
+    for (const r of runs) {
+      const want = storedLoss(r.id);
+      expect(want).toHaveLength(r.last_step);
+      expect([rawCurve(drawn, 0), rawCurve(drawn, 1)], `run ${r.id}`).toContainEqual(want);
+    }
     await screenshot(page, '07-compare');
 
     const sql = cell('sql');

@@ -131,6 +131,9 @@ export interface ChartHandle {
 export function mountChart(el: HTMLElement, onRendered?: () => void): ChartHandle {
   const chart = echarts.init(el, null, { renderer: 'svg' });
   if (onRendered) chart.on('finished', onRendered);
+  // what the chart draws, as ECharts holds it (series, their data): the browser tests read the
+  // values on screen from here, e.g. `el.chartOption().series[0].data`
+  Object.defineProperty(el, 'chartOption', { configurable: true, value: () => (chart.isDisposed() ? null : chart.getOption()) });
   let frame = 0;
   const resize = new ResizeObserver(() => {
     cancelAnimationFrame(frame);

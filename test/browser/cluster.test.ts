@@ -115,8 +115,8 @@ describe('Run on a cluster… and the forgetting summary, in Chromium', () => {
     const modelInput = tr.locator('[data-testid="train-model"] [data-testid="folder-input"]');
     await modelInput.fill(interleaved);
     await modelInput.press('Enter');
-    await tr.locator('textarea').fill(parquet);
-    await tr.locator('textarea').blur();
+    await tr.locator('[data-testid="train-data-text"]').fill(parquet);
+    await tr.locator('[data-testid="train-data-text"]').blur();
     await tr.locator('[data-testid="train-text-column"]').fill('content');
     await tr.locator('[data-testid="train-text-column"]').blur();
     await tr.locator('[data-testid="train-cluster"]').click();

@@ -49,7 +49,7 @@ describe('the memory plan in the cells', () => {
     await expect.poll(() => plan.getAttribute('data-fits'), { timeout: 60_000 }).toBe('true');
     expect(await plan.locator('summary').innerText()).toMatch(/blocks, batch 4 × 128/);
 
-    const batch = tr.locator('label:has-text("Batch") input');
+    const batch = tr.locator('[data-testid="train-batch"]');
     await batch.fill('4096');
     await batch.press('Tab');
     await expect.poll(() => plan.getAttribute('data-fits'), { timeout: 30_000 }).toBe('false');

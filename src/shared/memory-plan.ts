@@ -81,6 +81,12 @@ export interface PlanBackend {
   deviceLimit: number | null;
   /** what that memory is, in words */
   deviceName: string;
+  /**
+   * The largest tensor the backend can use whole (WebGPU: the adapter's
+   * maxStorageBufferBindingSize); null or absent: no such limit. A frozen embedding or head larger
+   * than this is kept as blocks of rows; a trained one, or a block's weight, cannot be.
+   */
+  maxTensorBytes?: number | null;
 }
 
 export interface PlanLimits {
@@ -394,6 +400,21 @@ function effectiveDeviceLimit(backend: PlanBackend, limits: PlanLimits): number 
 // ---------------------------------------------------------------------------------------------
 // The plan
 
+/** What cannot be split to fit a backend's largest tensor: a trained embedding or head, a block's weight. */
+function tensorLimitProblems(m: PlanModel, needs: Needs, backend: PlanBackend): string[] {
+  const bind = backend.maxTensorBytes ?? null;
+  if (bind === null) return [];
+  const out: string[] = [];
+  const table = m.vocab * m.hidden * F;
+  if (table > bind && (needs.trainEmbed || needs.trainHead)) {
+    const what = needs.trainHead && !m.tied ? 'LM head' : 'embedding';
+    out.push(`the ${what} (${formatPlanBytes(table)} as float32) would train as one tensor, more than the ${formatPlanBytes(bind)} this GPU can use whole; tune the new blocks, LoRA or the last blocks instead`);
+  }
+  const blockTensor = Math.max(m.hidden * m.intermediate, m.heads * m.headDim * m.hidden) * F;
+  if (blockTensor > bind) out.push(`a block's largest weight (${formatPlanBytes(blockTensor)} as float32) is more than the ${formatPlanBytes(bind)} this GPU can use as one tensor`);
+  return out;
+}
+
 export function planMemory(m: PlanModel, task: PlanTask, limits: PlanLimits, withAdvice = true): MemoryPlan {
   if (limits.backends.length === 0) throw new Error('planMemory needs at least one backend');
   const fits = limits.backends.map((b) => {
@@ -402,7 +423,8 @@ export function planMemory(m: PlanModel, task: PlanTask, limits: PlanLimits, wit
     const deviceLimit = effectiveDeviceLimit(b, limits);
     const deviceOk = deviceLimit === null || p.device <= deviceLimit;
     const ramOk = p.ram <= limits.ramAvailable * RAM_USABLE;
-    return { backend: b, needs, placement: p, deviceLimit, deviceOk, ramOk };
+    const tensorProblems = tensorLimitProblems(m, needs, b);
+    return { backend: b, needs, placement: p, deviceLimit, deviceOk: deviceOk && tensorProblems.length === 0, ramOk, tensorProblems, deviceFits: deviceOk };
   });
   const chosen = fits[0];
   const { needs, placement } = chosen;
@@ -410,7 +432,8 @@ export function planMemory(m: PlanModel, task: PlanTask, limits: PlanLimits, wit
   const blocksBy = (r: Residency) => placement.plan.blocks.filter((x) => x === r).length;
   const problems: string[] = [];
   const deviceName = chosen.backend.deviceName;
-  if (!chosen.deviceOk) {
+  problems.push(...chosen.tensorProblems);
+  if (!chosen.deviceFits) {
     problems.push(
       `needs ${formatPlanBytes(placement.device)} of ${deviceName}, ` +
         `more than the ${formatPlanBytes(chosen.deviceLimit ?? 0)} it can use` +

@@ -113,6 +113,46 @@ describe.skipIf(!adapter)(title, () => {
     expect(gen.stderr).toMatch(/decode [\d.]+ tok\/s on webgpu/);
   });
 
+  // an embedding and head larger than the adapter binds whole: llvmpipe's 128 MiB (a real GPU's
+  // limit is larger, so this shape only exercises the split where the limit is small)
+  it.skipIf(!adapter || adapter.maxStorageBufferBindingSize > 160 * 2 ** 20)(
+    'an embedding and LM head over maxStorageBufferBindingSize are kept as blocks of rows: scoring matches wasm, block-only training runs and refuses full',
+    async () => {
+      const V = 32000;
+      const D = 1088; // 32000 × 1088 float32 = 133 MiB > 128 MiB
+      expect(V * D * 4).toBeGreaterThan(adapter!.maxStorageBufferBindingSize);
+      const base = join(root, 'wide-vocab');
+      await makeTinyCheckpoint(base, { layers: 1, hidden: D, heads: 8, kvHeads: 4, intermediate: 256, tie: false, padVocabTo: V, dtype: 'BF16', distribution: 'uniform', seed: 5 });
+      const idsFile = join(root, 'wide-ids.json');
+      await writeFile(idsFile, JSON.stringify(someIds(16, 261, 9)));
+      const score = async (backend: string) => {
+        const r = await runCli(['score', base, '--ids-file', idsFile, '--json', '--backend', backend]);
+        expect(r.code, r.stderr).toBe(0);
+        return oneJson<{ nll: number[] }>(r);
+      };
+      const [gpu, wasm] = [await score('webgpu'), await score('wasm')];
+      const diff = Math.max(...gpu.nll.map((x, i) => Math.abs(x - wasm.nll[i])));
+      console.log(`split head, webgpu against wasm: max |Δnll| ${diff.toExponential(2)}`);
+      expect(diff).toBeLessThan(1e-4); // measured 1.3e-5: float32 both, 1088-long dot products summed in other orders
+      // block-only tuning: the head's cross-entropy reads it a block of rows at a time
+      const expanded = join(root, 'wide-vocab-x');
+      const ex = await runCli(['expand', base, '--blocks', '1', '--out', expanded, '--json']);
+      expect(ex.code, ex.stderr).toBe(0);
+      const corpus = join(root, 'wide-corpus.txt');
+      await writeFile(corpus, 'the quick brown fox jumps over the lazy dog. '.repeat(40));
+      const run = await runCli(['train', expanded, '--data', corpus, '--out', join(root, 'wide-run'), '--steps', '2', '--batch', '1', '--seq', '16', '--eval-every', '0', '--json', '--backend', 'webgpu']);
+      expect(run.code, run.stderr).toBe(0);
+      const r = oneJson<{ steps: number; last_loss: number }>(run);
+      expect(r.steps).toBe(2);
+      expect(Number.isFinite(r.last_loss)).toBe(true);
+      // full fine-tuning would train the 133 MiB head as one tensor: refused before loading, saying why
+      const full = await runCli(['train', expanded, '--data', corpus, '--out', join(root, 'wide-full'), '--method', 'full', '--steps', '1', '--batch', '1', '--seq', '16', '--backend', 'webgpu']);
+      expect(full.code).toBe(1);
+      expect(full.stderr).toMatch(/would train as one tensor, more than the .* this GPU can use whole/);
+    },
+    240_000,
+  );
+
   // last: it poisons this process's device on purpose
   it.skipIf(!adapter || adapter.maxStorageBufferBindingSize > 512 * 2 ** 20)(
     'a tensor over maxStorageBufferBindingSize fails the next read with the reason, instead of giving wrong numbers',

@@ -159,3 +159,34 @@ describe('refusals say what would fit', () => {
     expect(p.backends.every((b) => !b.fits)).toBe(true);
   });
 });
+
+describe("a GPU's largest tensor (WebGPU's maxStorageBufferBindingSize)", () => {
+  // TinyLlama's head and embedding: 32000 × 2048 float32 = 250 MiB, over llvmpipe's 128 MiB
+  const gpu = (maxTensorBytes: number): PlanLimits => ({
+    ramAvailable: 64 * GiB,
+    deviceBudget: null,
+    backends: [
+      { name: 'webgpu', deviceLimit: 80 * GiB, deviceName: 'GPU memory', maxTensorBytes },
+      { name: 'cpu', deviceLimit: null, deviceName: 'RAM' },
+    ],
+  });
+  const full: PlanTask = { kind: 'train', method: 'full', trainableLayers: Array.from({ length: 24 }, (_, i) => i), batch: 1, seq: 128 };
+
+  it('frozen embedding and head over the limit are no obstacle: chat and block-only tuning fit', () => {
+    expect(planMemory(TINYLLAMA_X, chat(2048), gpu(128 * 2 ** 20)).fits).toBe(true);
+    expect(planMemory(TINYLLAMA_X, blocks([11, 23], 1, 128), gpu(128 * 2 ** 20)).fits).toBe(true);
+  });
+
+  it('refuses full fine-tuning, which trains the 250 MiB head as one tensor, saying why; a limit above it fits', () => {
+    const p = planMemory(TINYLLAMA_X, full, gpu(128 * 2 ** 20));
+    expect(p.fits).toBe(false);
+    expect(p.problems[0]).toBe('the LM head (250 MiB as float32) would train as one tensor, more than the 128 MiB this GPU can use whole; tune the new blocks, LoRA or the last blocks instead');
+    expect(planMemory(TINYLLAMA_X, full, gpu(2 * GiB)).fits).toBe(true);
+  });
+
+  it("refuses a model whose block weights are each over the limit (they are not split): 2048 × 5632 floats is 44 MiB", () => {
+    const p = planMemory(TINYLLAMA_X, chat(2048), gpu(32 * 2 ** 20));
+    expect(p.fits).toBe(false);
+    expect(p.problems).toContain("a block's largest weight (44 MiB as float32) is more than the 32 MiB this GPU can use as one tensor");
+  });
+});

@@ -30,6 +30,8 @@ export interface HeadSource {
   release(t: tf.Tensor2D): void;
   /** the head's [V, D] variable when it trains (an untied head, or the tied embedding); else null */
   trainable: tf.Variable | null;
+  /** the most rows one call to rows() may ask for (a head kept in blocks of rows: WebGPU's binding limit) */
+  maxRows?: number | null;
 }
 
 /** Vocabulary rows per chunk for N positions: about LOSS_CHUNK_ELEMENTS logits at a time. */
@@ -44,7 +46,7 @@ export function lossChunkRows(n: number, vocab: number): number {
 export function headCrossEntropy(x: tf.Tensor2D, targets: tf.Tensor1D, head: HeadSource, chunkRows?: number): tf.Scalar {
   const [N] = x.shape;
   const V = head.vocab;
-  const step = Math.max(2, chunkRows ?? lossChunkRows(N, V));
+  const step = Math.max(2, Math.min(chunkRows ?? lossChunkRows(N, V), head.maxRows ?? Infinity));
   const chunks: [number, number][] = [];
   for (let v0 = 0; v0 < V; v0 += step) chunks.push([v0, Math.min(V, v0 + step)]);
   // tf.oneHot needs a depth of 2 or more: a last chunk of one row joins the one before

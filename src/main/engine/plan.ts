@@ -12,6 +12,7 @@ import type { Checkpoint } from './checkpoint.js';
 import { LlamaModel } from './model.js';
 import { trainableLayers, type TrainMethod } from './trainable.js';
 import { BLOCK_TENSORS } from './weights.js';
+import { deviceLimits as webgpuDeviceLimits } from './webgpu.js';
 import { BlocklabError } from './errors.js';
 import { TRAIN_DEFAULTS } from '../../shared/jobs.js';
 import {
@@ -103,7 +104,13 @@ const DEVICE: Record<PlanBackendName, { deviceName: string; limit: () => number 
  */
 export function planLimits(backend: BackendName, opts: { deviceBudget?: number | null } = {}): PlanLimits {
   const names: PlanBackendName[] = [backend, ...(['wasm', 'cpu'] as const).filter((b) => b !== backend)];
-  const backends: PlanBackend[] = names.map((name) => ({ name, deviceLimit: DEVICE[name].limit(), deviceName: DEVICE[name].deviceName }));
+  const backends: PlanBackend[] = names.map((name) => ({
+    name,
+    deviceLimit: DEVICE[name].limit(),
+    deviceName: DEVICE[name].deviceName,
+    // the webgpu device's binding limit, once it exists (the engine made it before planning)
+    maxTensorBytes: name === 'webgpu' ? (webgpuDeviceLimits?.maxStorageBufferBindingSize ?? null) : null,
+  }));
   return {
     ramAvailable: availableRam(),
     backends,

@@ -220,6 +220,7 @@ export function makeTrainable(model: LlamaModel, ckpt: Checkpoint, method: Train
     rows: (v0, v1) => store.headRows(v0, v1),
     release: (t) => store.releaseHeadRows(t),
     trainable: headVar ?? (c.tieWordEmbeddings ? embedVar : null),
+    maxRows: store.maxHeadRows(),
   };
 
   const totalCount = parameterCount(c);

@@ -43,6 +43,7 @@ import { linearOI } from './autodiff.js';
 import type { ModelConfig } from './config.js';
 import { DTYPE_BYTES, widenInto } from './dtype.js';
 import { BlocklabError } from './errors.js';
+import { deviceLimits as webgpuDeviceLimits } from './webgpu.js';
 import type { TensorInfo } from './safetensors.js';
 import { WASM_HEAP_LIMIT, type Residency, type ResidencyPlan } from '../../shared/memory-plan.js';
 
@@ -226,6 +227,17 @@ export interface StoreLoadOptions {
   purpose?: StorePurpose;
   /** float32 values for resident weights instead of the files' (only with every group resident) */
   read?: WeightReader;
+  /**
+   * The largest tensor the backend can use whole, in bytes (WebGPU: the adapter's
+   * maxStorageBufferBindingSize); a resident embedding or head larger than that is kept as blocks
+   * of rows. Default: the active webgpu device's limit; none elsewhere.
+   */
+  maxTensorBytes?: number | null;
+}
+
+/** The largest tensor the active backend binds whole: WebGPU's maxStorageBufferBindingSize; null elsewhere. */
+export function backendMaxTensorBytes(): number | null {
+  return tf.getBackend() === 'webgpu' ? (webgpuDeviceLimits?.maxStorageBufferBindingSize ?? null) : null;
 }
 
 export class WeightStore {
@@ -236,6 +248,12 @@ export class WeightStore {
   /** resident groups (float32 on the backend); null where the group streams */
   private embedDevice: tf.Tensor2D | null = null; // [V, D]
   private headDevice: tf.Tensor2D | null = null; // infer: [D, V]; train: [V, D]
+  /**
+   * A resident embedding or untied head larger than the backend's largest tensor (a 32000 × 2048
+   * head is 250 MiB; llvmpipe binds 128 MiB): consecutive blocks of rows, [rows, D] each, in order
+   */
+  private embedParts: tf.Tensor2D[] | null = null;
+  private headParts: tf.Tensor2D[] | null = null;
   private readonly blockDevice: (BlockWeights | null)[];
   /** how each resident block's linears are laid out: 'io' as loaded for inference, 'oi' for training */
   private readonly blockLayout: Layout[];
@@ -268,6 +286,8 @@ export class WeightStore {
       throw new Error('a weight reader replaces the files only for resident weights; this plan streams some');
     }
     const toDevice = (info: TensorInfo, transpose: boolean) => (read ? readValuesToDevice(info, transpose, read) : readToDevice(info, transpose));
+    const maxBytes = opts.maxTensorBytes !== undefined ? opts.maxTensorBytes : backendMaxTensorBytes();
+    const tooBig = (info: TensorInfo) => !read && maxBytes !== null && numel(info.shape) * 4 > maxBytes;
     guardWasmHeap();
     const get = (name: string): TensorInfo => {
       const info = tensors.get(name);
@@ -278,12 +298,14 @@ export class WeightStore {
     const store = new WeightStore(config, opts.purpose ?? 'infer', (await toDevice(normInfo, false)) as tf.Tensor1D);
     try {
       const embedInfo = get('model.embed_tokens.weight');
-      if (plan.embed === 'device') store.embedDevice = (await toDevice(embedInfo, false)) as tf.Tensor2D;
+      if (plan.embed === 'device' && tooBig(embedInfo)) store.embedParts = await readRowParts(embedInfo, maxBytes!);
+      else if (plan.embed === 'device') store.embedDevice = (await toDevice(embedInfo, false)) as tf.Tensor2D;
       else store.embedStored = await stored(embedInfo, plan.embed);
 
       if (!config.tieWordEmbeddings) {
         const headInfo = get('lm_head.weight');
-        if (plan.head === 'device') store.headDevice = (await toDevice(headInfo, store.purpose === 'infer')) as tf.Tensor2D;
+        if (plan.head === 'device' && tooBig(headInfo)) store.headParts = await readRowParts(headInfo, maxBytes!);
+        else if (plan.head === 'device') store.headDevice = (await toDevice(headInfo, store.purpose === 'infer')) as tf.Tensor2D;
         else store.headStored = await stored(headInfo, plan.head);
       } else if (store.embedDevice && store.purpose === 'infer') {
         store.headDevice = tf.transpose(store.embedDevice) as tf.Tensor2D; // [D, V]
@@ -326,8 +348,8 @@ export class WeightStore {
   get residency(): ResidencyPlan {
     const of = (device: unknown, s: StoredTensor | null): Residency => (device ? 'device' : s?.bytes ? 'host' : 'file');
     return {
-      embed: of(this.embedDevice, this.embedStored),
-      head: this.config.tieWordEmbeddings ? of(this.embedDevice, this.embedStored) : of(this.headDevice, this.headStored),
+      embed: of(this.embedDevice ?? this.embedParts, this.embedStored),
+      head: this.config.tieWordEmbeddings ? of(this.embedDevice ?? this.embedParts, this.embedStored) : of(this.headDevice ?? this.headParts, this.headStored),
       blocks: this.blockDevice.map((b, i) => {
         if (b) return 'device';
         const first = this.blockStored[i]?.values().next().value as StoredTensor | undefined;
@@ -443,6 +465,7 @@ export class WeightStore {
   embedRows(ids: tf.Tensor1D): tf.Tensor2D {
     this.check();
     if (this.embedDevice) return tf.gather(this.embedDevice, ids) as tf.Tensor2D;
+    if (this.embedParts) return gatherFromParts(this.embedParts, ids);
     const s = this.embedStored!;
     const D = this.config.hiddenSize;
     const V = this.config.vocabSize;
@@ -461,6 +484,7 @@ export class WeightStore {
   /** Makes the embedding resident as float32 [V, D] (full fine-tuning trains it); returns it. */
   pinEmbed(): tf.Tensor2D {
     this.check();
+    if (this.embedParts) throw tooLargeToTrain('embedding', this.embedParts);
     if (!this.embedDevice) {
       this.embedDevice = this.materialize(this.embedStored!) as tf.Tensor2D;
       this.embedStored = null;
@@ -479,7 +503,13 @@ export class WeightStore {
   /** Rows per head chunk when the head streams: about 32 MiB of float32 at a time. */
   private headChunkRows(): number {
     const D = this.config.hiddenSize;
-    return Math.max(256, Math.min(this.config.vocabSize, Math.floor((32 * 2 ** 20) / (4 * D))));
+    return Math.min(this.maxHeadRows() ?? Infinity, Math.max(256, Math.min(this.config.vocabSize, Math.floor((32 * 2 ** 20) / (4 * D)))));
+  }
+
+  /** The most head rows one tensor may hold when the head is kept in blocks of rows (else null: any). */
+  maxHeadRows(): number | null {
+    const parts = this.headParts ?? (this.config.tieWordEmbeddings ? this.embedParts : null);
+    return parts ? parts[0].shape[0] : null;
   }
 
   /** logits = x @ headᵀ for x [N, D] → [N, V] (inference). */
@@ -503,6 +533,8 @@ export class WeightStore {
   /** Head rows v0..v1 as float32 [v1 − v0, D] (HF layout); give them back with releaseHeadRows. */
   headRows(v0: number, v1: number): tf.Tensor2D {
     this.check();
+    const parts = this.headParts ?? (this.config.tieWordEmbeddings ? this.embedParts : null);
+    if (parts) return rowsOfParts(parts, v0, v1);
     const whole = this.purpose === 'train' ? (this.headDevice ?? (this.config.tieWordEmbeddings ? this.embedDevice : null)) : null;
     if (whole) return (v0 === 0 && v1 === whole.shape[0] ? whole : tf.slice(whole, [v0, 0], [v1 - v0, whole.shape[1]])) as tf.Tensor2D;
     if (this.headDevice) {
@@ -524,6 +556,7 @@ export class WeightStore {
   pinHead(): tf.Tensor2D {
     this.check();
     if (this.config.tieWordEmbeddings) throw new Error('a tied head is the embedding: pin that');
+    if (this.headParts) throw tooLargeToTrain('LM head', this.headParts);
     if (this.purpose !== 'train') throw new Error('pinHead is for training stores');
     if (!this.headDevice) {
       this.headDevice = this.materialize(this.headStored!) as tf.Tensor2D;
@@ -587,7 +620,7 @@ export class WeightStore {
     if (this.disposed) return;
     this.disposed = true;
     const seen = new Set<Tensor>();
-    const all: (Tensor | null | undefined)[] = [this.norm, this.embedDevice, this.headDevice];
+    const all: (Tensor | null | undefined)[] = [this.norm, this.embedDevice, this.headDevice, ...(this.embedParts ?? []), ...(this.headParts ?? [])];
     for (const b of this.blockDevice) if (b) all.push(...(Object.values(b) as Tensor[]));
     for (const t of all) {
       if (!t || seen.has(t)) continue;
@@ -616,6 +649,73 @@ function transposeAndDispose(t: Tensor): Tensor {
   const tt = tf.transpose(t);
   t.dispose();
   return tt;
+}
+
+/** A [V, D] tensor read as float32 blocks of rows, each within `maxBytes` (the backend's largest tensor). */
+async function readRowParts(info: TensorInfo, maxBytes: number): Promise<tf.Tensor2D[]> {
+  const [V, D] = info.shape;
+  const rowsPer = Math.max(1, Math.floor(maxBytes / (4 * D)));
+  const count = Math.ceil(V / rowsPer);
+  const per = Math.ceil(V / count); // even blocks
+  const bytes = new Uint8Array(info.byteLength);
+  await readAll(info, bytes);
+  const rowBytes = D * DTYPE_BYTES[info.dtype];
+  const parts: tf.Tensor2D[] = [];
+  try {
+    for (let r0 = 0; r0 < V; r0 += per) {
+      const r1 = Math.min(V, r0 + per);
+      parts.push(newFloat32Tensor([r1 - r0, D], (out) => widenInto(bytes.subarray(r0 * rowBytes, r1 * rowBytes), info.dtype, out)) as tf.Tensor2D);
+    }
+  } catch (e) {
+    for (const p of parts) p.dispose();
+    throw e;
+  }
+  return parts;
+}
+
+/**
+ * table[ids] for a table kept in blocks of rows: each block gathers the ids that fall in it (the
+ * others read its row 0 and are multiplied by 0), and the blocks' results are summed — exactly
+ * the rows a single gather gives (x + 0 = x).
+ */
+function gatherFromParts(parts: tf.Tensor2D[], ids: tf.Tensor1D): tf.Tensor2D {
+  return tf.tidy(() => {
+    let acc: tf.Tensor2D | null = null;
+    let offset = 0;
+    for (const p of parts) {
+      const n = p.shape[0];
+      const local = tf.sub(ids, tf.scalar(offset, 'int32'));
+      const inside = tf.cast(tf.logicalAnd(tf.greaterEqual(local, tf.scalar(0, 'int32')), tf.less(local, tf.scalar(n, 'int32'))), 'float32');
+      const rows = tf.mul(tf.gather(p, tf.clipByValue(local, 0, n - 1)), tf.expandDims(inside, 1)) as tf.Tensor2D;
+      acc = acc ? (tf.add(acc, rows) as tf.Tensor2D) : rows;
+      offset += n;
+    }
+    return acc!;
+  });
+}
+
+/** Rows v0..v1 of a table kept in blocks of rows, as one new [v1 − v0, D] tensor. */
+function rowsOfParts(parts: tf.Tensor2D[], v0: number, v1: number): tf.Tensor2D {
+  return tf.tidy(() => {
+    const pieces: tf.Tensor2D[] = [];
+    let offset = 0;
+    for (const p of parts) {
+      const n = p.shape[0];
+      const a = Math.max(v0, offset);
+      const b = Math.min(v1, offset + n);
+      if (a < b) pieces.push(tf.slice(p, [a - offset, 0], [b - a, p.shape[1]]));
+      offset += n;
+    }
+    return (pieces.length === 1 ? pieces[0] : tf.concat(pieces, 0)) as tf.Tensor2D;
+  });
+}
+
+function tooLargeToTrain(what: string, parts: tf.Tensor2D[]): BlocklabError {
+  const rows = parts.reduce((a, p) => a + p.shape[0], 0);
+  const mib = (rows * parts[0].shape[1] * 4) / 2 ** 20;
+  return new BlocklabError(
+    `the ${what} (${mib.toFixed(0)} MiB as float32) is larger than the biggest tensor this GPU can use (${((parts[0].shape[0] * parts[0].shape[1] * 4) / 2 ** 20).toFixed(0)} MiB per block of rows), so it cannot be trained whole here; tune the new blocks (--method blocks), LoRA or the last blocks instead, or use --backend wasm`,
+  );
 }
 
 /** Reads a tensor for 'device' residency: float32 on the backend, linears transposed to [in, out]. */

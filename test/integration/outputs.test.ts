@@ -8,7 +8,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { checkWritableTarget, OUTPUT_MARKER } from '../../src/main/engine/atomic.js';
+import { checkWritableTarget, OUTPUT_MARKER, writeFileAtomically } from '../../src/main/engine/atomic.js';
 import { expandModel, exportGguf, exportModel, initBackend, makeTinyCheckpoint } from '../../src/main/engine/index.js';
 import { DEFAULT_ADAMW } from '../../src/main/engine/optimizer.js';
 import { parseMethod } from '../../src/main/engine/trainable.js';
@@ -59,6 +59,16 @@ describe('every writer refuses a folder of the user, even with overwrite', () =>
     await untouched(dir);
     // nothing left beside it either
     expect((await readdir(root)).filter((n) => n.startsWith('.users'))).toEqual([]);
+  });
+
+  it('a single file written exclusively (lm-evaluation-harness results and samples) never replaces one that is there', async () => {
+    const dir = join(root, 'exclusive');
+    await mkdir(dir, { recursive: true });
+    const file = join(dir, 'results_2026-12-02T10-00-00.000000.json');
+    await writeFile(file, 'the user');
+    await expect(writeFileAtomically(file, '{}', { exclusive: true })).rejects.toThrow(/already exists; Blocklab does not replace a file it did not write/);
+    expect(readFileSync(file, 'utf8')).toBe('the user');
+    expect(await readdir(dir)).toEqual(['results_2026-12-02T10-00-00.000000.json']);
   });
 
   it('GGUF export replaces only a GGUF file, and only with overwrite', async () => {

@@ -181,8 +181,12 @@ export async function writeFolderAtomically<T>(out: string, overwrite: boolean, 
   return result;
 }
 
-/** Writes one file atomically (temp + fsync + rename). */
-export async function writeFileAtomically(path: string, data: string | Uint8Array): Promise<void> {
+/**
+ * Writes one file atomically (temp + fsync + rename). `exclusive`: a file that is already there
+ * (one the user has, or made since the name was chosen) is refused, never replaced.
+ */
+export async function writeFileAtomically(path: string, data: string | Uint8Array, opts: { exclusive?: boolean } = {}): Promise<void> {
+  if (opts.exclusive && (await exists(path))) throw new BlocklabError('already exists; Blocklab does not replace a file it did not write — choose another folder', { file: path });
   const tmp = join(dirname(path), `.${basename(path)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
   const fh = await open(tmp, 'w');
   try {

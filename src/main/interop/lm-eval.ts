@@ -264,7 +264,7 @@ export async function writeHarnessOutput(
       // evaluation_tracker: hash over each sample's doc_hash + prompt_hash + target_hash
       taskHashes[name] = hashString(lines.map((l) => JSON.parse(l) as Record<string, string>).map((s) => s.doc_hash + s.prompt_hash + s.target_hash).join(''));
       const file = join(folder, `samples_${sanitizeTaskName(name)}_${dateId}.jsonl`);
-      await writeFileAtomically(file, lines.length ? lines.join('\n') + '\n' : '');
+      await writeFileAtomically(file, lines.length ? lines.join('\n') + '\n' : '', { exclusive: true });
       sampleFiles.push(file);
     }
   }
@@ -309,7 +309,7 @@ export async function writeHarnessOutput(
     total_evaluation_time_seconds: String((Date.now() - o.startedAt) / 1000),
   };
   const resultsFile = join(folder, `results_${dateId}.json`);
-  await writeFileAtomically(resultsFile, JSON.stringify(results, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2));
+  await writeFileAtomically(resultsFile, JSON.stringify(results, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2), { exclusive: true });
   return { resultsFile, sampleFiles };
 }
 

@@ -63,6 +63,7 @@ export function trainCommand(job: Omit<TrainJob, 'out' | 'cacheDir' | 'resume'> 
   if (job.evalBatches !== TRAIN_DEFAULTS.evalBatches) w.push('--eval-batches', num(job.evalBatches));
   if (job.valFraction !== TRAIN_DEFAULTS.valFraction) w.push('--val-fraction', num(job.valFraction));
   if (job.keepCheckpoints !== TRAIN_DEFAULTS.keepCheckpoints) w.push('--keep-checkpoints', num(job.keepCheckpoints));
+  if (job.stopAfter !== undefined) w.push('--stop-after', num(job.stopAfter));
   if (opts.name?.trim()) w.push('--name', opts.name.trim());
   w.push(...backendFlag(job.backend));
   return join(w);

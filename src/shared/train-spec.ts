@@ -65,12 +65,15 @@ export const TrainSpecSchema = z
     evalBatches: int(1, 100_000).optional(),
     valFraction: z.number({ error: 'must be a number' }).min(0, 'must be 0 or more').max(0.5, 'must be at most 0.5').optional(),
     keepCheckpoints: int(0, 100_000).optional(),
+    /** pause after this step, with a checkpoint (Resume continues); for a look at an early model */
+    stopAfter: int(1, 10_000_000).optional(),
     name: z.string().max(200, 'must be at most 200 characters').optional(),
     /** the compute backend (default auto) */
     backend: BackendChoiceSchema.optional(),
   })
   .superRefine((s, ctx) => {
     if (s.warmup !== undefined && s.warmup > s.steps) ctx.addIssue({ code: 'custom', path: ['warmup'], message: `must not be longer than the run (${s.steps} steps)` });
+    if (s.stopAfter !== undefined && s.stopAfter >= s.steps) ctx.addIssue({ code: 'custom', path: ['stopAfter'], message: `must be before the last step (${s.steps})` });
   });
 export type TrainSpec = z.infer<typeof TrainSpecSchema>;
 export type TrainSpecInput = z.input<typeof TrainSpecSchema>;
@@ -106,6 +109,7 @@ export const TRAIN_FLAGS: Record<string, string> = {
   evalBatches: '--eval-batches',
   valFraction: '--val-fraction',
   keepCheckpoints: '--keep-checkpoints',
+  stopAfter: '--stop-after',
   name: '--name',
   backend: '--backend',
 };
@@ -188,7 +192,7 @@ export function buildTrainJob(spec: TrainSpec, ctx: TrainJobContext): TrainJob {
     resume: ctx.resume ?? false,
     // the context's backend (a CLI --backend, a resume's) wins over the spec's
     ...((ctx.backend ?? spec.backend) && (ctx.backend ?? spec.backend) !== 'auto' ? { backend: ctx.backend ?? spec.backend } : {}),
-    ...(ctx.stopAfter !== undefined ? { stopAfter: ctx.stopAfter } : {}),
+    ...((ctx.stopAfter ?? spec.stopAfter) !== undefined ? { stopAfter: ctx.stopAfter ?? spec.stopAfter } : {}),
   };
   return TrainJobSchema.parse(job);
 }

@@ -211,9 +211,13 @@ describe('the notebook as a daily tool', () => {
     expect(await tr.locator('[data-testid="train-warmup-error"]').innerText()).toBe('must not be longer than the run (40 steps)');
     await fillField(tr, 'train-warmup', '3');
     await fillField(tr, 'train-seed', '5');
+    // the run pauses itself after step 3 (with a checkpoint): the pause below cannot lose a race with a fast machine
+    await fillField(tr, 'train-stop-after', '40');
+    expect(await tr.locator('[data-testid="train-stop-after-error"]').innerText()).toBe('must be before the last step (40)');
+    await fillField(tr, 'train-stop-after', '3');
     await expect
       .poll(() => tr.locator('[data-testid="train-command-text"]').innerText())
-      .toBe(`blocklab train ${join(work, 'expanded')} --data ${code()} --out ${join(work, 'run-a')} --method blocks --steps 40 --lr 0.001 --batch 2 --seq 64 --warmup 3 --seed 5 --eval-every 4 --name small`);
+      .toBe(`blocklab train ${join(work, 'expanded')} --data ${code()} --out ${join(work, 'run-a')} --method blocks --steps 40 --lr 0.001 --batch 2 --seq 64 --warmup 3 --seed 5 --eval-every 4 --stop-after 3 --name small`);
   }, 120_000);
 
   let pausedElapsed = 0;
@@ -235,9 +239,8 @@ describe('the notebook as a daily tool', () => {
       expect(sidebar).toContain(`${m![1]}/${m![2]}`);
       await page.waitForTimeout(300);
     }
-    await expect.poll(async () => Number(await tr.locator('[data-testid="loss-chart"]').getAttribute('data-points')), { timeout: 120_000 }).toBeGreaterThanOrEqual(3);
-    await tr.locator('[data-testid="train-pause"]').click();
     await expect.poll(() => tr.locator('[data-testid="cell-status"]').innerText(), { timeout: 120_000 }).toBe('paused');
+    expect(Number(await tr.locator('[data-testid="loss-chart"]').getAttribute('data-points'))).toBe(3);
     await expect.poll(() => runItem('small').locator('[data-testid="run-item-meta"]').innerText(), { timeout: 10_000 }).toMatch(/· paused ·/);
     expect(await tr.locator('[data-testid="train-run-status"]').innerText()).toBe('paused');
     expect(await tr.locator('[data-testid="train-resume"]').innerText()).toMatch(/Resume run \d+/);

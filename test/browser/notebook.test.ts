@@ -211,9 +211,11 @@ describe('the notebook in Chromium', () => {
     // the same curve, continued from the checkpoint: nothing before it redrawn, no step missing or repeated
     expect(resumed.slice(0, stopped.length)).toEqual(stopped);
     expect(resumed.map(([step]) => step)).toEqual(resumed.map((_, i) => i + 1));
-    await tr.locator('[data-testid="train-stop"]').click();
+    // Pause: also a checkpoint and an end, recorded as paused (a stop meant to be resumed)
+    await tr.locator('[data-testid="train-pause"]').click();
     await waitForStatus(tr, ['done', 'idle']);
-    expect(await tr.locator('[data-testid="cell-status"]').innerText()).toBe('stopped');
+    expect(await tr.locator('[data-testid="cell-status"]').innerText()).toBe('paused');
+    expect(trainRun(longOut)!.status).toBe('paused');
     expect(await drawnLoss(tr)).toEqual(storedLoss(run.id));
   }, 300_000);
 

@@ -56,3 +56,18 @@ describe('one builder for the app and the CLI', () => {
     expect(job.data).toEqual({ paths: ['/d.jsonl'], include: ['**/*.py'], exclude: ['**/test_*'] });
   });
 });
+
+describe('pause after a step (--stop-after)', () => {
+  it('must come before the last step, says the flag, reaches the job and its command', async () => {
+    const { trainCommand } = await import('../../src/shared/commands');
+    const spec = { model: '/m', data: ['/d'], method: { kind: 'blocks' as const }, steps: 40, lr: 1e-3, batch: 2, seq: 64 };
+    expect(trainSpecErrors({ ...spec, stopAfter: 40 }).stopAfter).toBe('must be before the last step (40)');
+    expect(trainSpecProblem({ ...spec, stopAfter: 0 })).toBe('--stop-after: must be at least 1');
+    const job = buildTrainJob({ ...spec, stopAfter: 3 } as TrainSpec, { out: '/o', cacheDir: '/c' });
+    expect(job.stopAfter).toBe(3);
+    expect(trainCommand(job)).toMatch(/ --stop-after 3( |$)/);
+    // the CLI's own --stop-after (the context) wins, as for --backend
+    expect(buildTrainJob({ ...spec, stopAfter: 3 } as TrainSpec, { out: '/o', cacheDir: '/c', stopAfter: 5 }).stopAfter).toBe(5);
+    expect(buildTrainJob(spec as TrainSpec, { out: '/o', cacheDir: '/c' }).stopAfter).toBeUndefined();
+  });
+});

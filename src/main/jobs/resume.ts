@@ -12,5 +12,7 @@ export function resumableTrainJob(store: ExperimentStore, id: number): TrainJob 
   if (run.status === 'running') throw new BlocklabError(`run ${id} is still running (pid ${run.pid}); stop it first`);
   const parsed = TrainJobSchema.safeParse(run.config);
   if (!parsed.success) throw new BlocklabError(`run ${id}'s stored configuration is not a training job this version understands`);
-  return { ...parsed.data, resume: true };
+  // a run paused by --stop-after continues to its end: the pause was that session's
+  const { stopAfter: _pausedAt, ...job } = parsed.data;
+  return { ...job, resume: true };
 }

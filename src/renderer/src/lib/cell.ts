@@ -142,6 +142,8 @@ export interface TrainCellState {
   evalBatches?: number;
   valFraction?: number;
   keepCheckpoints?: number;
+  /** pause after this step (a checkpoint; Resume continues) */
+  stopAfter?: number;
   name?: string;
   /** the charts' x axis and smoothing */
   xAxis?: 'step' | 'tokens' | 'time';

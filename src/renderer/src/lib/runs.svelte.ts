@@ -122,10 +122,12 @@ class RunsStore {
       addPoint((this.curvesOf(runId).byName.val_loss ??= []), e.step, e.valLoss);
       this.bump(runId);
     } else if (e.kind === 'done' || e.kind === 'error') {
+      const last = this.live.get(runId)?.step ?? null;
       this.live.delete(runId);
-      // the new status at once (the store's row follows with the refresh)
+      // the new status at once, with the last step the job reported (the store's row follows
+      // with the refresh): a run that ends between two list loads never reads "paused · 0/40"
       const status = e.kind === 'error' ? 'failed' : e.status;
-      this.list = this.list.map((r) => (r.id === runId ? { ...r, status } : r));
+      this.list = this.list.map((r) => (r.id === runId ? { ...r, status, ...(last ? { lastStep: last.step, totalSteps: last.totalSteps } : {}) } : r));
       this.refreshSoon();
     }
   }

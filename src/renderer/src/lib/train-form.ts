@@ -43,7 +43,7 @@ export function trainSpecFromState(st: TrainCellState): Record<string, unknown> 
     batch: st.batch ?? TRAIN_DEFAULTS.batch,
     seq: st.seq ?? TRAIN_DEFAULTS.seq,
   };
-  for (const key of ['gradAccum', 'warmup', 'minLrRatio', 'seed', 'weightDecay', 'beta1', 'beta2', 'clip', 'saveEvery', 'evalEvery', 'evalBatches', 'valFraction', 'keepCheckpoints'] as const) {
+  for (const key of ['gradAccum', 'warmup', 'minLrRatio', 'seed', 'weightDecay', 'beta1', 'beta2', 'clip', 'saveEvery', 'evalEvery', 'evalBatches', 'valFraction', 'keepCheckpoints', 'stopAfter'] as const) {
     if (st[key] !== undefined && st[key] !== null) spec[key] = st[key];
   }
   const include = lines(st.include);

@@ -158,6 +158,9 @@ export interface TrainJobContext {
  * same run from either.
  */
 export function buildTrainJob(spec: TrainSpec, ctx: TrainJobContext): TrainJob {
+  // the context's choices (a CLI --backend or --stop-after, a resume's) win over the spec's
+  const backend = ctx.backend ?? spec.backend;
+  const stopAfter = ctx.stopAfter ?? spec.stopAfter;
   const job: TrainJob = {
     model: spec.model,
     data: {
@@ -190,9 +193,8 @@ export function buildTrainJob(spec: TrainSpec, ctx: TrainJobContext): TrainJob {
     keepCheckpoints: spec.keepCheckpoints ?? TRAIN_DEFAULTS.keepCheckpoints,
     cacheDir: ctx.cacheDir,
     resume: ctx.resume ?? false,
-    // the context's backend (a CLI --backend, a resume's) wins over the spec's
-    ...((ctx.backend ?? spec.backend) && (ctx.backend ?? spec.backend) !== 'auto' ? { backend: ctx.backend ?? spec.backend } : {}),
-    ...((ctx.stopAfter ?? spec.stopAfter) !== undefined ? { stopAfter: ctx.stopAfter ?? spec.stopAfter } : {}),
+    ...(backend && backend !== 'auto' ? { backend } : {}),
+    ...(stopAfter !== undefined ? { stopAfter } : {}),
   };
   return TrainJobSchema.parse(job);
 }

@@ -12,7 +12,7 @@ import type { Checkpoint } from './checkpoint.js';
 import { LlamaModel } from './model.js';
 import { trainableLayers, type TrainMethod } from './trainable.js';
 import { BLOCK_TENSORS } from './weights.js';
-import { deviceLimits as webgpuDeviceLimits } from './webgpu.js';
+import { webgpuMaxBindingBytes } from './webgpu.js';
 import { BlocklabError } from './errors.js';
 import { TRAIN_DEFAULTS } from '../../shared/jobs.js';
 import {
@@ -109,7 +109,7 @@ export function planLimits(backend: BackendName, opts: { deviceBudget?: number |
     deviceLimit: DEVICE[name].limit(),
     deviceName: DEVICE[name].deviceName,
     // the webgpu device's binding limit, once it exists (the engine made it before planning)
-    maxTensorBytes: name === 'webgpu' ? (webgpuDeviceLimits?.maxStorageBufferBindingSize ?? null) : null,
+    maxTensorBytes: name === 'webgpu' ? webgpuMaxBindingBytes() : null,
   }));
   return {
     ramAvailable: availableRam(),

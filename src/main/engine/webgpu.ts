@@ -247,6 +247,11 @@ let registered = false;
 /** The device's limits after creation (what tfjs actually got), for the record. */
 export let deviceLimits: { maxBufferSize: number; maxStorageBufferBindingSize: number } | null = null;
 
+/** The largest tensor the webgpu device binds in one shader (maxStorageBufferBindingSize); null before it exists. */
+export function webgpuMaxBindingBytes(): number | null {
+  return deviceLimits?.maxStorageBufferBindingSize ?? null;
+}
+
 /**
  * Registers tfjs's `webgpu` backend on a device of the adapter probeWebgpu found. The device is
  * created when tfjs first initialises the backend (tf.setBackend('webgpu')), with the adapter's

@@ -43,7 +43,7 @@ import { linearOI } from './autodiff.js';
 import type { ModelConfig } from './config.js';
 import { DTYPE_BYTES, widenInto } from './dtype.js';
 import { BlocklabError } from './errors.js';
-import { deviceLimits as webgpuDeviceLimits } from './webgpu.js';
+import { webgpuMaxBindingBytes } from './webgpu.js';
 import type { TensorInfo } from './safetensors.js';
 import { WASM_HEAP_LIMIT, type Residency, type ResidencyPlan } from '../../shared/memory-plan.js';
 
@@ -237,7 +237,7 @@ export interface StoreLoadOptions {
 
 /** The largest tensor the active backend binds whole: WebGPU's maxStorageBufferBindingSize; null elsewhere. */
 export function backendMaxTensorBytes(): number | null {
-  return tf.getBackend() === 'webgpu' ? (webgpuDeviceLimits?.maxStorageBufferBindingSize ?? null) : null;
+  return tf.getBackend() === 'webgpu' ? webgpuMaxBindingBytes() : null;
 }
 
 export class WeightStore {

@@ -15,14 +15,19 @@
 export type PlanDType = 'F32' | 'F16' | 'BF16';
 export type PlanBackendName = 'tensorflow-gpu' | 'tensorflow-cpu' | 'webgpu' | 'wasm' | 'cpu';
 
-/** Where a group of weights lives (engine/weights.ts). */
+/**
+ * Where a group of weights lives (engine/weights.ts): 'device' float32 on the backend; 'packed'
+ * (a block on WebGPU) its stored 16-bit values on the GPU, widened by a shader when it computes;
+ * 'host' its stored bytes in RAM; 'file' read from the file at each use.
+ */
 export type Residency = 'device' | 'host' | 'file';
+export type BlockResidency = Residency | 'packed';
 
 export interface ResidencyPlan {
   embed: Residency;
   /** the untied head (a tied head is the embedding) */
   head: Residency;
-  blocks: Residency[];
+  blocks: BlockResidency[];
 }
 
 /** Stored tensors of one group (the embedding, the head, the final norm, one block). */
@@ -87,7 +92,16 @@ export interface PlanBackend {
    * than this is kept as blocks of rows; a trained one, or a block's weight, cannot be.
    */
   maxTensorBytes?: number | null;
+  /**
+   * The backend keeps frozen BF16 / F16 blocks at their stored precision in its own memory and
+   * widens them when they compute (WebGPU's 'packed' residency): half of float32.
+   */
+  packedWeights?: boolean;
+  /** Its memory is not the machine's RAM (a GPU's own memory): device bytes are not counted in RAM. */
+  separateMemory?: boolean;
 }
+
+export type ResidencyMode = 'resident' | 'packed' | 'streamed';
 
 export interface PlanLimits {
   /** RAM the process can still use (MemAvailable) */
@@ -101,7 +115,7 @@ export interface PlanLimits {
 export interface BackendFit {
   backend: PlanBackendName;
   fits: boolean;
-  residency: 'resident' | 'streamed';
+  residency: ResidencyMode;
   device_bytes: number;
   device_limit: number | null;
   device_name: string;
@@ -127,11 +141,17 @@ export interface MemoryPlan {
   };
   activations_bytes: number;
   kv_cache: { bytes: number; context: number };
-  /** resident: every weight float32 on the backend; streamed: frozen blocks leave it between uses */
+  /**
+   * resident: every weight float32 on the backend; packed: frozen blocks (some or all) kept at
+   * their stored precision on the GPU, the rest streamed; streamed: frozen blocks leave the
+   * backend between uses
+   */
   residency: {
-    mode: 'resident' | 'streamed';
+    mode: ResidencyMode;
     plan: ResidencyPlan;
     device_blocks: number;
+    /** frozen blocks kept at stored precision on the GPU (WebGPU) */
+    packed_blocks: number;
     host_blocks: number;
     file_blocks: number;
   };
@@ -321,7 +341,7 @@ function taskNeeds(m: PlanModel, task: PlanTask, backend: PlanBackendName): Need
 // Residency, for one backend
 
 interface Placement {
-  mode: 'resident' | 'streamed';
+  mode: ResidencyMode;
   plan: ResidencyPlan;
   /** live bytes on the device at the peak, and the heap that takes */
   live: number;
@@ -342,6 +362,10 @@ function place(m: PlanModel, task: PlanTask, needs: Needs, backend: PlanBackend,
   const ramLimit = limits.ramAvailable * RAM_USABLE;
   const heapOf = (live: number) => (wasm ? live * HEAP_FRAGMENTATION : live);
   const frozen = m.blocks.map((_, i) => i).filter((i) => !needs.trainableBlocks.has(i));
+  // what the device's bytes cost in RAM: all of them where the backend's memory is RAM; on a GPU
+  // one tensor at a time on its way there (loading uploads each tensor as it is read)
+  const largestTensor = Math.max(m.embed.bytes, m.head?.bytes ?? 0, ...m.blocks.map((b) => b.bytes / 3));
+  const ramOf = (device: number) => PROCESS_BASE + (backend.separateMemory ? largestTensor : device);
 
   // resident: every frozen weight float32 on the device (the fastest, when it fits); training
   // records every block's activations
@@ -354,21 +378,52 @@ function place(m: PlanModel, task: PlanTask, needs: Needs, backend: PlanBackend,
     const activations = train ? needs.block * m.layers + needs.head : needs.block + needs.head;
     const live = weights + needs.state + needs.transient + activations + needs.kv;
     const device = heapOf(live);
-    const ram = PROCESS_BASE + device;
+    const ram = ramOf(device);
     if ((deviceLimit === null || device <= deviceLimit) && ram <= ramLimit) {
       const blocks = m.blocks.map((): Residency => 'device');
       return { mode: 'resident', plan: { embed: 'device', head: 'device', blocks }, live, device, ram, activations };
     }
   }
 
-  // streamed: frozen blocks (and a frozen embedding and head) leave the device between uses; a
-  // block is leased as float32 when it computes (and its weights transposed, one at a time, in
-  // a backward pass); a streamed block in training keeps only its input
+  // a frozen block not resident is leased as float32 when it computes (and its weights
+  // transposed, one at a time, in a backward pass); in training it keeps only its input
   const largestBlock = Math.max(0, ...frozen.map((i) => m.blocks[i].params));
   const lease = largestBlock * F + (train ? (largestBlock / 7) * F : 0);
   const activations = train
     ? needs.block * (needs.trainableBlocks.size + 1) + needs.checkpoint * frozen.length + needs.head
     : needs.block + needs.head;
+
+  // packed (WebGPU): the embedding and head float32 on the GPU as when resident, and as many
+  // frozen blocks as fit kept there at their stored precision (widened by a shader when leased);
+  // the others stream from RAM or the file as below
+  if (backend.packedWeights && frozen.length > 0) {
+    let weights = m.norm.params * F;
+    if (!needs.trainEmbed) weights += m.embed.params * F;
+    if (m.head && !needs.trainHead) weights += m.head.params * F;
+    if (m.tied && !train) weights += m.embed.params * F; // the transposed copy the head multiplies by
+    const fixed = weights + lease + needs.state + needs.transient + activations + needs.kv;
+    // room on the device, and (where the device's memory is RAM, as llvmpipe's) in RAM
+    let room = Math.min(deviceLimit === null ? Infinity : deviceLimit - fixed, backend.separateMemory ? Infinity : ramLimit - ramOf(fixed));
+    const packed = new Set<number>();
+    for (const i of frozen) {
+      if (m.blocks[i].bytes > room) break;
+      room -= m.blocks[i].bytes;
+      packed.add(i);
+    }
+    if (packed.size > 0) {
+      const packedBytes = sum([...packed].map((i) => m.blocks[i].bytes));
+      const live = fixed + packedBytes;
+      const rest = frozen.filter((i) => !packed.has(i));
+      const restBytes = sum(rest.map((i) => m.blocks[i].bytes));
+      const ramHost = ramOf(live) + restBytes;
+      const where: Residency = ramHost <= ramLimit ? 'host' : 'file';
+      const ram = where === 'host' ? ramHost : ramOf(live) + Math.max(0, ...rest.map((i) => m.blocks[i].bytes / 3));
+      const blocks = m.blocks.map((_, i): BlockResidency => (needs.trainableBlocks.has(i) ? 'device' : packed.has(i) ? 'packed' : where));
+      return { mode: 'packed', plan: { embed: 'device', head: 'device', blocks }, live, device: live, ram, activations };
+    }
+  }
+
+  // streamed: frozen blocks (and a frozen embedding and head) leave the device between uses
   let weights = m.norm.params * F + Math.min(HEAD_CHUNK, m.vocab * m.hidden * F);
   if (needs.trainEmbed) weights += 0; // counted in the trainable state
   const live = weights + lease + needs.state + needs.transient + activations + needs.kv;
@@ -377,10 +432,10 @@ function place(m: PlanModel, task: PlanTask, needs: Needs, backend: PlanBackend,
   if (!needs.trainEmbed) frozenStored += m.embed.bytes;
   if (m.head && !needs.trainHead) frozenStored += m.head.bytes;
   for (const i of frozen) frozenStored += m.blocks[i].bytes;
-  const hostRam = PROCESS_BASE + device + frozenStored;
+  const hostRam = ramOf(device) + frozenStored;
   const where: Residency = hostRam <= ramLimit ? 'host' : 'file';
   const staging = Math.max(0, ...frozen.map((i) => m.blocks[i].bytes / 3)); // one tensor read at a time
-  const ram = where === 'host' ? hostRam : PROCESS_BASE + device + staging;
+  const ram = where === 'host' ? hostRam : ramOf(device) + staging;
   const plan: ResidencyPlan = {
     embed: needs.trainEmbed ? 'device' : where,
     head: needs.trainHead ? 'device' : where,
@@ -429,7 +484,7 @@ export function planMemory(m: PlanModel, task: PlanTask, limits: PlanLimits, wit
   const chosen = fits[0];
   const { needs, placement } = chosen;
   const params = allParams(m);
-  const blocksBy = (r: Residency) => placement.plan.blocks.filter((x) => x === r).length;
+  const blocksBy = (r: BlockResidency) => placement.plan.blocks.filter((x) => x === r).length;
   const problems: string[] = [];
   const deviceName = chosen.backend.deviceName;
   problems.push(...chosen.tensorProblems);
@@ -437,7 +492,7 @@ export function planMemory(m: PlanModel, task: PlanTask, limits: PlanLimits, wit
     problems.push(
       `needs ${formatPlanBytes(placement.device)} of ${deviceName}, ` +
         `more than the ${formatPlanBytes(chosen.deviceLimit ?? 0)} it can use` +
-        (placement.mode === 'streamed' ? ' even with the frozen weights streamed one block at a time' : ''),
+        (placement.mode !== 'resident' ? ' even with the frozen weights streamed one block at a time' : ''),
     );
   }
   if (!chosen.ramOk) {
@@ -451,7 +506,7 @@ export function planMemory(m: PlanModel, task: PlanTask, limits: PlanLimits, wit
     trainable: needs.trainable,
     activations_bytes: placement.activations,
     kv_cache: { bytes: needs.kv, context: needs.kvContext },
-    residency: { mode: placement.mode, plan: placement.plan, device_blocks: blocksBy('device'), host_blocks: blocksBy('host'), file_blocks: blocksBy('file') },
+    residency: { mode: placement.mode, plan: placement.plan, device_blocks: blocksBy('device'), packed_blocks: blocksBy('packed'), host_blocks: blocksBy('host'), file_blocks: blocksBy('file') },
     device: { name: deviceName, limit: chosen.deviceLimit, need: placement.device, fits: chosen.deviceOk },
     ram: { available: limits.ramAvailable, need: placement.ram, fits: chosen.ramOk },
     peak_rss_estimate: placement.ram,
@@ -543,6 +598,18 @@ function advise(m: PlanModel, task: PlanTask, limits: PlanLimits, otherBackends:
   return advice;
 }
 
+/** Where the weights live, in words (the CLI, the app's memory-plan box). */
+export function residencyWords(r: MemoryPlan['residency']): string {
+  if (r.mode === 'resident') return 'every weight float32 on the backend';
+  const n = (k: number) => `${k} block${k === 1 ? '' : 's'}`;
+  const parts: string[] = [];
+  if (r.device_blocks) parts.push(`${n(r.device_blocks)} float32 on the backend${r.mode === 'packed' || r.host_blocks || r.file_blocks ? ' (trained)' : ''}`);
+  if (r.packed_blocks) parts.push(`${n(r.packed_blocks)} at stored precision on the GPU, widened when they compute`);
+  if (r.host_blocks) parts.push(`${n(r.host_blocks)} at stored precision in RAM`);
+  if (r.file_blocks) parts.push(`${n(r.file_blocks)} read from the file at each use`);
+  return `${r.mode === 'packed' ? 'packed' : 'streamed a block at a time'} — ${parts.join(', ')}`;
+}
+
 /** The plan in a few lines, for the CLI and error messages. */
 export function describePlan(p: MemoryPlan): string[] {
   const lines: string[] = [];
@@ -558,11 +625,7 @@ export function describePlan(p: MemoryPlan): string[] {
   }
   lines.push(`activations: ${formatPlanBytes(p.activations_bytes)}` + (p.kv_cache.bytes ? `; KV cache ${formatPlanBytes(p.kv_cache.bytes)} at ${p.kv_cache.context} tokens` : ''));
   const r = p.residency;
-  lines.push(
-    r.mode === 'resident'
-      ? 'residency: every weight float32 on the backend'
-      : `residency: streamed — ${r.device_blocks} block(s) resident, ${r.host_blocks} kept as stored bytes in RAM, ${r.file_blocks} read from the file at each use`,
-  );
+  lines.push(`residency: ${residencyWords(r)}`);
   lines.push(
     `${p.backend}: ${p.device.name} ${formatPlanBytes(p.device.need)}${p.device.limit !== null ? ` of ${formatPlanBytes(p.device.limit)}` : ''}; ` +
       `RAM ${formatPlanBytes(p.ram.need)} of ${formatPlanBytes(p.ram.available)} available — ${p.fits ? 'fits' : 'does not fit'}`,

@@ -190,3 +190,80 @@ describe("a GPU's largest tensor (WebGPU's maxStorageBufferBindingSize)", () => 
     expect(p.problems).toContain("a block's largest weight (44 MiB as float32) is more than the 32 MiB this GPU can use as one tensor");
   });
 });
+
+describe("WebGPU: frozen blocks packed at their stored precision on the GPU", () => {
+  /** Llama-2-7B: 32 blocks, hidden 4096, MLP 11008, 32 heads, vocab 32000, BF16 (13.5 GB) */
+  const LLAMA7B = llama({ layers: 32, hidden: 4096, intermediate: 11008, heads: 32, kvHeads: 32, vocab: 32000, ctx: 4096 });
+  /** …expanded 32 → 40 (8 new blocks, LLaMA Pro's recipe) */
+  const LLAMA7B_X = llama({ layers: 40, hidden: 4096, intermediate: 11008, heads: 32, kvHeads: 32, vocab: 32000, ctx: 4096 });
+  const newBlocks = [4, 9, 14, 19, 24, 29, 34, 39];
+  const gpu = (memory: number, over: Partial<PlanLimits['backends'][number]> = {}): PlanLimits => ({
+    ramAvailable: 16 * GiB,
+    deviceBudget: null,
+    backends: [
+      { name: 'webgpu', deviceLimit: memory, deviceName: 'GPU memory', packedWeights: true, separateMemory: true, ...over },
+      { name: 'cpu', deviceLimit: null, deviceName: 'RAM' },
+    ],
+  });
+  const blockBytes = LLAMA7B.blocks[0].bytes; // 202 M parameters × 2 bytes
+
+  it('a 7B model does not fit a 24 GiB GPU as float32 (27 GB) but does packed: every block at BF16 there, RAM for one tensor', () => {
+    const p = planMemory(LLAMA7B, chat(4096), gpu(24 * GiB));
+    expect(p.fits).toBe(true);
+    expect(p.residency.mode).toBe('packed');
+    expect(p.residency.packed_blocks).toBe(32);
+    expect(p.residency.plan.embed).toBe('device');
+    expect(p.residency.plan.head).toBe('device');
+    // on the GPU: the 32 blocks' BF16 bytes plus the float32 embedding and head, one widened block, activations, KV cache
+    expect(p.device.need).toBeGreaterThan(32 * blockBytes + 2 * 32000 * 4096 * 4);
+    expect(p.device.need).toBeLessThanOrEqual(24 * GiB * 0.9);
+    // the GPU's memory is not RAM: the process needs its base and one tensor on its way there
+    expect(p.ram.need).toBeLessThan(1 * GiB);
+    // with 80 GiB it is resident float32 (the fastest), and packing is not used
+    expect(planMemory(LLAMA7B, chat(4096), gpu(80 * GiB)).residency.mode).toBe('resident');
+  });
+
+  it('without packing (wasm, cpu) the same budget streams every block from RAM instead', () => {
+    const p = planMemory(LLAMA7B, chat(4096), gpu(24 * GiB, { packedWeights: false }));
+    expect(p.residency.mode).toBe('streamed');
+    expect(p.residency.packed_blocks).toBe(0);
+  });
+
+  it('as many blocks as fit are packed, the others stream from RAM, in order', () => {
+    const p = planMemory(LLAMA7B, chat(4096), gpu(12 * GiB));
+    expect(p.fits).toBe(true);
+    expect(p.residency.mode).toBe('packed');
+    const k = p.residency.packed_blocks;
+    // 10.8 GiB usable: the float32 embedding and head, a widened block, the 2 GiB KV cache and
+    // the activations first, then 10 blocks of 404 MB
+    expect(k).toBe(10);
+    expect(p.residency.plan.blocks).toEqual([...new Array(k).fill('packed'), ...new Array(32 - k).fill('host')]);
+    // one more packed block would not have fitted
+    expect(p.device.need + blockBytes).toBeGreaterThan(12 * GiB * 0.9);
+    // the streamed blocks' BF16 bytes are in RAM
+    expect(p.ram.need).toBeGreaterThan((32 - k) * blockBytes);
+  });
+
+  it('the 7B 32 → 40 block-only step (8 new blocks, 1.62 B trainable) fits a 48 GiB GPU packed, not as float32', () => {
+    const task = blocks(newBlocks, 1, 512);
+    const p = planMemory(LLAMA7B_X, task, gpu(48 * GiB));
+    expect(p.trainable!.params).toBe(8 * LLAMA7B.blocks[0].params);
+    expect(p.fits).toBe(true);
+    expect(p.residency.mode).toBe('packed');
+    expect(p.residency.device_blocks).toBe(8);
+    expect(p.residency.packed_blocks).toBe(32);
+    newBlocks.forEach((i) => expect(p.residency.plan.blocks[i]).toBe('device'));
+    // float32 frozen blocks would need 32 × 808 MB more than their 16-bit bytes: over 48 GiB
+    expect(p.device.need + 32 * blockBytes).toBeGreaterThan(48 * GiB * 0.9);
+    expect(planMemory(LLAMA7B_X, task, gpu(96 * GiB)).residency.mode).toBe('resident');
+  });
+
+  it("a software adapter's buffers are RAM: packed blocks count against RAM there", () => {
+    const limits: PlanLimits = { ...gpu(0), ramAvailable: 5 * GiB, backends: [{ name: 'webgpu', deviceLimit: null, deviceName: 'RAM (llvmpipe)', packedWeights: true }] };
+    const p = planMemory(TINYLLAMA, chat(2048), limits);
+    expect(p.fits).toBe(true);
+    // TinyLlama as float32 (4.4 GB) does not fit 85% of 5 GiB with the rest; packed (2.2 GB) does
+    expect(p.residency.mode).toBe('packed');
+    expect(p.ram.need).toBeGreaterThan(p.device.need);
+  });
+});

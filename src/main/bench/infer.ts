@@ -10,6 +10,7 @@ import type { WebgpuAdapterInfo } from '../../shared/api.js';
 import { generate } from '../engine/generate.js';
 import { disposeCache } from '../engine/model.js';
 import type { InferenceFigures } from './report.js';
+import type { ResidencyMode } from '../../shared/memory-plan.js';
 import { randomIds } from './shapes.js';
 import { peakRssBytes, summarize } from './timing.js';
 import { wasmHeapBytes } from '../engine/weights.js';
@@ -44,7 +45,7 @@ export async function backendInfo(backend?: BackendName | 'auto'): Promise<Backe
   };
 }
 
-async function loadOnce(dir: string, task: InferTask): Promise<{ model: LlamaModel; seconds: number; bytes: number; residency: 'resident' | 'streamed' }> {
+async function loadOnce(dir: string, task: InferTask): Promise<{ model: LlamaModel; seconds: number; bytes: number; residency: ResidencyMode }> {
   const t0 = performance.now();
   const ckpt = await openCheckpoint(dir);
   // as loadModel does: the memory plan for generating says where the weights live

@@ -1,4 +1,5 @@
 /** The bench's JSON document (`blocklab bench --json`): every figure, and what it was measured on. */
+import type { ResidencyMode } from '../../shared/memory-plan.js';
 import type { BackendInfo } from './infer.js';
 
 export interface Timing {
@@ -30,7 +31,7 @@ export interface TrainFigures {
   first_loss: number;
   last_loss: number;
   /** where the frozen weights lived (the memory plan's choice): resident float32, or streamed */
-  residency: 'resident' | 'streamed';
+  residency: ResidencyMode;
   /** the wasm heap's high-water mark (0 on other backends) */
   wasm_heap_bytes: number;
 }
@@ -40,7 +41,7 @@ export interface InferenceFigures {
   prefill: { tokens: number; seconds: Timing; tokens_per_second: number };
   decode: { prompt_tokens: number; tokens: number; seconds: number; tokens_per_second: number };
   peak_rss_bytes: number;
-  residency: 'resident' | 'streamed';
+  residency: ResidencyMode;
   wasm_heap_bytes: number;
 }
 

@@ -6,6 +6,7 @@
  * the warmup/cosine learning rate. Only the corpus pipeline is replaced by fixed random
  * batches (the same ones PyTorch gets).
  */
+import type { ResidencyMode } from '../../shared/memory-plan.js';
 import { readFile } from 'node:fs/promises';
 import { tf, initBackend, openCheckpoint, type BackendName, type Checkpoint, type LlamaModel } from '../engine/index.js';
 import { activeBackend, loadPlanned, planCheckpoint, requireFit, trainTask } from '../engine/plan.js';
@@ -46,7 +47,7 @@ export interface Stepper {
   set: TrainableSet;
   optimizer: AdamW;
   /** where the frozen weights live (the memory plan's choice) */
-  residency: 'resident' | 'streamed';
+  residency: ResidencyMode;
   vocab: number;
   seq: number;
   step(i: number): Promise<{ seconds: number; loss: number }>;
@@ -70,7 +71,7 @@ export async function makeStepper(task: Pick<TrainTask, 'model' | 'method' | 'id
  * The trainer's step on a model already on the backend (a loaded checkpoint, or one made in
  * memory by scripts/gpu-measure.ts): `totalSteps` sets the learning-rate schedule.
  */
-export function stepperFor(model: LlamaModel, ckpt: Checkpoint, method: TrainMethod, ids: IdsFile, totalSteps: number, residency: 'resident' | 'streamed' = 'resident'): Stepper {
+export function stepperFor(model: LlamaModel, ckpt: Checkpoint, method: TrainMethod, ids: IdsFile, totalSteps: number, residency: ResidencyMode = 'resident'): Stepper {
   ensureGradients();
   const set = makeTrainable(model, ckpt, method, 0);
   const optimizer = new AdamW(set.params, DEFAULT_ADAMW);

@@ -28,6 +28,7 @@ import {
 } from '../engine/index.js';
 import { ExpansionRequestError, parsePositions, PlacementSchema, type ExpansionRequest } from '../../shared/expansion.js';
 import type { Architecture } from '../engine/config.js';
+import { gpuMemory } from '../engine/gpu-memory.js';
 import { formatBytes, formatCount, table } from './format.js';
 import { formatPlanBytes } from '../../shared/memory-plan.js';
 import { ProgressPrinter, formatDuration } from './progress.js';
@@ -137,7 +138,7 @@ program
       }
       const mp = info.memory_plan;
       const fit = (p: typeof mp.inference) =>
-        `${p.fits ? 'fits' : 'does not fit'}${p.fits ? ` (${p.residency.mode === 'resident' ? 'resident' : 'streamed'}, ${p.device.name} ${formatPlanBytes(p.device.need)}, RAM ${formatPlanBytes(p.ram.need)})` : ''}`;
+        `${p.fits ? 'fits' : 'does not fit'}${p.fits ? ` (${p.residency.mode}, ${p.device.name} ${formatPlanBytes(p.device.need)}, RAM ${formatPlanBytes(p.ram.need)})` : ''}`;
       rows.push([`memory (${mp.backend})`, `chat ${fit(mp.inference)}${mp.training ? `; block-only tuning ${fit(mp.training)}` : ''} — blocklab plan for details`]);
       return table(rows);
     });
@@ -192,7 +193,8 @@ program
   .option('--json', 'print JSON')
   .action(async (_o, cmd: Command) => {
     const report = await initBackend(globals(cmd).backend, { diagnose: true });
-    const doc = { ...report, node: process.version, platform: `${process.platform}-${process.arch}` };
+    const gpuMem = report.webgpuAdapter && !report.webgpuAdapter.software ? gpuMemory(report.webgpuAdapter) : null;
+    const doc = { ...report, gpuMemory: gpuMem, node: process.version, platform: `${process.platform}-${process.arch}` };
     emit(cmd, doc, () => {
       const lines = [`active backend: ${report.active} (tfjs "${report.tfjsBackend}")`, ''];
       for (const c of report.candidates) {
@@ -211,6 +213,15 @@ program
             ['maxStorageBufferBindingSize', formatBytes(a.maxStorageBufferBindingSize)],
             ['shader-f16', a.shaderF16 ? 'yes' : 'no'],
             ['kind', a.software ? `software: ${a.software} (never picked automatically)` : 'GPU'],
+            [
+              'memory',
+              a.software
+                ? 'RAM (a software adapter): the memory plan counts its buffers as RAM'
+                : gpuMem
+                  ? `${gpuMem.free !== null ? `${formatBytes(gpuMem.free)} free of ` : ''}${formatBytes(gpuMem.total)} (${gpuMem.source})`
+                  : 'unknown (no nvidia-smi or amdgpu counters): set BLOCKLAB_GPU_MEMORY=24GiB, say, for the memory plan to check it',
+            ],
+            ['16-bit weights', 'frozen BF16/F16 blocks can stay packed at stored precision on the GPU (widened by a shader, no shader-f16 needed)'],
           ]),
         );
       }

@@ -6,6 +6,8 @@
  * the plan's advice, never as an internal error.
  */
 import { readFileSync } from 'node:fs';
+import { gpuMemory, gpuMemoryLimit, parseBytes, type GpuMemory } from './gpu-memory.js';
+import { BlocklabError } from './errors.js';
 import { freemem } from 'node:os';
 import { backendReport, type BackendName } from './backend.js';
 import type { Checkpoint } from './checkpoint.js';
@@ -13,7 +15,6 @@ import { LlamaModel } from './model.js';
 import { trainableLayers, type TrainMethod } from './trainable.js';
 import { BLOCK_TENSORS } from './weights.js';
 import { webgpuMaxBindingBytes } from './webgpu.js';
-import { BlocklabError } from './errors.js';
 import { TRAIN_DEFAULTS } from '../../shared/jobs.js';
 import {
   WASM_HEAP_LIMIT,
@@ -79,22 +80,36 @@ export function availableRam(): number {
   return freemem();
 }
 
-/** "64MB", "2GiB", "1.5G", "123456" → bytes; null when unset. */
-export function parseBytes(text: string | undefined, what: string): number | null {
-  if (text === undefined || text.trim() === '') return null;
-  const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?\s*$/i.exec(text);
-  if (!m) throw new BlocklabError(`${what} must be a size like 512MB, 2GiB or a number of bytes (got "${text}")`);
-  const unit = { '': 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 }[m[2].toLowerCase() as '' | 'k' | 'm' | 'g' | 't'];
-  return Math.round(Number(m[1]) * unit);
+export { parseBytes };
+
+/** The device's memory, in words and bytes, and how the plan treats it. */
+function deviceOf(name: PlanBackendName): Omit<PlanBackend, 'name' | 'maxTensorBytes'> {
+  switch (name) {
+    case 'wasm':
+      return { deviceName: 'wasm heap', deviceLimit: WASM_HEAP_LIMIT };
+    case 'cpu':
+      return { deviceName: 'RAM (JavaScript arrays)', deviceLimit: null };
+    case 'tensorflow-cpu':
+      return { deviceName: 'RAM (libtensorflow)', deviceLimit: null };
+    case 'tensorflow-gpu': {
+      // libtensorflow's GPU route is CUDA: an NVIDIA GPU
+      const mem = gpuMemory({ vendor: 'nvidia', architecture: '', device: '', description: '', route: 'vulkan', featureLevel: 'core', maxBufferSize: 0, maxStorageBufferBindingSize: 0, shaderF16: false, software: null });
+      return { deviceName: gpuMemoryName(mem), deviceLimit: gpuMemoryLimit(mem), separateMemory: true };
+    }
+    case 'webgpu': {
+      const adapter = backendReport()?.webgpuAdapter ?? null;
+      // a software adapter's buffers are RAM: planned as RAM, as wasm's heap is
+      if (adapter?.software) return { deviceName: `RAM (${adapter.software})`, deviceLimit: null, packedWeights: true };
+      const mem = gpuMemory(adapter);
+      return { deviceName: gpuMemoryName(mem), deviceLimit: gpuMemoryLimit(mem), separateMemory: true, packedWeights: true };
+    }
+  }
 }
 
-const DEVICE: Record<PlanBackendName, { deviceName: string; limit: () => number | null }> = {
-  wasm: { deviceName: 'wasm heap', limit: () => WASM_HEAP_LIMIT },
-  cpu: { deviceName: 'RAM (JavaScript arrays)', limit: () => null },
-  'tensorflow-cpu': { deviceName: 'RAM (libtensorflow)', limit: () => null },
-  'tensorflow-gpu': { deviceName: 'GPU memory', limit: () => parseBytes(process.env.BLOCKLAB_GPU_MEMORY, 'BLOCKLAB_GPU_MEMORY') },
-  webgpu: { deviceName: 'GPU memory', limit: () => parseBytes(process.env.BLOCKLAB_GPU_MEMORY, 'BLOCKLAB_GPU_MEMORY') },
-};
+function gpuMemoryName(mem: GpuMemory | null): string {
+  if (!mem) return 'GPU memory (size unknown: set BLOCKLAB_GPU_MEMORY, e.g. 24GiB, to have it checked)';
+  return `GPU memory (${mem.free !== null ? `${formatPlanBytes(mem.free)} free of ${formatPlanBytes(mem.total)}` : formatPlanBytes(mem.total)}, ${mem.source})`;
+}
 
 /**
  * The limits to plan against: `backend` first (the one the task runs on), then the others worth
@@ -106,8 +121,7 @@ export function planLimits(backend: BackendName, opts: { deviceBudget?: number |
   const names: PlanBackendName[] = [backend, ...(['wasm', 'cpu'] as const).filter((b) => b !== backend)];
   const backends: PlanBackend[] = names.map((name) => ({
     name,
-    deviceLimit: DEVICE[name].limit(),
-    deviceName: DEVICE[name].deviceName,
+    ...deviceOf(name),
     // the webgpu device's binding limit, once it exists (the engine made it before planning)
     maxTensorBytes: name === 'webgpu' ? webgpuMaxBindingBytes() : null,
   }));

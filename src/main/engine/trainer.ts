@@ -10,6 +10,7 @@
  *   model/               the final model in the HF layout (LoRA: merged into the weights)
  *   adapter/             LoRA only: the adapter as a PEFT folder
  */
+import type { ResidencyMode } from '../../shared/memory-plan.js';
 import { createHash } from 'node:crypto';
 import { readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -87,7 +88,7 @@ export interface TrainStart {
   corpus: { tokens: number; documents: number; trainSequences: number; valSequences: number; fingerprint: string; cachedFiles: number; files: number };
   backend: string;
   /** where the frozen weights live (the memory plan's choice) */
-  residency: 'resident' | 'streamed';
+  residency: ResidencyMode;
   resumedFrom: string | null;
 }
 
@@ -119,7 +120,7 @@ export interface TrainResult {
   stopped: 'completed' | 'cancelled' | 'paused';
   backend: string;
   /** resident: every weight float32 on the backend; streamed: frozen blocks stored and widened a block at a time */
-  residency: 'resident' | 'streamed';
+  residency: ResidencyMode;
   seconds: number;
 }
 

@@ -23,6 +23,7 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { BlocklabError } from './errors.js';
+import { registerWebgpuKernels } from './webgpu-kernels.js';
 import type { WebgpuAdapterInfo } from '../../shared/api.js';
 
 const nodeRequire = createRequire(import.meta.url);
@@ -275,6 +276,7 @@ export async function registerWebgpuBackend(): Promise<void> {
   if (tf.findBackendFactory('webgpu')) tf.removeBackend('webgpu');
   chunkAddN();
   deterministicMatMul();
+  registerWebgpuKernels();
   tf.registerBackend(
     'webgpu',
     async () => {

@@ -29,6 +29,9 @@
  * Residency of each group (the embedding, each block, the head), chosen by the memory plan
  * (src/shared/memory-plan.ts) before anything loads:
  *   'device'  float32 on the backend for the model's life (linears [in, out], as x @ W wants)
+ *   'packed'  (a block, on WebGPU) its stored BF16 / F16 values in GPU memory, two to a 32-bit
+ *             word — half of float32 — widened to float32 by a shader (webgpu-kernels.ts) when
+ *             the block computes, and freed again after; no upload from RAM at each use
  *   'host'    the stored bytes (BF16 / F16 / F32) in Node memory, outside the backend's heap;
  *             widened to float32 when its block computes, and freed again after
  *   'file'    nothing in memory: read again from the safetensors file (the OS page cache) at each use
@@ -44,12 +47,13 @@ import type { ModelConfig } from './config.js';
 import { DTYPE_BYTES, widenInto } from './dtype.js';
 import { BlocklabError } from './errors.js';
 import { webgpuMaxBindingBytes } from './webgpu.js';
+import { canWidenOnBackend, uploadPacked, widen16 } from './webgpu-kernels.js';
 import type { TensorInfo } from './safetensors.js';
-import { WASM_HEAP_LIMIT, type Residency, type ResidencyPlan } from '../../shared/memory-plan.js';
+import { WASM_HEAP_LIMIT, type BlockResidency, type Residency, type ResidencyPlan } from '../../shared/memory-plan.js';
 
 type Tensor = tf.Tensor;
 
-export type { Residency, ResidencyPlan };
+export type { BlockResidency, Residency, ResidencyPlan };
 
 export interface BlockWeights {
   inputNorm: tf.Tensor1D; // [D]          input_layernorm.weight
@@ -187,7 +191,9 @@ export function newFloat32Tensor(shape: number[], fill: (out: Float32Array) => v
   }
   const values = new Float32Array(n);
   fill(values);
-  return tf.tensor(values, shape, 'float32');
+  const t = tf.tensor(values, shape, 'float32');
+  uploadNow(t);
+  return t;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -195,8 +201,10 @@ export function newFloat32Tensor(shape: number[], fill: (out: Float32Array) => v
 
 interface StoredTensor {
   info: TensorInfo;
-  /** the stored bytes ('host'), or null: read from the file at each use ('file') */
+  /** the stored bytes ('host'), or null: read from the file at each use ('file') or on the GPU ('packed') */
   bytes: Uint8Array | null;
+  /** 'packed': the stored values on the GPU (BF16 / F16: int32 words of two; F32: the float32 tensor) */
+  gpu?: Tensor;
 }
 
 const numel = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
@@ -319,8 +327,9 @@ export class WeightStore {
           store.blockDevice[i] = block as unknown as BlockWeights;
         } else {
           const m = new Map<keyof BlockWeights, StoredTensor>();
-          for (const [key, info] of names) m.set(key, await stored(info, plan.blocks[i]));
           store.blockStored[i] = m;
+          const where = plan.blocks[i];
+          for (const [key, info] of names) m.set(key, where === 'packed' ? await packedOnDevice(info) : await stored(info, where));
         }
       }
       return store;
@@ -347,14 +356,11 @@ export class WeightStore {
   /** What lives where now (blocks pinned for training count as 'device'). */
   get residency(): ResidencyPlan {
     const of = (device: unknown, s: StoredTensor | null): Residency => (device ? 'device' : s?.bytes ? 'host' : 'file');
+    const ofBlock = (s: StoredTensor | undefined): BlockResidency => (s?.gpu ? 'packed' : s?.bytes ? 'host' : 'file');
     return {
       embed: of(this.embedDevice ?? this.embedParts, this.embedStored),
       head: this.config.tieWordEmbeddings ? of(this.embedDevice ?? this.embedParts, this.embedStored) : of(this.headDevice ?? this.headParts, this.headStored),
-      blocks: this.blockDevice.map((b, i) => {
-        if (b) return 'device';
-        const first = this.blockStored[i]?.values().next().value as StoredTensor | undefined;
-        return first?.bytes ? 'host' : 'file';
-      }),
+      blocks: this.blockDevice.map((b, i) => (b ? 'device' : ofBlock(this.blockStored[i]?.values().next().value as StoredTensor | undefined))),
     };
   }
 
@@ -451,6 +457,7 @@ export class WeightStore {
   setBlock(i: number, weights: BlockWeights, layout: Layout): void {
     this.blockDevice[i] = weights;
     this.blockLayout[i] = layout;
+    disposeStored(this.blockStored[i]);
     this.blockStored[i] = null;
   }
 
@@ -575,6 +582,7 @@ export class WeightStore {
   /** A stored tensor as a new float32 tensor in its stored (HF) shape. */
   private materialize(s: StoredTensor): Tensor {
     const { info } = s;
+    if (s.gpu) return info.dtype === 'F32' ? tf.clone(s.gpu) : widen16(s.gpu, info.shape, info.dtype);
     if (s.bytes) return newFloat32Tensor(info.shape, (out) => widenInto(s.bytes!, info.dtype, out));
     const n = numel(info.shape);
     if (info.dtype === 'F32') {
@@ -627,6 +635,7 @@ export class WeightStore {
       seen.add(t);
       t.dispose();
     }
+    for (const m of this.blockStored) disposeStored(m);
     for (const fd of this.fds.values()) closeSync(fd);
     this.fds.clear();
     this.embedStored = null;
@@ -729,7 +738,36 @@ async function readToDevice(info: TensorInfo, transpose: boolean): Promise<Tenso
 /** The same, from a reader's float32 values. */
 async function readValuesToDevice(info: TensorInfo, transpose: boolean, read: WeightReader): Promise<Tensor> {
   const t = tf.tensor(await read(info), info.shape, 'float32');
+  uploadNow(t);
   return transpose ? transposeAndDispose(t) : t;
+}
+
+/** Frees a streamed block's GPU copies ('packed'). */
+function disposeStored(m: Map<keyof BlockWeights, StoredTensor> | null): void {
+  if (m) for (const s of m.values()) s.gpu?.dispose();
+}
+
+/**
+ * Reads a tensor for 'packed' residency: its stored BF16 / F16 values uploaded as they are (two to
+ * an int32 word), an F32 tensor as float32 — in the stored (HF) shape, on the GPU now, so that
+ * nothing of it stays in RAM.
+ */
+async function packedOnDevice(info: TensorInfo): Promise<StoredTensor> {
+  if (!canWidenOnBackend()) throw new Error(`the 'packed' residency needs the webgpu backend's Widen16 kernel; the active backend is ${tf.getBackend()}`);
+  const bytes = new Uint8Array(info.byteLength);
+  await readAll(info, bytes);
+  const gpu = info.dtype === 'F32' ? newFloat32Tensor(info.shape, (out) => widenInto(bytes, 'F32', out)) : uploadPacked(bytes);
+  uploadNow(gpu);
+  return { info, bytes: null, gpu };
+}
+
+/**
+ * tfjs-webgpu keeps a new tensor's values in RAM until a kernel first reads it: weights loaded to
+ * stay on the GPU are sent now, so that RAM holds one tensor at a time while a model loads.
+ */
+export function uploadNow(t: Tensor): void {
+  if (tf.getBackend() !== 'webgpu') return;
+  (tf.backend() as unknown as { uploadToGPU(dataId: object): void }).uploadToGPU(t.dataId);
 }
 
 /** Reads a tensor for 'host' residency (its stored bytes), or notes where it is for 'file'. */

@@ -1,0 +1,131 @@
+/**
+ * The engine's own WGSL kernels, registered with tfjs's webgpu backend (webgpu.ts registers
+ * them when it registers the backend).
+ *
+ * Widen16: 16-bit weights (BF16 or F16, as a checkpoint stores them) kept in GPU memory two to a
+ * 32-bit word, widened to float32 by a shader when a block computes. That halves the GPU memory
+ * of frozen weights (the 'packed' residency of the memory plan) and needs no `shader-f16`: the
+ * widening is integer bit arithmetic on u32 words, exact for every value (subnormals, ±0, inf,
+ * NaN), so what the model computes with is bit for bit the float32 the CPU widening gives
+ * (dtype.ts). Every sum stays in float32, as with resident weights.
+ *
+ * A tfjs tensor has no 16-bit dtype: the packed words travel as an int32 tensor of
+ * ceil(n / 2) elements, element 2i in the low half of word i (little-endian, as stored).
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import type { DType } from './dtype.js';
+
+export const WIDEN16 = 'BlocklabWiden16';
+
+export type Half = Exclude<DType, 'F32'>;
+
+interface WebgpuProgram {
+  outputShape: number[];
+  shaderKey: string;
+  dispatchLayout: { x: number[] };
+  dispatch: [number, number, number];
+  variableNames: string[];
+  workgroupSize: [number, number, number];
+  size: boolean;
+  getUserCode(): string;
+}
+
+interface WebgpuBackendLike {
+  runWebGPUProgram(program: WebgpuProgram, inputs: tf.TensorInfo[], outputDtype: 'float32'): tf.TensorInfo;
+}
+
+const WORKGROUP = 256;
+
+/** WGSL: the float32 of one F16 or BF16 value given as the low 16 bits of a u32. */
+const WIDEN_WGSL: Record<Half, string> = {
+  // bfloat16 is the top half of a float32: exact by construction
+  BF16: `fn widen(h : u32) -> f32 { return bitcast<f32>(h << 16u); }`,
+  // IEEE half → float32 by fields (unpack2x16float may flush subnormals to zero)
+  F16: `fn widen(h : u32) -> f32 {
+      let sign = (h & 0x8000u) << 16u;
+      let e = (h >> 10u) & 0x1fu;
+      let m = h & 0x3ffu;
+      if (e == 0x1fu) { return bitcast<f32>(sign | 0x7f800000u | (m << 13u)); }
+      if (e != 0u) { return bitcast<f32>(sign | ((e + 112u) << 23u) | (m << 13u)); }
+      // ±0 and subnormals: m × 2^-24, a float32 normal (or 0), exact; the sign by bits
+      return bitcast<f32>(sign | bitcast<u32>(f32(m) * 5.9604644775390625e-8));
+    }`,
+};
+
+class Widen16Program implements WebgpuProgram {
+  outputShape: number[];
+  shaderKey: string;
+  dispatchLayout: { x: number[] };
+  dispatch: [number, number, number];
+  variableNames = ['W'];
+  workgroupSize: [number, number, number] = [WORKGROUP, 1, 1];
+  size = true;
+  private readonly dtype: Half;
+
+  constructor(outputShape: number[], dtype: Half) {
+    this.outputShape = outputShape;
+    this.dtype = dtype;
+    this.shaderKey = `blocklab_widen16_${dtype}`;
+    // one flat dimension; tfjs spreads a dispatch over the per-dimension limit itself
+    this.dispatchLayout = { x: outputShape.map((_, i) => i) };
+    const n = outputShape.reduce((a, b) => a * b, 1);
+    this.dispatch = [Math.ceil(n / WORKGROUP), 1, 1];
+  }
+
+  getUserCode(): string {
+    return `
+      ${WIDEN_WGSL[this.dtype]}
+      fn main(index : i32) {
+        if (index < uniforms.size) {
+          let word = bitcast<u32>(W[index / 2]);
+          let bits = select(word & 0xffffu, word >> 16u, (index & 1) == 1);
+          setOutputAtIndex(index, widen(bits));
+        }
+      }
+    `;
+  }
+}
+
+/** Registers Widen16 with tfjs's webgpu backend (idempotent). */
+export function registerWebgpuKernels(): void {
+  if (tf.getKernel(WIDEN16, 'webgpu')) return;
+  tf.registerKernel({
+    kernelName: WIDEN16,
+    backendName: 'webgpu',
+    kernelFunc: ({ inputs, backend, attrs }) => {
+      const { packed } = inputs as { packed: tf.TensorInfo };
+      const { shape, dtype } = attrs as unknown as { shape: number[]; dtype: Half };
+      return (backend as unknown as WebgpuBackendLike).runWebGPUProgram(new Widen16Program(shape, dtype), [packed], 'float32');
+    },
+  });
+}
+
+/** Whether the active backend can widen packed weights (webgpu, with the kernel registered). */
+export function canWidenOnBackend(): boolean {
+  return tf.getKernel(WIDEN16, tf.getBackend()) !== undefined;
+}
+
+/**
+ * A tensor's stored 16-bit bytes as the int32 words to upload: ceil(n / 2) of them, the last one
+ * padded with a zero half when n is odd.
+ */
+export function packHalfWords(bytes: Uint8Array): Int32Array {
+  const words = new Int32Array(Math.ceil(bytes.byteLength / 4));
+  new Uint8Array(words.buffer).set(bytes);
+  return words;
+}
+
+/** The packed words of `bytes` (a BF16 or F16 tensor's stored bytes) as an int32 tensor on the backend. */
+export function uploadPacked(bytes: Uint8Array): tf.Tensor1D {
+  const words = packHalfWords(bytes);
+  return tf.tensor1d(words, 'int32');
+}
+
+/** float32 values of a packed tensor, in `shape` (the stored tensor's own), widened on the GPU. */
+export function widen16(packed: tf.Tensor, shape: number[], dtype: Half): tf.Tensor {
+  const n = shape.reduce((a, b) => a * b, 1);
+  if (packed.dtype !== 'int32' || packed.size !== Math.ceil(n / 2)) {
+    throw new Error(`widen16: ${packed.size} packed ${packed.dtype} words for ${n} values`);
+  }
+  return tf.engine().runKernel(WIDEN16, { packed }, { shape, dtype } as unknown as tf.NamedAttrMap) as tf.Tensor;
+}

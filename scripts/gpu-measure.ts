@@ -8,7 +8,10 @@
  *      and GPU memory, as the trainer runs it (makeTrainable + AdamW + clipping: bench's step);
  *   4. the same step in PyTorch float32 eager on the same GPU (scripts/bench_torch.py --device
  *      cuda), for the ratio (target ≥ 0.3× PyTorch);
- *   5. the Llama-2-7B shape 32 → 40 block-only step, if it fits (and PyTorch's, likewise).
+ *   5. the Llama-2-7B shape 32 → 40 block-only step, if it fits (and PyTorch's, likewise);
+ *   6. for both shapes, the same step again with the frozen blocks packed: BF16 on the GPU,
+ *      widened by the engine's Widen16 kernel when they compute (the memory plan's 'packed'
+ *      residency, what a 24–48 GB GPU runs the 7B step with): tokens/s and GPU memory.
  *
  * Weights are random, made on the GPU (speed does not depend on them): no multi-GB checkpoint
  * is written. Every phase is timed and a failure in one is recorded and the next one runs.
@@ -30,8 +33,10 @@ import { parseArgs } from 'node:util';
 import { initBackend, loadModel, scoreIds, tf, type Checkpoint } from '../src/main/engine/index.js';
 import { parseHfConfig, type ModelConfig } from '../src/main/engine/config.js';
 import { generate } from '../src/main/engine/generate.js';
-import { LlamaModel, type BlockWeights, type LlamaWeights } from '../src/main/engine/model.js';
-import { WeightStore } from '../src/main/engine/weights.js';
+import { LlamaModel, type BlockWeights } from '../src/main/engine/model.js';
+import { WeightStore, type PackedBlock } from '../src/main/engine/weights.js';
+import { fromFloat32 } from '../src/main/engine/dtype.js';
+import { uploadPacked } from '../src/main/engine/webgpu-kernels.js';
 import { fillNormal, randomIds, seededRandom } from '../src/main/engine/random.js';
 import { deviceLimits } from '../src/main/engine/webgpu.js';
 import { stepperFor, type IdsFile } from '../src/main/bench/train.js';
@@ -202,8 +207,12 @@ await phase('parity', async () => {
 
 // ------------------------------------------------------------------------------------ 3–5. steps
 
-/** The expanded model in memory: random frozen blocks, identity-initialised new ones (as expand makes them). */
-function inMemoryModel(shape: Shape): { model: LlamaModel; ckpt: Checkpoint; newLayers: number[] } {
+/**
+ * The expanded model in memory: random frozen blocks, identity-initialised new ones (as expand
+ * makes them). `packed`: the frozen blocks as BF16 on the GPU in their HF layout (one packed copy
+ * of each weight shape, shared by every frozen block: the speed does not depend on the values).
+ */
+async function inMemoryModel(shape: Shape, packed = false): Promise<{ model: LlamaModel; ckpt: Checkpoint; newLayers: number[] }> {
   const L = shape.base.num_hidden_layers as number;
   const plan = planExpansion(L, { blocks: shape.newBlocks, placement: 'interleave' });
   const newLayers = plan.layers.flatMap((b, i) => (b.kind === 'new' ? [i] : []));
@@ -214,10 +223,35 @@ function inMemoryModel(shape: Shape): { model: LlamaModel; ckpt: Checkpoint; new
   const random = seededRandom(7);
   const base = (rows: number, cols: number) => tf.tensor2d(fillNormal(new Float32Array(rows * cols), random, 1 / Math.sqrt(rows)), [rows, cols]);
   const kinds = { q: base(D, nh * hd), kv: base(D, nkv * hd), o: base(nh * hd, D), up: base(D, F), down: base(F, D) };
-  const blocks: BlockWeights[] = plan.layers.map((b, i) => {
+  // [in, out] float32 → [out, in] BF16 words on the GPU, as a BF16 checkpoint's block loads packed
+  const pack = async (t: tf.Tensor2D) => {
+    const hf = tf.transpose(t);
+    const values = (await hf.data()) as Float32Array;
+    const hfShape = hf.shape;
+    hf.dispose();
+    return { gpu: uploadPacked(fromFloat32(values, 'BF16')), shape: hfShape, dtype: 'BF16' as const };
+  };
+  let packedBlock: PackedBlock | null = null;
+  if (packed) {
+    const [q, kv, o, up, down] = [await pack(kinds.q), await pack(kinds.kv), await pack(kinds.o), await pack(kinds.up), await pack(kinds.down)];
+    const norm = { gpu: tf.ones([D]) as tf.Tensor, shape: [D], dtype: 'F32' as const };
+    packedBlock = new Map<keyof BlockWeights, { gpu: tf.Tensor; shape: number[]; dtype: 'BF16' | 'F32' }>([
+      ['inputNorm', norm],
+      ['q', q],
+      ['k', kv],
+      ['v', kv],
+      ['o', o],
+      ['postNorm', norm],
+      ['gate', up],
+      ['up', up],
+      ['down', down],
+    ]);
+  }
+  const all: (BlockWeights | PackedBlock)[] = plan.layers.map((b, i) => {
+    const isNew = b.kind === 'new';
+    if (packedBlock && !isNew) return packedBlock;
     const s = tf.scalar(1 + 1e-3 * i);
     const scaled = (t: tf.Tensor2D) => tf.mul(t, s) as tf.Tensor2D;
-    const isNew = b.kind === 'new';
     const block: BlockWeights = {
       inputNorm: tf.ones([D]),
       q: scaled(kinds.q),
@@ -233,7 +267,7 @@ function inMemoryModel(shape: Shape): { model: LlamaModel; ckpt: Checkpoint; new
     return block;
   });
   for (const t of Object.values(kinds)) t.dispose();
-  const weights: LlamaWeights = { embed: base(V, D), blocks, norm: tf.ones([D]), lmHead: base(D, V) };
+  const weights = { embed: base(V, D), blocks: all, norm: tf.ones([D]) as tf.Tensor1D, lmHead: base(D, V) };
   const ckpt: Checkpoint = { dir: `(in memory: ${shape.name})`, config, rawConfig, tensors: new Map(), dtype: 'F32', bytes: 0, expansion: null };
   return { model: new LlamaModel(config, WeightStore.fromResident(config, weights)), ckpt, newLayers };
 }
@@ -251,43 +285,52 @@ async function stepPhase(key: 'tinyllama' | 'llama7b'): Promise<void> {
   while (shape.batch > 1 && shape.batch * shape.seq * V * 4 > limit) shape.batch /= 2;
   const figures: Record<string, unknown> = { shape: shape.name, batch: shape.batch, seq: shape.seq, config: shape.base, new_blocks: shape.newBlocks };
   record[key] = figures;
-  const made = await phase(`${key}: model`, async () => inMemoryModel(shape));
-  if (!made) return;
-  const { model, ckpt, newLayers } = made;
-  figures.new_layers = newLayers;
-  figures.parameters = model.weights.blocks.reduce((n, b) => n + Object.values(b).reduce((m, t) => m + (t ? (t as tf.Tensor).size : 0), 0), 0) + model.weights.embed.size + model.weights.lmHead.size + model.weights.norm.size;
   const ids = idsFor(shape, V);
-  await phase(`${key}: webgpu step`, async () => {
-    const stepper = stepperFor(model, ckpt, { kind: 'blocks', layers: newLayers }, ids, shape.warmup + shape.steps);
-    try {
-      const times: number[] = [];
-      const losses: number[] = [];
-      let peakAllocated = 0;
-      let peakSmi: number | null = null;
-      for (let i = 0; i < shape.warmup + shape.steps; i++) {
-        const r = await stepper.step(i);
-        losses.push(r.loss);
-        if (i >= shape.warmup) times.push(r.seconds);
-        peakAllocated = Math.max(peakAllocated, tfjsGpuBytes().allocated);
-        const smi = smiProcessBytes();
-        if (smi !== null) peakSmi = Math.max(peakSmi ?? 0, smi);
-        log(`${key}: step ${i + 1}/${shape.warmup + shape.steps} ${r.seconds.toFixed(2)} s, loss ${r.loss.toFixed(3)}`);
+  let ckpt: Checkpoint | null = null;
+  let newLayers: number[] = [];
+  // resident float32 first (the fastest, what an H200 holds), then the frozen blocks packed BF16
+  for (const packed of [false, true]) {
+    const label = packed ? `${key}: webgpu step, frozen blocks packed BF16` : `${key}: webgpu step`;
+    const made = await phase(`${key}: model${packed ? ' (packed)' : ''}`, async () => inMemoryModel(shape, packed));
+    if (!made) continue;
+    const { model } = made;
+    ckpt = made.ckpt;
+    newLayers = made.newLayers;
+    figures.new_layers = newLayers;
+    if (!packed) figures.parameters = model.weights.blocks.reduce((n, b) => n + Object.values(b).reduce((m, t) => m + (t ? (t as tf.Tensor).size : 0), 0), 0) + model.weights.embed.size + model.weights.lmHead.size + model.weights.norm.size;
+    await phase(label, async () => {
+      const stepper = stepperFor(model, made.ckpt, { kind: 'blocks', layers: newLayers }, ids, shape.warmup + shape.steps, packed ? 'packed' : 'resident');
+      try {
+        const times: number[] = [];
+        const losses: number[] = [];
+        let peakAllocated = 0;
+        let peakSmi: number | null = null;
+        for (let i = 0; i < shape.warmup + shape.steps; i++) {
+          const r = await stepper.step(i);
+          losses.push(r.loss);
+          if (i >= shape.warmup) times.push(r.seconds);
+          peakAllocated = Math.max(peakAllocated, tfjsGpuBytes().allocated);
+          const smi = smiProcessBytes();
+          if (smi !== null) peakSmi = Math.max(peakSmi ?? 0, smi);
+          log(`${label}: step ${i + 1}/${shape.warmup + shape.steps} ${r.seconds.toFixed(2)} s, loss ${r.loss.toFixed(3)}`);
+        }
+        const median = [...times].sort((a, b) => a - b)[Math.floor(times.length / 2)];
+        figures[packed ? 'webgpu_packed' : 'webgpu'] = {
+          tokens_per_second: (shape.batch * shape.seq) / median,
+          step_seconds: times,
+          losses,
+          trainable_params: stepper.set.trainableCount,
+          gpu_bytes_tfjs_pool: peakAllocated,
+          gpu_bytes_nvidia_smi: peakSmi,
+        };
+        log(`${label}: ${((shape.batch * shape.seq) / median).toFixed(0)} tokens/s; tfjs GPU pool ${(peakAllocated / 2 ** 30).toFixed(2)} GiB${peakSmi !== null ? `, nvidia-smi ${(peakSmi / 2 ** 30).toFixed(2)} GiB` : ''}`);
+      } finally {
+        stepper.dispose();
       }
-      const median = [...times].sort((a, b) => a - b)[Math.floor(times.length / 2)];
-      figures.webgpu = {
-        tokens_per_second: (shape.batch * shape.seq) / median,
-        step_seconds: times,
-        losses,
-        trainable_params: stepper.set.trainableCount,
-        gpu_bytes_tfjs_pool: peakAllocated,
-        gpu_bytes_nvidia_smi: peakSmi,
-      };
-      log(`${key}: webgpu ${((shape.batch * shape.seq) / median).toFixed(0)} tokens/s; tfjs GPU pool ${(peakAllocated / 2 ** 30).toFixed(2)} GiB${peakSmi !== null ? `, nvidia-smi ${(peakSmi / 2 ** 30).toFixed(2)} GiB` : ''}`);
-    } finally {
-      stepper.dispose();
-      model.dispose();
-    }
-  });
+    });
+    model.dispose();
+  }
+  if (!ckpt) return;
   if (opt['no-torch']) return;
   await phase(`${key}: pytorch step`, async () => {
     const dir = join(outDir, key);
@@ -295,7 +338,7 @@ async function stepPhase(key: 'tinyllama' | 'llama7b'): Promise<void> {
     const idsFile = join(dir, 'ids.json');
     await writeFile(idsFile, JSON.stringify(ids));
     const args = torchDevice === 'cpu' ? ['--threads', '1', '--methods', 'blocks'] : ['--device', torchDevice, '--methods', 'blocks'];
-    const doc = await runTorchScript({ config: ckpt.config, newLayers, idsFile, dir, warmup: shape.warmup, steps: shape.steps }, args, opt.python!, join(repo, 'scripts', 'bench_torch.py'));
+    const doc = await runTorchScript({ config: ckpt!.config, newLayers, idsFile, dir, warmup: shape.warmup, steps: shape.steps }, args, opt.python!, join(repo, 'scripts', 'bench_torch.py'));
     if (!doc.available) throw new Error(`PyTorch: ${doc.reason}`);
     const blocks = (torchDevice === 'cpu' ? (doc.by_threads as Record<string, Record<string, unknown>>)['1'].blocks : (doc.methods as Record<string, unknown>).blocks) as { tokens_per_second: number; peak_memory_bytes?: number };
     figures.pytorch = { device: torchDevice, torch_version: doc.torch_version, gpu: doc.device ?? null, ...blocks };

@@ -10,7 +10,7 @@ import { BackendChoiceSchema, TrainMethodSchema, type StepEvent } from './jobs.j
 import { TrainSpecSchema } from './train-spec.js';
 import { CellsSchema, NOTEBOOK_LIMITS, type Notebook } from './notebook.js';
 import type { CompareReport, EvalReport } from './benchmarks.js';
-import type { PlanSummary } from './memory-plan.js';
+import type { GpuMemory, PlanSummary } from './memory-plan.js';
 import { jsonBytes, mib } from './size.js';
 
 /**
@@ -293,6 +293,8 @@ export interface AppInfo {
     note: string | null;
     /** the WebGPU adapter found (a software one included), or null */
     webgpuAdapter: WebgpuAdapterInfo | null;
+    /** a real adapter's memory, where the driver reports it (or BLOCKLAB_GPU_MEMORY says it) */
+    gpuMemory: GpuMemory | null;
   };
   gpu: { available: boolean; detail: string; missing: string[] };
   chromium: string | null;

@@ -598,6 +598,23 @@ function advise(m: PlanModel, task: PlanTask, limits: PlanLimits, otherBackends:
   return advice;
 }
 
+/** A GPU's memory as the driver reports it (engine/gpu-memory.ts). */
+export interface GpuMemory {
+  /** bytes the GPU has */
+  total: number;
+  /** bytes free now (total − used), or null where the source gives only the total */
+  free: number | null;
+  /** where the figures come from, in words */
+  source: string;
+}
+
+/** The GPU's memory in words, for doctor and the app's Doctor page. */
+export function gpuMemoryWords(software: boolean, mem: GpuMemory | null): string {
+  if (software) return 'RAM (a software adapter): the memory plan counts its buffers as RAM';
+  if (!mem) return 'unknown (no nvidia-smi or amdgpu counters): set BLOCKLAB_GPU_MEMORY=24GiB, say, for the memory plan to check it';
+  return `${mem.free !== null ? `${formatPlanBytes(mem.free)} free of ` : ''}${formatPlanBytes(mem.total)} (${mem.source})`;
+}
+
 /** Where the weights live, in words (the CLI, the app's memory-plan box). */
 export function residencyWords(r: MemoryPlan['residency']): string {
   if (r.mode === 'resident') return 'every weight float32 on the backend';

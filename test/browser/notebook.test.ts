@@ -408,6 +408,10 @@ describe('the notebook in Chromium', () => {
     const doctor = page.locator('[data-testid="doctor"]');
     await expect.poll(() => doctor.innerText(), { timeout: 30_000 }).toMatch(/wasm/);
     expect(await doctor.innerText()).toContain('blocklab.sqlite');
+    // where Dawn finds an adapter (llvmpipe in CI), its memory as the plan sees it
+    const memory = page.locator('[data-testid="doctor-webgpu-memory"]');
+    if (process.env.BLOCKLAB_REQUIRE_WEBGPU === '1') expect(await memory.count()).toBe(1);
+    if (await memory.count()) expect(await memory.innerText()).toMatch(/^RAM \(a software adapter\)|free of|BLOCKLAB_GPU_MEMORY/);
     await screenshot(page, '12-doctor');
   }, 60_000);
 

@@ -25,6 +25,7 @@ const llvmpipe: AppInfo['backend'] = {
     shaderF16: false,
     software: 'Mesa llvmpipe (OpenGL on the CPU)',
   },
+  gpuMemory: null,
 };
 
 describe('backend picker', () => {

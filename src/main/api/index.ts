@@ -167,7 +167,8 @@ export function createApi(ctx: ApiContext): Api {
     async 'app.info'() {
       const { initBackend } = await import('../engine/backend.js');
       const { chromiumMissing, chromiumPath } = await import('../report/index.js');
-      let backend: AppInfo['backend'] = { active: null, candidates: [], note: null, webgpuAdapter: null };
+      const { gpuMemory } = await import('../engine/gpu-memory.js');
+      let backend: AppInfo['backend'] = { active: null, candidates: [], note: null, webgpuAdapter: null, gpuMemory: null };
       try {
         const r = await initBackend('auto', { diagnose: true });
         backend = {
@@ -175,6 +176,7 @@ export function createApi(ctx: ApiContext): Api {
           candidates: r.candidates.map((c) => ({ name: c.name, available: c.available, reason: c.note, install: c.install })),
           note: r.active === 'wasm' || r.active === 'cpu' ? 'running on the CPU; see the GPU backends below for what to install' : null,
           webgpuAdapter: r.webgpuAdapter,
+          gpuMemory: r.webgpuAdapter && !r.webgpuAdapter.software ? gpuMemory(r.webgpuAdapter) : null,
         };
       } catch (e) {
         backend.note = `no backend could start: ${(e as Error).message}`;

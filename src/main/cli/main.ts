@@ -30,7 +30,7 @@ import { ExpansionRequestError, parsePositions, PlacementSchema, type ExpansionR
 import type { Architecture } from '../engine/config.js';
 import { gpuMemory } from '../engine/gpu-memory.js';
 import { formatBytes, formatCount, table } from './format.js';
-import { formatPlanBytes } from '../../shared/memory-plan.js';
+import { formatPlanBytes, gpuMemoryWords } from '../../shared/memory-plan.js';
 import { ProgressPrinter, formatDuration } from './progress.js';
 // demo, report and eval load their modules (ECharts, the evaluator) only when used: --help and
 // the quick commands stay fast.
@@ -213,14 +213,7 @@ program
             ['maxStorageBufferBindingSize', formatBytes(a.maxStorageBufferBindingSize)],
             ['shader-f16', a.shaderF16 ? 'yes' : 'no'],
             ['kind', a.software ? `software: ${a.software} (never picked automatically)` : 'GPU'],
-            [
-              'memory',
-              a.software
-                ? 'RAM (a software adapter): the memory plan counts its buffers as RAM'
-                : gpuMem
-                  ? `${gpuMem.free !== null ? `${formatBytes(gpuMem.free)} free of ` : ''}${formatBytes(gpuMem.total)} (${gpuMem.source})`
-                  : 'unknown (no nvidia-smi or amdgpu counters): set BLOCKLAB_GPU_MEMORY=24GiB, say, for the memory plan to check it',
-            ],
+            ['memory', gpuMemoryWords(a.software !== null, gpuMem)],
             ['16-bit weights', 'frozen BF16/F16 blocks can stay packed at stored precision on the GPU (widened by a shader, no shader-f16 needed)'],
           ]),
         );

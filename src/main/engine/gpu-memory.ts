@@ -15,16 +15,10 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { WebgpuAdapterInfo } from '../../shared/api.js';
+import type { GpuMemory } from '../../shared/memory-plan.js';
 import { BlocklabError } from './errors.js';
 
-export interface GpuMemory {
-  /** bytes the GPU has */
-  total: number;
-  /** bytes free now (total − used), or null where the source gives only the total */
-  free: number | null;
-  /** where the figures come from, in words */
-  source: string;
-}
+export type { GpuMemory };
 
 const MiB = 2 ** 20;
 

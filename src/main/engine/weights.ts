@@ -44,7 +44,7 @@ import { open as openAsync } from 'node:fs/promises';
 import { tf } from './backend.js';
 import { linearOI } from './autodiff.js';
 import type { ModelConfig } from './config.js';
-import { DTYPE_BYTES, widenInto } from './dtype.js';
+import { DTYPE_BYTES, widenInto, type DType } from './dtype.js';
 import { BlocklabError } from './errors.js';
 import { webgpuMaxBindingBytes } from './webgpu.js';
 import { canWidenOnBackend, uploadPacked, widen16 } from './webgpu-kernels.js';
@@ -93,6 +93,12 @@ export const BLOCK_TENSORS: [keyof BlockWeights, string, boolean][] = [
   ['down', 'mlp.down_proj.weight', true],
   ['downBias', 'mlp.down_proj.bias', false],
 ];
+
+/**
+ * A block's weights kept packed on the GPU, for a store made in memory: each tensor in its HF
+ * shape, `gpu` the int32 words of a BF16 / F16 tensor (webgpu-kernels.ts), or float32 for F32.
+ */
+export type PackedBlock = Map<keyof BlockWeights, { gpu: Tensor; shape: number[]; dtype: DType }>;
 
 /** 'io': linears [in, out] (y = x @ W); 'oi': [out, in], the HF layout (y = (W @ xᵀ)ᵀ). */
 export type Layout = 'io' | 'oi';
@@ -344,12 +350,24 @@ export class WeightStore {
    * [D, V]), all resident; it owns them from now on. For models made in memory
    * (scripts/gpu-measure.ts), where writing a multi-GB checkpoint first would only cost time.
    */
-  static fromResident(config: ModelConfig, w: { embed: tf.Tensor2D; blocks: BlockWeights[]; norm: tf.Tensor1D; lmHead: tf.Tensor2D }): WeightStore {
+  static fromResident(config: ModelConfig, w: { embed: tf.Tensor2D; blocks: (BlockWeights | PackedBlock)[]; norm: tf.Tensor1D; lmHead: tf.Tensor2D }): WeightStore {
     if (w.blocks.length !== config.numLayers) throw new Error(`${w.blocks.length} blocks for a ${config.numLayers}-layer model`);
     const store = new WeightStore(config, 'infer', w.norm);
     store.embedDevice = w.embed;
     store.headDevice = w.lmHead;
-    w.blocks.forEach((b, i) => (store.blockDevice[i] = b));
+    w.blocks.forEach((b, i) => {
+      if (!(b instanceof Map)) {
+        store.blockDevice[i] = b;
+        return;
+      }
+      // a block given packed (scripts/gpu-measure.ts): its tensors in the HF shape, as loading makes them
+      const m = new Map<keyof BlockWeights, StoredTensor>();
+      for (const [key, t] of b) {
+        const byteLength = numel(t.shape) * DTYPE_BYTES[t.dtype];
+        m.set(key, { info: { name: `model.layers.${i}.${key}`, dtype: t.dtype, shape: t.shape, byteOffset: 0, byteLength, file: '(in memory)' }, bytes: null, gpu: t.gpu });
+      }
+      store.blockStored[i] = m;
+    });
     return store;
   }
 

@@ -9,8 +9,8 @@
  *   4. the same step in PyTorch float32 eager on the same GPU (scripts/bench_torch.py --device
  *      cuda), for the ratio (target ≥ 0.3× PyTorch);
  *   5. the Llama-2-7B shape 32 → 40 block-only step, if it fits (and PyTorch's, likewise);
- *   6. for both shapes, the same step again with the frozen blocks packed: BF16 on the GPU,
- *      widened by the engine's Widen16 kernel when they compute (the memory plan's 'packed'
+ *   6. for both shapes, the same step again with the frozen blocks, embedding and head packed:
+ *      BF16 on the GPU, widened by the engine's kernels when they compute (the memory plan's 'packed'
  *      residency, what a 24–48 GB GPU runs the 7B step with): tokens/s and GPU memory.
  *
  * Weights are random, made on the GPU (speed does not depend on them): no multi-GB checkpoint
@@ -34,9 +34,9 @@ import { initBackend, loadModel, scoreIds, tf, type Checkpoint } from '../src/ma
 import { parseHfConfig, type ModelConfig } from '../src/main/engine/config.js';
 import { generate } from '../src/main/engine/generate.js';
 import { LlamaModel, type BlockWeights } from '../src/main/engine/model.js';
-import { WeightStore, type PackedBlock } from '../src/main/engine/weights.js';
+import { WeightStore, type PackedBlock, type PackedTable } from '../src/main/engine/weights.js';
 import { fromFloat32 } from '../src/main/engine/dtype.js';
-import { uploadPacked } from '../src/main/engine/webgpu-kernels.js';
+import { packHalfWords, uploadPacked } from '../src/main/engine/webgpu-kernels.js';
 import { fillNormal, randomIds, seededRandom } from '../src/main/engine/random.js';
 import { deviceLimits } from '../src/main/engine/webgpu.js';
 import { stepperFor, type IdsFile } from '../src/main/bench/train.js';
@@ -209,8 +209,9 @@ await phase('parity', async () => {
 
 /**
  * The expanded model in memory: random frozen blocks, identity-initialised new ones (as expand
- * makes them). `packed`: the frozen blocks as BF16 on the GPU in their HF layout (one packed copy
- * of each weight shape, shared by every frozen block: the speed does not depend on the values).
+ * makes them). `packed`: the frozen blocks, the embedding and the head as BF16 on the GPU in their
+ * HF layout, as the memory plan's 'packed' residency loads a BF16 checkpoint (one packed copy of
+ * each block weight's shape, shared by every frozen block: the speed does not depend on the values).
  */
 async function inMemoryModel(shape: Shape, packed = false): Promise<{ model: LlamaModel; ckpt: Checkpoint; newLayers: number[] }> {
   const L = shape.base.num_hidden_layers as number;
@@ -267,7 +268,21 @@ async function inMemoryModel(shape: Shape, packed = false): Promise<{ model: Lla
     return block;
   });
   for (const t of Object.values(kinds)) t.dispose();
-  const weights = { embed: base(V, D), blocks: all, norm: tf.ones([D]) as tf.Tensor1D, lmHead: base(D, V) };
+  // the tables: float32 [V, D] and [D, V], or BF16 rows [V, D / 2] words (the same draws)
+  const transposed = (t: tf.Tensor2D) => {
+    const r = tf.transpose(t);
+    t.dispose();
+    return r;
+  };
+  const table = async (t: tf.Tensor2D): Promise<PackedTable> => {
+    const values = (await t.data()) as Float32Array;
+    const [rows, cols] = t.shape;
+    t.dispose();
+    return { words: tf.tensor2d(packHalfWords(fromFloat32(values, 'BF16')), [rows, cols / 2], 'int32'), dtype: 'BF16' };
+  };
+  const weights = packed
+    ? { embed: await table(base(V, D)), blocks: all, norm: tf.ones([D]) as tf.Tensor1D, lmHead: await table(transposed(base(D, V))) }
+    : { embed: base(V, D), blocks: all, norm: tf.ones([D]) as tf.Tensor1D, lmHead: base(D, V) };
   const ckpt: Checkpoint = { dir: `(in memory: ${shape.name})`, config, rawConfig, tensors: new Map(), dtype: 'F32', bytes: 0, expansion: null };
   return { model: new LlamaModel(config, WeightStore.fromResident(config, weights)), ckpt, newLayers };
 }

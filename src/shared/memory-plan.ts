@@ -17,17 +17,19 @@ export type PlanBackendName = 'tensorflow-gpu' | 'tensorflow-cpu' | 'webgpu' | '
 
 /**
  * Where a group of weights lives (engine/weights.ts): 'device' float32 on the backend; 'packed'
- * (a block on WebGPU) its stored 16-bit values on the GPU, widened by a shader when it computes;
- * 'host' its stored bytes in RAM; 'file' read from the file at each use.
+ * (WebGPU) its stored 16-bit values on the GPU, widened by a shader when it computes (a block
+ * whole, the embedding the rows a batch gathers, the head a chunk of rows at a time); 'host' its
+ * stored bytes in RAM; 'file' read from the file at each use.
  */
-export type Residency = 'device' | 'host' | 'file';
-export type BlockResidency = Residency | 'packed';
+export type Residency = 'device' | 'packed' | 'host' | 'file';
+/** Where a group that is not on the backend lives: RAM or the file. */
+export type StreamedResidency = 'host' | 'file';
 
 export interface ResidencyPlan {
   embed: Residency;
   /** the untied head (a tied head is the embedding) */
   head: Residency;
-  blocks: BlockResidency[];
+  blocks: Residency[];
 }
 
 /** Stored tensors of one group (the embedding, the head, the final norm, one block). */
@@ -93,8 +95,9 @@ export interface PlanBackend {
    */
   maxTensorBytes?: number | null;
   /**
-   * The backend keeps frozen BF16 / F16 blocks at their stored precision in its own memory and
-   * widens them when they compute (WebGPU's 'packed' residency): half of float32.
+   * The backend keeps frozen BF16 / F16 weights (blocks, the embedding, the head) at their stored
+   * precision in its own memory and widens them when they compute (WebGPU's 'packed' residency):
+   * half of float32.
    */
   packedWeights?: boolean;
   /** Its memory is not the machine's RAM (a GPU's own memory): device bytes are not counted in RAM. */
@@ -393,14 +396,17 @@ function place(m: PlanModel, task: PlanTask, needs: Needs, backend: PlanBackend,
     ? needs.block * (needs.trainableBlocks.size + 1) + needs.checkpoint * frozen.length + needs.head
     : needs.block + needs.head;
 
-  // packed (WebGPU): the embedding and head float32 on the GPU as when resident, and as many
-  // frozen blocks as fit kept there at their stored precision (widened by a shader when leased);
-  // the others stream from RAM or the file as below
+  // packed (WebGPU): a frozen embedding and head kept on the GPU at their stored precision (rows
+  // are packed two values to a word, so an odd hidden size keeps them float32), and as many
+  // frozen blocks as fit kept there likewise (widened by a shader when leased); the others stream
+  // from RAM or the file as below
   if (backend.packedWeights && frozen.length > 0) {
+    const packTables = m.hidden % 2 === 0;
+    const table = (trained: boolean): Residency => (trained || !packTables ? 'device' : 'packed');
     let weights = m.norm.params * F;
-    if (!needs.trainEmbed) weights += m.embed.params * F;
-    if (m.head && !needs.trainHead) weights += m.head.params * F;
-    if (m.tied && !train) weights += m.embed.params * F; // the transposed copy the head multiplies by
+    if (!needs.trainEmbed) weights += packTables ? m.embed.bytes : m.embed.params * F;
+    if (m.head && !needs.trainHead) weights += packTables ? m.head.bytes : m.head.params * F;
+    if (m.tied && !train && !packTables) weights += m.embed.params * F; // the transposed copy the head multiplies by
     const fixed = weights + lease + needs.state + needs.transient + activations + needs.kv;
     // room on the device, and (where the device's memory is RAM, as llvmpipe's) in RAM
     let room = Math.min(deviceLimit === null ? Infinity : deviceLimit - fixed, backend.separateMemory ? Infinity : ramLimit - ramOf(fixed));
@@ -416,10 +422,10 @@ function place(m: PlanModel, task: PlanTask, needs: Needs, backend: PlanBackend,
       const rest = frozen.filter((i) => !packed.has(i));
       const restBytes = sum(rest.map((i) => m.blocks[i].bytes));
       const ramHost = ramOf(live) + restBytes;
-      const where: Residency = ramHost <= ramLimit ? 'host' : 'file';
+      const where: StreamedResidency = ramHost <= ramLimit ? 'host' : 'file';
       const ram = where === 'host' ? ramHost : ramOf(live) + Math.max(0, ...rest.map((i) => m.blocks[i].bytes / 3));
-      const blocks = m.blocks.map((_, i): BlockResidency => (needs.trainableBlocks.has(i) ? 'device' : packed.has(i) ? 'packed' : where));
-      return { mode: 'packed', plan: { embed: 'device', head: 'device', blocks }, live, device: live, ram, activations };
+      const blocks = m.blocks.map((_, i): Residency => (needs.trainableBlocks.has(i) ? 'device' : packed.has(i) ? 'packed' : where));
+      return { mode: 'packed', plan: { embed: table(needs.trainEmbed), head: table(needs.trainHead), blocks }, live, device: live, ram, activations };
     }
   }
 
@@ -433,7 +439,7 @@ function place(m: PlanModel, task: PlanTask, needs: Needs, backend: PlanBackend,
   if (m.head && !needs.trainHead) frozenStored += m.head.bytes;
   for (const i of frozen) frozenStored += m.blocks[i].bytes;
   const hostRam = ramOf(device) + frozenStored;
-  const where: Residency = hostRam <= ramLimit ? 'host' : 'file';
+  const where: StreamedResidency = hostRam <= ramLimit ? 'host' : 'file';
   const staging = Math.max(0, ...frozen.map((i) => m.blocks[i].bytes / 3)); // one tensor read at a time
   const ram = where === 'host' ? hostRam : ramOf(device) + staging;
   const plan: ResidencyPlan = {
@@ -484,7 +490,7 @@ export function planMemory(m: PlanModel, task: PlanTask, limits: PlanLimits, wit
   const chosen = fits[0];
   const { needs, placement } = chosen;
   const params = allParams(m);
-  const blocksBy = (r: BlockResidency) => placement.plan.blocks.filter((x) => x === r).length;
+  const blocksBy = (r: Residency) => placement.plan.blocks.filter((x) => x === r).length;
   const problems: string[] = [];
   const deviceName = chosen.backend.deviceName;
   problems.push(...chosen.tensorProblems);
@@ -621,7 +627,9 @@ export function residencyWords(r: MemoryPlan['residency']): string {
   const n = (k: number) => `${k} block${k === 1 ? '' : 's'}`;
   const parts: string[] = [];
   if (r.device_blocks) parts.push(`${n(r.device_blocks)} float32 on the backend${r.mode === 'packed' || r.host_blocks || r.file_blocks ? ' (trained)' : ''}`);
-  if (r.packed_blocks) parts.push(`${n(r.packed_blocks)} at stored precision on the GPU, widened when they compute`);
+  const tables = [r.plan.embed === 'packed' ? 'the embedding' : null, r.plan.head === 'packed' ? 'the LM head' : null].filter((x) => x !== null);
+  const packed = [...tables, ...(r.packed_blocks ? [n(r.packed_blocks)] : [])];
+  if (packed.length) parts.push(`${packed.join(', ').replace(/, ([^,]*)$/, ' and $1')} at stored precision on the GPU, widened when they compute`);
   if (r.host_blocks) parts.push(`${n(r.host_blocks)} at stored precision in RAM`);
   if (r.file_blocks) parts.push(`${n(r.file_blocks)} read from the file at each use`);
   return `${r.mode === 'packed' ? 'packed' : 'streamed a block at a time'} — ${parts.join(', ')}`;

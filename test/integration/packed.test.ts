@@ -5,8 +5,10 @@
  *
  *   - the kernel's float32 is the CPU widening's (dtype.ts) bit for bit, for every one of the
  *     65536 bit patterns of each format (subnormals, ±0, inf, NaN payloads), at odd lengths;
- *   - logits with packed blocks are the host-streamed model's bit for bit (the same float32
- *     weights in the same [out, in] computation), and the resident model's within 1e-5;
+ *   - logits with packed blocks, embedding and head are the host-streamed model's bit for bit
+ *     (the same float32 weights in the same [out, in] computation), and the resident model's
+ *     within 1e-5; a packed table split into blocks of rows (the binding limit) gathers and
+ *     slices the same rows as a whole one;
  *   - gradients of block-only and LoRA tuning with packed frozen blocks are the streamed ones
  *     bit for bit; the trainer under a budget that packs gives the streamed run's weights;
  *   - the plan packs under a device budget between the packed and the float32 needs, and
@@ -27,7 +29,7 @@ import { makeTrainable, type TrainMethod } from '../../src/main/engine/trainable
 import { DEFAULT_ADAMW } from '../../src/main/engine/optimizer.js';
 import { readSafetensorsHeader, readTensorFloat32 } from '../../src/main/engine/safetensors.js';
 import { train, TRAIN_DEFAULTS, type TrainOptions } from '../../src/main/engine/trainer.js';
-import type { ResidencyPlan } from '../../src/main/engine/weights.js';
+import { WeightStore, type ResidencyPlan } from '../../src/main/engine/weights.js';
 import { probeWebgpu } from '../../src/main/engine/webgpu.js';
 import { packHalfWords, uploadPacked, widen16 } from '../../src/main/engine/webgpu-kernels.js';
 import { oneJson, runCli } from '../helpers/cli-runner.js';
@@ -53,7 +55,7 @@ async function logitsOf(m: LlamaModel, ids: number[][]): Promise<Float32Array> {
   return d;
 }
 
-const every = (L: number, r: 'host' | 'packed'): ResidencyPlan => ({ embed: 'device', head: 'device', blocks: new Array(L).fill(r) });
+const every = (L: number, r: 'host' | 'packed', tables: 'device' | 'host' | 'packed' = 'device'): ResidencyPlan => ({ embed: tables, head: tables, blocks: new Array(L).fill(r) });
 
 /** A device budget just below the resident need of `task` on webgpu: packed fits under it, float32 does not. */
 async function packingBudget(dir: string, task: PlanTask): Promise<number> {
@@ -65,7 +67,7 @@ async function packingBudget(dir: string, task: PlanTask): Promise<number> {
 /** A device budget under which `task` fits with its frozen blocks streamed from RAM, none packed. */
 async function streamedBudget(dir: string, task: PlanTask): Promise<number> {
   const ckpt = await openCheckpoint(dir);
-  for (let b = await packingBudget(dir, task); b > 0; b = Math.floor(b * 0.9)) {
+  for (let b = await packingBudget(dir, task); b > 0; b = Math.floor(b * 0.99)) {
     const p = planCheckpoint(ckpt, task, 'webgpu', { deviceBudget: b });
     if (p.residency.mode === 'streamed') {
       expect(p.fits).toBe(true);
@@ -134,6 +136,51 @@ describe.skipIf(!adapter)(title, () => {
     expect(Math.max(...got.map((v, i) => Math.abs(v - want[i])))).toBeLessThan(1e-5);
     m.dispose();
     expect(tf.memory().numTensors).toBe(before);
+
+    // the embedding and head packed too: the host-streamed tables' logits bit for bit
+    const streamedTables = await LlamaModel.fromTensors(ckpt.config, ckpt.tensors, { residency: every(L, 'host', 'host') });
+    const wantTables = await logitsOf(streamedTables, batch);
+    streamedTables.dispose();
+    const all = await LlamaModel.fromTensors(ckpt.config, ckpt.tensors, { residency: every(L, 'packed', 'packed') });
+    expect(all.store.residency).toEqual(every(L, 'packed', 'packed'));
+    const gotAll = await logitsOf(all, batch);
+    expect(sameBits(gotAll, wantTables), 'logits with a packed embedding and head differ from the host-streamed ones').toBe(true);
+    expect(Math.max(...gotAll.map((v, i) => Math.abs(v - want[i])))).toBeLessThan(1e-5);
+    all.dispose();
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
+  it.each(['BF16', 'F32'] as const)('a %s embedding and head split into blocks of rows (a small binding limit) give the whole tables\' rows and logits', async (dtype) => {
+    const dir = join(root, `split-${dtype}`);
+    await makeTinyCheckpoint(dir, { seed: 8, layers: 2, hidden: 32, heads: 4, kvHeads: 2, intermediate: 64, tie: false, dtype });
+    const ckpt = await openCheckpoint(dir);
+    const plan = every(2, 'packed', 'packed');
+    const ids = tf.tensor1d([0, 1, 40, 41, 99, 100, 101, 180, 259, 260, 5, 260, 0], 'int32');
+    const rowsOf = async (maxTensorBytes: number | null) => {
+      const store = await WeightStore.load(ckpt.config, ckpt.tensors, { plan, maxTensorBytes });
+      const m = new LlamaModel(ckpt.config, store);
+      const e = store.embedRows(ids);
+      const h = store.headRows(37, 213);
+      const out = { embed: (await e.data()) as Float32Array, head: (await h.data()) as Float32Array, parts: store.maxHeadRows(), logits: await logitsOf(m, [someIds(9, VOCAB, 3)]) };
+      tf.dispose(e);
+      store.releaseHeadRows(h);
+      m.dispose();
+      return out;
+    };
+    const whole = await rowsOf(null);
+    // 261 rows of 32 values: 40 rows fit 2600 bytes packed (7 even blocks of 38), 20 as float32 (14 of 19)
+    const split = await rowsOf(2600);
+    expect(whole.parts).toBe(VOCAB);
+    expect(split.parts).toBe(dtype === 'BF16' ? 38 : 19);
+    expect(sameBits(split.embed, whole.embed), 'embedding rows').toBe(true);
+    expect(sameBits(split.head, whole.head), 'head rows').toBe(true);
+    // the head is multiplied a block of rows at a time: measured bit-identical on llvmpipe; allow rounding
+    expect(Math.max(...split.logits.map((v, i) => Math.abs(v - whole.logits[i])))).toBeLessThan(1e-6);
+    // and they are the checkpoint's rows
+    const table = await readTensorFloat32(ckpt.tensors.get('model.embed_tokens.weight')!);
+    const want = new Float32Array([...((await ids.data()) as Int32Array)].flatMap((id) => [...table.subarray(id * 32, id * 32 + 32)]));
+    expect(sameBits(whole.embed, want)).toBe(true);
+    ids.dispose();
   });
 
   describe('training with packed frozen blocks', () => {
@@ -149,7 +196,7 @@ describe.skipIf(!adapter)(title, () => {
     async function gradients(where: 'host' | 'packed', method: TrainMethod): Promise<Map<string, Float32Array>> {
       const ckpt = await openCheckpoint(expanded);
       const trainable = new Set(method.kind === 'blocks' ? ckpt.expansion!.new_layers : []);
-      const plan: ResidencyPlan = { embed: 'device', head: 'device', blocks: Array.from({ length: 6 }, (_, i) => (trainable.has(i) ? 'device' : where)) };
+      const plan: ResidencyPlan = { embed: where, head: where, blocks: Array.from({ length: 6 }, (_, i) => (trainable.has(i) ? 'device' : where)) };
       const m = await LlamaModel.fromTensors(ckpt.config, ckpt.tensors, { residency: plan, purpose: 'train' });
       expect(m.store.residency.blocks.filter((r) => r === where)).toHaveLength(6 - trainable.size);
       const set = makeTrainable(m, ckpt, method, 0);
@@ -233,7 +280,7 @@ describe.skipIf(!adapter)(title, () => {
       expect(packed.training.residency.mode).toBe('packed');
       expect(packed.training.residency.packed_blocks).toBe(4);
       const text = (await runCli(['plan', expanded, '--backend', 'webgpu'], { env: trainEnv })).stdout;
-      expect(text).toMatch(/residency: packed — 2 blocks float32 on the backend \(trained\), 4 blocks at stored precision on the GPU, widened when they compute/);
+      expect(text).toMatch(/residency: packed — 2 blocks float32 on the backend \(trained\), the embedding, the LM head and 4 blocks at stored precision on the GPU, widened when they compute/);
       const env = { BLOCKLAB_DEVICE_BUDGET: String(await packingBudget(expanded, scoreTask(ids.length))) };
       const onGpu = oneJson(await runCli(['score', expanded, '--ids-file', idsFile, '--backend', 'webgpu', '--json'], { env })) as { nll: number[] };
       const onWasm = oneJson(await runCli(['score', expanded, '--ids-file', idsFile, '--backend', 'wasm', '--json'])) as { nll: number[] };

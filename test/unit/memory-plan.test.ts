@@ -5,7 +5,7 @@
  * and the refusals with their advice, whose advice must itself fit when planned again.
  */
 import { describe, expect, it } from 'vitest';
-import { WASM_HEAP_LIMIT, planMemory, type PlanLimits, type PlanModel, type PlanTask, type StoredGroup } from '../../src/shared/memory-plan.js';
+import { WASM_HEAP_LIMIT, planMemory, residencyWords, type PlanLimits, type PlanModel, type PlanTask, type StoredGroup } from '../../src/shared/memory-plan.js';
 
 const GiB = 2 ** 30;
 
@@ -207,15 +207,16 @@ describe("WebGPU: frozen blocks packed at their stored precision on the GPU", ()
   });
   const blockBytes = LLAMA7B.blocks[0].bytes; // 202 M parameters × 2 bytes
 
-  it('a 7B model does not fit a 24 GiB GPU as float32 (27 GB) but does packed: every block at BF16 there, RAM for one tensor', () => {
+  it('a 7B model does not fit a 24 GiB GPU as float32 (27 GB) but does packed: every block, the embedding and head at BF16 there, RAM for one tensor', () => {
     const p = planMemory(LLAMA7B, chat(4096), gpu(24 * GiB));
     expect(p.fits).toBe(true);
     expect(p.residency.mode).toBe('packed');
     expect(p.residency.packed_blocks).toBe(32);
-    expect(p.residency.plan.embed).toBe('device');
-    expect(p.residency.plan.head).toBe('device');
-    // on the GPU: the 32 blocks' BF16 bytes plus the float32 embedding and head, one widened block, activations, KV cache
-    expect(p.device.need).toBeGreaterThan(32 * blockBytes + 2 * 32000 * 4096 * 4);
+    expect(p.residency.plan.embed).toBe('packed');
+    expect(p.residency.plan.head).toBe('packed');
+    expect(residencyWords(p.residency)).toBe('packed — the embedding, the LM head and 32 blocks at stored precision on the GPU, widened when they compute');
+    // on the GPU: the 32 blocks', the embedding's and the head's BF16 bytes, one widened block, activations, KV cache
+    expect(p.device.need).toBeGreaterThan(32 * blockBytes + 2 * 32000 * 4096 * 2);
     expect(p.device.need).toBeLessThanOrEqual(24 * GiB * 0.9);
     // the GPU's memory is not RAM: the process needs its base and one tensor on its way there
     expect(p.ram.need).toBeLessThan(1 * GiB);
@@ -234,9 +235,9 @@ describe("WebGPU: frozen blocks packed at their stored precision on the GPU", ()
     expect(p.fits).toBe(true);
     expect(p.residency.mode).toBe('packed');
     const k = p.residency.packed_blocks;
-    // 10.8 GiB usable: the float32 embedding and head, a widened block, the 2 GiB KV cache and
-    // the activations first, then 10 blocks of 404 MB
-    expect(k).toBe(10);
+    // 10.8 GiB usable: the BF16 embedding and head (0.5 GB), a widened block, the 2 GiB KV cache
+    // and the activations first, then 12 blocks of 404 MB (10 with a float32 embedding and head)
+    expect(k).toBe(12);
     expect(p.residency.plan.blocks).toEqual([...new Array(k).fill('packed'), ...new Array(32 - k).fill('host')]);
     // one more packed block would not have fitted
     expect(p.device.need + blockBytes).toBeGreaterThan(12 * GiB * 0.9);
@@ -256,6 +257,14 @@ describe("WebGPU: frozen blocks packed at their stored precision on the GPU", ()
     // float32 frozen blocks would need 32 × 808 MB more than their 16-bit bytes: over 48 GiB
     expect(p.device.need + 32 * blockBytes).toBeGreaterThan(48 * GiB * 0.9);
     expect(planMemory(LLAMA7B_X, task, gpu(96 * GiB)).residency.mode).toBe('resident');
+  });
+
+  it('an odd hidden size (rows not whole 32-bit words) keeps the embedding and head float32; the blocks still pack', () => {
+    const odd = llama({ layers: 32, hidden: 4095, intermediate: 11008, heads: 35, kvHeads: 35, vocab: 32000, ctx: 4096 });
+    const p = planMemory(odd, chat(4096), gpu(24 * GiB));
+    expect(p.residency.mode).toBe('packed');
+    expect([p.residency.plan.embed, p.residency.plan.head]).toEqual(['device', 'device']);
+    expect(residencyWords(p.residency)).toMatch(/^packed — 32 blocks at stored precision/);
   });
 
   it("a software adapter's buffers are RAM: packed blocks count against RAM there", () => {

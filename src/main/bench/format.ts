@@ -55,7 +55,7 @@ function shapeSection(s: ShapeReport): string {
       ['prefill tokens/s', `${int(inf.prefill.tokens_per_second)}  (${inf.prefill.tokens} tokens, one forward)`],
       ['decode tokens/s', `${int(inf.decode.tokens_per_second)}  (${inf.decode.tokens} tokens greedy, KV cache, after ${inf.decode.prompt_tokens})`],
       ['checkpoint load', `${int(inf.load.mb_per_second)} MB/s  (${bytes(inf.load.bytes)} in ${ms(inf.load.seconds.median)})`],
-      ['weights', inf.residency === 'resident' ? 'resident float32' : inf.residency === 'packed' ? 'packed: stored precision on the GPU, widened by a shader a block at a time' : 'streamed: stored precision in RAM, widened a block at a time'],
+      ['weights', inf.residency === 'resident' ? 'resident float32' : inf.residency === 'packed' ? 'packed: stored precision on the GPU, widened by a shader as each block or head chunk computes' : 'streamed: stored precision in RAM, widened a block at a time'],
       ['peak RSS (own process)', `${bytes(inf.peak_rss_bytes)}  (${(inf.peak_rss_bytes / s.model.bytes).toFixed(2)}× the checkpoint)`],
       ...(inf.wasm_heap_bytes ? [['wasm heap (high-water)', bytes(inf.wasm_heap_bytes)]] : []),
     ], true),

@@ -9,13 +9,20 @@
  * NaN), so what the model computes with is bit for bit the float32 the CPU widening gives
  * (dtype.ts). Every sum stays in float32, as with resident weights.
  *
+ * GatherWiden16: rows of a packed table (the embedding's lookup, a chunk of the head's rows),
+ * gathered from the words and widened in one pass.
+ *
  * A tfjs tensor has no 16-bit dtype: the packed words travel as an int32 tensor of
- * ceil(n / 2) elements, element 2i in the low half of word i (little-endian, as stored).
+ * ceil(n / 2) elements, element 2i in the low half of word i (little-endian, as stored). Nothing
+ * but these kernels may read them: tfjs's own gather, slice, concat and select round int32
+ * values above 2^24 through float32 on the GPU (measured on llvmpipe), which would change the
+ * low half of a word.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { DType } from './dtype.js';
 
 export const WIDEN16 = 'BlocklabWiden16';
+export const GATHER_WIDEN16 = 'BlocklabGatherWiden16';
 
 export type Half = Exclude<DType, 'F32'>;
 
@@ -86,9 +93,73 @@ class Widen16Program implements WebgpuProgram {
   }
 }
 
-/** Registers Widen16 with tfjs's webgpu backend (idempotent). */
+/**
+ * out[n, c] = widen(T[I[n] − offset, c]) for the ids that fall in this block of `rows` rows, and
+ * Acc[n, c] (or 0 without it) for the others: a table kept as several blocks of rows is gathered
+ * by passing each block's output as the next one's Acc.
+ */
+class GatherWiden16Program implements WebgpuProgram {
+  outputShape: number[];
+  shaderKey: string;
+  dispatchLayout: { x: number[] };
+  dispatch: [number, number, number];
+  variableNames: string[];
+  workgroupSize: [number, number, number] = [WORKGROUP, 1, 1];
+  size = true;
+  private readonly dtype: Half;
+  private readonly offset: number;
+  private readonly rows: number;
+  private readonly cols: number;
+  private readonly acc: boolean;
+
+  constructor(n: number, rows: number, cols: number, offset: number, dtype: Half, acc: boolean) {
+    this.outputShape = [n, cols];
+    this.dtype = dtype;
+    this.offset = offset;
+    this.rows = rows;
+    this.cols = cols;
+    this.acc = acc;
+    this.variableNames = acc ? ['T', 'I', 'Acc'] : ['T', 'I'];
+    this.shaderKey = `blocklab_gather_widen16_${dtype}_${rows}_${cols}_${offset}_${acc}`;
+    this.dispatchLayout = { x: [0, 1] };
+    this.dispatch = [Math.ceil((n * cols) / WORKGROUP), 1, 1];
+  }
+
+  getUserCode(): string {
+    return `
+      ${WIDEN_WGSL[this.dtype]}
+      fn main(index : i32) {
+        if (index < uniforms.size) {
+          let n = index / ${this.cols};
+          let c = index - n * ${this.cols};
+          let r = I[n] - ${this.offset};
+          if (r >= 0 && r < ${this.rows}) {
+            let word = bitcast<u32>(T[(r * ${this.cols} + c) / 2]);
+            let bits = select(word & 0xffffu, word >> 16u, (c & 1) == 1);
+            setOutputAtIndex(index, widen(bits));
+          } else {
+            setOutputAtIndex(index, ${this.acc ? 'Acc[index]' : '0.0'});
+          }
+        }
+      }
+    `;
+  }
+}
+
+/** Registers the kernels with tfjs's webgpu backend (idempotent). */
 export function registerWebgpuKernels(): void {
   if (tf.getKernel(WIDEN16, 'webgpu')) return;
+  tf.registerKernel({
+    kernelName: GATHER_WIDEN16,
+    backendName: 'webgpu',
+    kernelFunc: ({ inputs, backend, attrs }) => {
+      const { table, ids, acc } = inputs as { table: tf.TensorInfo; ids: tf.TensorInfo; acc?: tf.TensorInfo };
+      const { offset, dtype } = attrs as unknown as { offset: number; dtype: Half };
+      const [rows, words] = table.shape;
+      const program = new GatherWiden16Program(ids.shape[0], rows, words * 2, offset, dtype, acc !== undefined);
+      return (backend as unknown as WebgpuBackendLike).runWebGPUProgram(program, acc ? [table, ids, acc] : [table, ids], 'float32');
+    },
+  });
   tf.registerKernel({
     kernelName: WIDEN16,
     backendName: 'webgpu',
@@ -100,9 +171,9 @@ export function registerWebgpuKernels(): void {
   });
 }
 
-/** Whether the active backend can widen packed weights (webgpu, with the kernel registered). */
+/** Whether the active backend can widen packed weights (webgpu, with the kernels registered). */
 export function canWidenOnBackend(): boolean {
-  return tf.getKernel(WIDEN16, tf.getBackend()) !== undefined;
+  return tf.getKernel(WIDEN16, tf.getBackend()) !== undefined && tf.getKernel(GATHER_WIDEN16, tf.getBackend()) !== undefined;
 }
 
 /**
@@ -128,4 +199,23 @@ export function widen16(packed: tf.Tensor, shape: number[], dtype: Half): tf.Ten
     throw new Error(`widen16: ${packed.size} packed ${packed.dtype} words for ${n} values`);
   }
   return tf.engine().runKernel(WIDEN16, { packed }, { shape, dtype } as unknown as tf.NamedAttrMap) as tf.Tensor;
+}
+
+/**
+ * Rows `ids` [N] (int32) of a packed table kept as consecutive blocks of rows — int32 words
+ * [rows, D / 2] each, in order — widened: float32 [N, D]. An id outside the table gives a row of 0.
+ */
+export function gatherWiden16(parts: tf.Tensor2D[], ids: tf.Tensor1D, dtype: Half): tf.Tensor2D {
+  const cols = parts[0].shape[1];
+  let acc: tf.Tensor2D | null = null;
+  let offset = 0;
+  for (const table of parts) {
+    if (table.dtype !== 'int32' || table.shape[1] !== cols) throw new Error(`gatherWiden16: a block of ${table.shape.join(' × ')} ${table.dtype} is not ${cols} int32 words to a row`);
+    const inputs: tf.NamedTensorMap = acc ? { table, ids, acc } : { table, ids };
+    const next = tf.engine().runKernel(GATHER_WIDEN16, inputs, { offset, dtype } as unknown as tf.NamedAttrMap) as tf.Tensor2D;
+    acc?.dispose();
+    acc = next;
+    offset += table.shape[0];
+  }
+  return acc!;
 }

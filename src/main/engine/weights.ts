@@ -29,9 +29,11 @@
  * Residency of each group (the embedding, each block, the head), chosen by the memory plan
  * (src/shared/memory-plan.ts) before anything loads:
  *   'device'  float32 on the backend for the model's life (linears [in, out], as x @ W wants)
- *   'packed'  (a block, on WebGPU) its stored BF16 / F16 values in GPU memory, two to a 32-bit
- *             word — half of float32 — widened to float32 by a shader (webgpu-kernels.ts) when
- *             the block computes, and freed again after; no upload from RAM at each use
+ *   'packed'  (WebGPU) its stored BF16 / F16 values in GPU memory, two to a 32-bit word — half
+ *             of float32 — widened to float32 by a shader (webgpu-kernels.ts) when it computes,
+ *             and freed again after; no upload from RAM at each use. A block is widened whole; the
+ *             embedding gathers a batch's rows as words and widens those; the head widens a
+ *             chunk of rows at a time (as a streamed head is read)
  *   'host'    the stored bytes (BF16 / F16 / F32) in Node memory, outside the backend's heap;
  *             widened to float32 when its block computes, and freed again after
  *   'file'    nothing in memory: read again from the safetensors file (the OS page cache) at each use
@@ -47,13 +49,13 @@ import type { ModelConfig } from './config.js';
 import { DTYPE_BYTES, widenInto, type DType } from './dtype.js';
 import { BlocklabError } from './errors.js';
 import { webgpuMaxBindingBytes } from './webgpu.js';
-import { canWidenOnBackend, uploadPacked, widen16 } from './webgpu-kernels.js';
+import { canWidenOnBackend, gatherWiden16, packHalfWords, uploadPacked, widen16, type Half } from './webgpu-kernels.js';
 import type { TensorInfo } from './safetensors.js';
-import { WASM_HEAP_LIMIT, type BlockResidency, type Residency, type ResidencyPlan } from '../../shared/memory-plan.js';
+import { WASM_HEAP_LIMIT, type Residency, type ResidencyPlan, type StreamedResidency } from '../../shared/memory-plan.js';
 
 type Tensor = tf.Tensor;
 
-export type { BlockResidency, Residency, ResidencyPlan };
+export type { Residency, ResidencyPlan };
 
 export interface BlockWeights {
   inputNorm: tf.Tensor1D; // [D]          input_layernorm.weight
@@ -99,6 +101,12 @@ export const BLOCK_TENSORS: [keyof BlockWeights, string, boolean][] = [
  * shape, `gpu` the int32 words of a BF16 / F16 tensor (webgpu-kernels.ts), or float32 for F32.
  */
 export type PackedBlock = Map<keyof BlockWeights, { gpu: Tensor; shape: number[]; dtype: DType }>;
+
+/** An embedding or head kept packed on the GPU, for a store made in memory: [V, D / 2] int32 words of its BF16 / F16 rows (HF layout). */
+export interface PackedTable {
+  words: tf.Tensor2D;
+  dtype: Half;
+}
 
 /** 'io': linears [in, out] (y = x @ W); 'oi': [out, in], the HF layout (y = (W @ xᵀ)ᵀ). */
 export type Layout = 'io' | 'oi';
@@ -263,11 +271,11 @@ export class WeightStore {
   private embedDevice: tf.Tensor2D | null = null; // [V, D]
   private headDevice: tf.Tensor2D | null = null; // infer: [D, V]; train: [V, D]
   /**
-   * A resident embedding or untied head larger than the backend's largest tensor (a 32000 × 2048
-   * head is 250 MiB; llvmpipe binds 128 MiB): consecutive blocks of rows, [rows, D] each, in order
+   * A packed embedding or untied head, or a resident one larger than the backend's largest tensor
+   * (a 32000 × 2048 head is 250 MiB; llvmpipe binds 128 MiB): blocks of rows (RowTable)
    */
-  private embedParts: tf.Tensor2D[] | null = null;
-  private headParts: tf.Tensor2D[] | null = null;
+  private embedParts: RowTable | null = null;
+  private headParts: RowTable | null = null;
   private readonly blockDevice: (BlockWeights | null)[];
   /** how each resident block's linears are laid out: 'io' as loaded for inference, 'oi' for training */
   private readonly blockLayout: Layout[];
@@ -312,15 +320,17 @@ export class WeightStore {
     const store = new WeightStore(config, opts.purpose ?? 'infer', (await toDevice(normInfo, false)) as tf.Tensor1D);
     try {
       const embedInfo = get('model.embed_tokens.weight');
-      if (plan.embed === 'device' && tooBig(embedInfo)) store.embedParts = await readRowParts(embedInfo, maxBytes!);
+      if (plan.embed === 'packed') store.embedParts = await readRowTable(embedInfo, maxBytes, true);
+      else if (plan.embed === 'device' && tooBig(embedInfo)) store.embedParts = await readRowTable(embedInfo, maxBytes, false);
       else if (plan.embed === 'device') store.embedDevice = (await toDevice(embedInfo, false)) as tf.Tensor2D;
-      else store.embedStored = await stored(embedInfo, plan.embed);
+      else store.embedStored = await stored(embedInfo, plan.embed as StreamedResidency);
 
       if (!config.tieWordEmbeddings) {
         const headInfo = get('lm_head.weight');
-        if (plan.head === 'device' && tooBig(headInfo)) store.headParts = await readRowParts(headInfo, maxBytes!);
+        if (plan.head === 'packed') store.headParts = await readRowTable(headInfo, maxBytes, true);
+        else if (plan.head === 'device' && tooBig(headInfo)) store.headParts = await readRowTable(headInfo, maxBytes, false);
         else if (plan.head === 'device') store.headDevice = (await toDevice(headInfo, store.purpose === 'infer')) as tf.Tensor2D;
-        else store.headStored = await stored(headInfo, plan.head);
+        else store.headStored = await stored(headInfo, plan.head as StreamedResidency);
       } else if (store.embedDevice && store.purpose === 'infer') {
         store.headDevice = tf.transpose(store.embedDevice) as tf.Tensor2D; // [D, V]
       }
@@ -335,7 +345,7 @@ export class WeightStore {
           const m = new Map<keyof BlockWeights, StoredTensor>();
           store.blockStored[i] = m;
           const where = plan.blocks[i];
-          for (const [key, info] of names) m.set(key, where === 'packed' ? await packedOnDevice(info) : await stored(info, where));
+          for (const [key, info] of names) m.set(key, where === 'packed' ? await packedOnDevice(info) : await stored(info, where as StreamedResidency));
         }
       }
       return store;
@@ -346,15 +356,21 @@ export class WeightStore {
   }
 
   /**
-   * An inference store over float32 tensors already on the backend (linears [in, out], the head
-   * [D, V]), all resident; it owns them from now on. For models made in memory
-   * (scripts/gpu-measure.ts), where writing a multi-GB checkpoint first would only cost time.
+   * An inference store over tensors already on the backend: float32 (linears [in, out], the head
+   * [D, V]) or packed (PackedBlock, PackedTable); it owns them from now on. For models made in
+   * memory (scripts/gpu-measure.ts), where writing a multi-GB checkpoint first would only cost time.
    */
-  static fromResident(config: ModelConfig, w: { embed: tf.Tensor2D; blocks: (BlockWeights | PackedBlock)[]; norm: tf.Tensor1D; lmHead: tf.Tensor2D }): WeightStore {
+  static fromResident(
+    config: ModelConfig,
+    w: { embed: tf.Tensor2D | PackedTable; blocks: (BlockWeights | PackedBlock)[]; norm: tf.Tensor1D; lmHead: tf.Tensor2D | PackedTable },
+  ): WeightStore {
     if (w.blocks.length !== config.numLayers) throw new Error(`${w.blocks.length} blocks for a ${config.numLayers}-layer model`);
     const store = new WeightStore(config, 'infer', w.norm);
-    store.embedDevice = w.embed;
-    store.headDevice = w.lmHead;
+    const table = (t: PackedTable): RowTable => ({ parts: [t.words], half: t.dtype, packed: true });
+    if ('words' in w.embed) store.embedParts = table(w.embed);
+    else store.embedDevice = w.embed;
+    if ('words' in w.lmHead) store.headParts = table(w.lmHead);
+    else store.headDevice = w.lmHead;
     w.blocks.forEach((b, i) => {
       if (!(b instanceof Map)) {
         store.blockDevice[i] = b;
@@ -373,11 +389,13 @@ export class WeightStore {
 
   /** What lives where now (blocks pinned for training count as 'device'). */
   get residency(): ResidencyPlan {
-    const of = (device: unknown, s: StoredTensor | null): Residency => (device ? 'device' : s?.bytes ? 'host' : 'file');
-    const ofBlock = (s: StoredTensor | undefined): BlockResidency => (s?.gpu ? 'packed' : s?.bytes ? 'host' : 'file');
+    const of = (device: unknown, parts: RowTable | null, s: StoredTensor | null): Residency =>
+      device ? 'device' : parts ? (parts.packed ? 'packed' : 'device') : s?.bytes ? 'host' : 'file';
+    const ofBlock = (s: StoredTensor | undefined): Residency => (s?.gpu ? 'packed' : s?.bytes ? 'host' : 'file');
+    const embed = of(this.embedDevice, this.embedParts, this.embedStored);
     return {
-      embed: of(this.embedDevice ?? this.embedParts, this.embedStored),
-      head: this.config.tieWordEmbeddings ? of(this.embedDevice ?? this.embedParts, this.embedStored) : of(this.headDevice ?? this.headParts, this.headStored),
+      embed,
+      head: this.config.tieWordEmbeddings ? embed : of(this.headDevice, this.headParts, this.headStored),
       blocks: this.blockDevice.map((b, i) => (b ? 'device' : ofBlock(this.blockStored[i]?.values().next().value as StoredTensor | undefined))),
     };
   }
@@ -490,7 +508,7 @@ export class WeightStore {
   embedRows(ids: tf.Tensor1D): tf.Tensor2D {
     this.check();
     if (this.embedDevice) return tf.gather(this.embedDevice, ids) as tf.Tensor2D;
-    if (this.embedParts) return gatherFromParts(this.embedParts, ids);
+    if (this.embedParts) return tableRows(this.embedParts, ids);
     const s = this.embedStored!;
     const D = this.config.hiddenSize;
     const V = this.config.vocabSize;
@@ -509,7 +527,7 @@ export class WeightStore {
   /** Makes the embedding resident as float32 [V, D] (full fine-tuning trains it); returns it. */
   pinEmbed(): tf.Tensor2D {
     this.check();
-    if (this.embedParts) throw tooLargeToTrain('embedding', this.embedParts);
+    if (this.embedParts) throw tableNotTrainable('embedding', this.embedParts);
     if (!this.embedDevice) {
       this.embedDevice = this.materialize(this.embedStored!) as tf.Tensor2D;
       this.embedStored = null;
@@ -534,7 +552,7 @@ export class WeightStore {
   /** The most head rows one tensor may hold when the head is kept in blocks of rows (else null: any). */
   maxHeadRows(): number | null {
     const parts = this.headParts ?? (this.config.tieWordEmbeddings ? this.embedParts : null);
-    return parts ? parts[0].shape[0] : null;
+    return parts ? parts.parts[0].shape[0] : null;
   }
 
   /** logits = x @ headᵀ for x [N, D] → [N, V] (inference). */
@@ -559,7 +577,7 @@ export class WeightStore {
   headRows(v0: number, v1: number): tf.Tensor2D {
     this.check();
     const parts = this.headParts ?? (this.config.tieWordEmbeddings ? this.embedParts : null);
-    if (parts) return rowsOfParts(parts, v0, v1);
+    if (parts) return tableSlice(parts, v0, v1);
     const whole = this.purpose === 'train' ? (this.headDevice ?? (this.config.tieWordEmbeddings ? this.embedDevice : null)) : null;
     if (whole) return (v0 === 0 && v1 === whole.shape[0] ? whole : tf.slice(whole, [v0, 0], [v1 - v0, whole.shape[1]])) as tf.Tensor2D;
     if (this.headDevice) {
@@ -581,7 +599,7 @@ export class WeightStore {
   pinHead(): tf.Tensor2D {
     this.check();
     if (this.config.tieWordEmbeddings) throw new Error('a tied head is the embedding: pin that');
-    if (this.headParts) throw tooLargeToTrain('LM head', this.headParts);
+    if (this.headParts) throw tableNotTrainable('LM head', this.headParts);
     if (this.purpose !== 'train') throw new Error('pinHead is for training stores');
     if (!this.headDevice) {
       this.headDevice = this.materialize(this.headStored!) as tf.Tensor2D;
@@ -646,7 +664,7 @@ export class WeightStore {
     if (this.disposed) return;
     this.disposed = true;
     const seen = new Set<Tensor>();
-    const all: (Tensor | null | undefined)[] = [this.norm, this.embedDevice, this.headDevice, ...(this.embedParts ?? []), ...(this.headParts ?? [])];
+    const all: (Tensor | null | undefined)[] = [this.norm, this.embedDevice, this.headDevice, ...(this.embedParts?.parts ?? []), ...(this.headParts?.parts ?? [])];
     for (const b of this.blockDevice) if (b) all.push(...(Object.values(b) as Tensor[]));
     for (const t of all) {
       if (!t || seen.has(t)) continue;
@@ -678,10 +696,27 @@ function transposeAndDispose(t: Tensor): Tensor {
   return tt;
 }
 
-/** A [V, D] tensor read as float32 blocks of rows, each within `maxBytes` (the backend's largest tensor). */
-async function readRowParts(info: TensorInfo, maxBytes: number): Promise<tf.Tensor2D[]> {
+/**
+ * An embedding or untied head kept on the backend as consecutive blocks of rows, in order, each
+ * within the backend's largest tensor: float32 [rows, D] (a 'device' table too large to bind
+ * whole), or a 'packed' table's stored values — BF16 / F16 as int32 words [rows, D / 2] (a row is
+ * whole words), F32 as float32 [rows, D].
+ */
+interface RowTable {
+  parts: tf.Tensor2D[];
+  /** the 16-bit format the parts' words hold; null: float32 rows */
+  half: Half | null;
+  packed: boolean;
+}
+
+/** Reads a [V, D] tensor into a RowTable: packed (its stored values), or float32. */
+async function readRowTable(info: TensorInfo, maxBytes: number | null, packed: boolean): Promise<RowTable> {
   const [V, D] = info.shape;
-  const rowsPer = Math.max(1, Math.floor(maxBytes / (4 * D)));
+  const half = packed && info.dtype !== 'F32' ? (info.dtype as Half) : null;
+  if (half && !canWidenOnBackend()) throw new Error(`the 'packed' residency needs the webgpu backend's Widen16 kernel; the active backend is ${tf.getBackend()}`);
+  if (half && D % 2 !== 0) throw new Error(`${info.name}: a packed table needs rows of whole 32-bit words; its rows have ${D} values (the plan keeps it float32)`);
+  const valueBytes = half ? 2 : 4;
+  const rowsPer = maxBytes === null ? V : Math.max(1, Math.floor(maxBytes / (valueBytes * D)));
   const count = Math.ceil(V / rowsPer);
   const per = Math.ceil(V / count); // even blocks
   const bytes = new Uint8Array(info.byteLength);
@@ -691,37 +726,61 @@ async function readRowParts(info: TensorInfo, maxBytes: number): Promise<tf.Tens
   try {
     for (let r0 = 0; r0 < V; r0 += per) {
       const r1 = Math.min(V, r0 + per);
-      parts.push(newFloat32Tensor([r1 - r0, D], (out) => widenInto(bytes.subarray(r0 * rowBytes, r1 * rowBytes), info.dtype, out)) as tf.Tensor2D);
+      const rows = bytes.subarray(r0 * rowBytes, r1 * rowBytes);
+      const t = half ? tf.tensor2d(packHalfWords(rows), [r1 - r0, D / 2], 'int32') : (newFloat32Tensor([r1 - r0, D], (out) => widenInto(rows, info.dtype, out)) as tf.Tensor2D);
+      uploadNow(t);
+      parts.push(t);
     }
   } catch (e) {
     for (const p of parts) p.dispose();
     throw e;
   }
-  return parts;
+  return { parts, half, packed };
+}
+
+/** The rows of a table for ids [N], as float32 [N, D] (packed words: by the engine's own kernel, which alone reads them exactly). */
+function tableRows(table: RowTable, ids: tf.Tensor1D): tf.Tensor2D {
+  return table.half ? gatherWiden16(table.parts, ids, table.half) : gatherFromParts(table.parts, ids);
+}
+
+/** Rows v0..v1 of a table as one new float32 [v1 − v0, D] tensor. */
+function tableSlice(table: RowTable, v0: number, v1: number): tf.Tensor2D {
+  if (!table.half) return rowsOfParts(table.parts, v0, v1);
+  const ids = tf.range(v0, v1, 1, 'int32') as tf.Tensor1D;
+  try {
+    return gatherWiden16(table.parts, ids, table.half);
+  } finally {
+    ids.dispose();
+  }
 }
 
 /**
- * table[ids] for a table kept in blocks of rows: each block gathers the ids that fall in it (the
- * others read its row 0 and are multiplied by 0), and the blocks' results are summed — exactly
- * the rows a single gather gives (x + 0 = x).
+ * table[ids] for a float32 table kept in blocks of rows: each block gathers the ids that fall in
+ * it (the others read its row 0), and a select keeps each id's row from its own block — exactly
+ * the rows a single gather gives (nothing is computed on them).
  */
 function gatherFromParts(parts: tf.Tensor2D[], ids: tf.Tensor1D): tf.Tensor2D {
+  if (parts.length === 1) return tf.gather(parts[0], ids);
   return tf.tidy(() => {
     let acc: tf.Tensor2D | null = null;
     let offset = 0;
     for (const p of parts) {
       const n = p.shape[0];
       const local = tf.sub(ids, tf.scalar(offset, 'int32'));
-      const inside = tf.cast(tf.logicalAnd(tf.greaterEqual(local, tf.scalar(0, 'int32')), tf.less(local, tf.scalar(n, 'int32'))), 'float32');
-      const rows = tf.mul(tf.gather(p, tf.clipByValue(local, 0, n - 1)), tf.expandDims(inside, 1)) as tf.Tensor2D;
-      acc = acc ? (tf.add(acc, rows) as tf.Tensor2D) : rows;
+      const rows = tf.gather(p, tf.clipByValue(local, 0, n - 1));
+      if (acc) {
+        const inside = tf.expandDims(tf.logicalAnd(tf.greaterEqual(local, tf.scalar(0, 'int32')), tf.less(local, tf.scalar(n, 'int32'))), 1);
+        acc = tf.where(inside, rows, acc);
+      } else {
+        acc = rows;
+      }
       offset += n;
     }
     return acc!;
   });
 }
 
-/** Rows v0..v1 of a table kept in blocks of rows, as one new [v1 − v0, D] tensor. */
+/** Rows v0..v1 of a float32 table kept in blocks of rows, as one new [v1 − v0, D] tensor. */
 function rowsOfParts(parts: tf.Tensor2D[], v0: number, v1: number): tf.Tensor2D {
   return tf.tidy(() => {
     const pieces: tf.Tensor2D[] = [];
@@ -737,11 +796,14 @@ function rowsOfParts(parts: tf.Tensor2D[], v0: number, v1: number): tf.Tensor2D 
   });
 }
 
-function tooLargeToTrain(what: string, parts: tf.Tensor2D[]): BlocklabError {
-  const rows = parts.reduce((a, p) => a + p.shape[0], 0);
-  const mib = (rows * parts[0].shape[1] * 4) / 2 ** 20;
+/** Why a table kept in blocks of rows cannot be made a trainable float32 tensor. */
+function tableNotTrainable(what: string, table: RowTable): Error {
+  if (table.packed) return new Error(`the ${what} was loaded packed (frozen); a trained ${what} is planned float32 on the backend`);
+  const rows = table.parts.reduce((a, p) => a + p.shape[0], 0);
+  const D = table.parts[0].shape[1];
+  const mib = (rows * D * 4) / 2 ** 20;
   return new BlocklabError(
-    `the ${what} (${mib.toFixed(0)} MiB as float32) is larger than the biggest tensor this GPU can use (${((parts[0].shape[0] * parts[0].shape[1] * 4) / 2 ** 20).toFixed(0)} MiB per block of rows), so it cannot be trained whole here; tune the new blocks (--method blocks), LoRA or the last blocks instead, or use --backend wasm`,
+    `the ${what} (${mib.toFixed(0)} MiB as float32) is larger than the biggest tensor this GPU can use (${((table.parts[0].shape[0] * D * 4) / 2 ** 20).toFixed(0)} MiB per block of rows), so it cannot be trained whole here; tune the new blocks (--method blocks), LoRA or the last blocks instead, or use --backend wasm`,
   );
 }
 
@@ -789,7 +851,7 @@ export function uploadNow(t: Tensor): void {
 }
 
 /** Reads a tensor for 'host' residency (its stored bytes), or notes where it is for 'file'. */
-async function stored(info: TensorInfo, residency: Residency): Promise<StoredTensor> {
+async function stored(info: TensorInfo, residency: StreamedResidency): Promise<StoredTensor> {
   if (residency === 'file') return { info, bytes: null };
   const bytes = new Uint8Array(info.byteLength);
   await readAll(info, bytes);

@@ -21,6 +21,7 @@ import type { ModelConfig } from './config.js';
 import { BlocklabError } from './errors.js';
 import type { TensorInfo } from './safetensors.js';
 import { attention } from './attention.js';
+import { MATVEC_MAX_ROWS, packedMatVec16, type Half } from './webgpu-kernels.js';
 import { WeightStore, type BlockLease, type BlockWeights, type Layout, type ResidencyPlan, type StorePurpose, type WeightReader } from './weights.js';
 export type { WeightReader };
 
@@ -222,18 +223,21 @@ export class LlamaModel {
     pastV: Tensor | null,
     w: BlockWeights,
     layout: Layout,
+    half?: Half,
   ): { y: Tensor; k: Tensor; v: Tensor } {
     const c = this.config;
     const [B, T, D] = x.shape as [number, number, number];
     const { numHeads: nh, numKvHeads: nkv, headDim: hd } = c;
     const g = nh / nkv;
-    /** x @ W (+ b), x: [N, in], W: [in, out] ('io') or [out, in] ('oi') */
+    /** x @ W (+ b), x: [N, in], W: [in, out] ('io'), [out, in] ('oi') or packed [out, in] words ('packed') */
     const linear = (x: Tensor, w: Tensor, b: Tensor | undefined, proj: Projection): Tensor => {
       const y = this.hooks.linear
         ? this.hooks.linear(x, w, i, proj, layout)
         : layout === 'io'
           ? tf.matMul(x as tf.Tensor2D, w as tf.Tensor2D)
-          : linearOI(x, w);
+          : layout === 'packed'
+            ? packedMatVec16(x as tf.Tensor2D, w, half!)
+            : linearOI(x, w);
       return b ? tf.add(y, b) : y;
     };
 
@@ -403,10 +407,13 @@ export class LlamaModel {
         continue;
       }
       const xIn = x;
+      // a few tokens (decoding) from a packed block: its linears multiplied from their 16-bit
+      // words, without widening them (packedMatVec16 has no gradient, and the hooks are training's)
+      const packedLinears = B * T <= MATVEC_MAX_ROWS && !this.hooks.linear && !recordingGradients();
       const run = () => {
-        const lease = this.store.block(i);
+        const lease = this.store.block(i, { packedLinears });
         try {
-          const o = this.block(i, xIn, cos, sin, mask, pastK, pastV, lease.weights, lease.layout);
+          const o = this.block(i, xIn, cos, sin, mask, pastK, pastV, lease.weights, lease.layout, lease.half);
           return cache ? [o.y, o.k, o.v] : [o.y];
         } finally {
           lease.release();

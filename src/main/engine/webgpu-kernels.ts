@@ -12,6 +12,11 @@
  * GatherWiden16: rows of a packed table (the embedding's lookup, a chunk of the head's rows),
  * gathered from the words and widened in one pass.
  *
+ * PackedMatVec16: y = x · Wᵀ for a few rows of x (decoding: one token per sequence) straight
+ * from a packed W [out, in], without widening W first: each weight is read once, at 2 bytes,
+ * where the widen-then-multiply route reads 2, writes 4 and reads 4 again. One workgroup per
+ * output feature; every product and sum in float32.
+ *
  * A tfjs tensor has no 16-bit dtype: the packed words travel as an int32 tensor of
  * ceil(n / 2) elements, element 2i in the low half of word i (little-endian, as stored). Nothing
  * but these kernels may read them: tfjs's own gather, slice, concat and select round int32
@@ -23,6 +28,10 @@ import type { DType } from './dtype.js';
 
 export const WIDEN16 = 'BlocklabWiden16';
 export const GATHER_WIDEN16 = 'BlocklabGatherWiden16';
+export const PACKED_MATVEC16 = 'BlocklabPackedMatVec16';
+/** The most rows of x PackedMatVec16 takes (its per-lane accumulators): decoding's few tokens. */
+export const MATVEC_MAX_ROWS = 8;
+const MATVEC_WORKGROUP = 64;
 
 export type Half = Exclude<DType, 'F32'>;
 
@@ -146,9 +155,105 @@ class GatherWiden16Program implements WebgpuProgram {
   }
 }
 
+/**
+ * out[n, o] = Σ_k X[n, k] · widen(W[o, k]) for X [N, K] float32 and W [O, K] packed (flat words,
+ * element o·K + k). Workgroup o: its lanes take k = lane, lane + 64, … (a whole word at a time
+ * when K is even), keep N partial sums each, and add them up in a tree in workgroup memory.
+ */
+class PackedMatVec16Program implements WebgpuProgram {
+  outputShape: number[];
+  shaderKey: string;
+  dispatchLayout: { x: number[] };
+  dispatch: [number, number, number];
+  variableNames = ['X', 'W'];
+  workgroupSize: [number, number, number] = [MATVEC_WORKGROUP, 1, 1];
+  size = true;
+  private readonly dtype: Half;
+  private readonly n: number;
+  private readonly k: number;
+  private readonly o: number;
+
+  constructor(n: number, k: number, o: number, dtype: Half) {
+    this.outputShape = [n, o];
+    this.dtype = dtype;
+    this.n = n;
+    this.k = k;
+    this.o = o;
+    this.shaderKey = `blocklab_packed_matvec16_${dtype}_${n}_${k}_${o}`;
+    this.dispatchLayout = { x: [0, 1] };
+    // one workgroup per output feature (tfjs spreads more than 65535 over y and z)
+    this.dispatch = [o, 1, 1];
+  }
+
+  getUserCode(): string {
+    const { n: N, k: K, o: O } = this;
+    const WG = MATVEC_WORKGROUP;
+    // K even: row o starts on a word; each lane takes whole words (two weights) at a time
+    const loop =
+      K % 2 === 0
+        ? `
+          let w0 = row / 2;
+          for (var j = lane; j < ${K / 2}; j = j + ${WG}) {
+            let word = bitcast<u32>(W[w0 + j]);
+            let a = widen(word & 0xffffu);
+            let b = widen(word >> 16u);
+            for (var r = 0; r < ${N}; r = r + 1) {
+              acc[r] = acc[r] + a * X[r * ${K} + 2 * j] + b * X[r * ${K} + 2 * j + 1];
+            }
+          }`
+        : `
+          for (var k = lane; k < ${K}; k = k + ${WG}) {
+            let e = row + k;
+            let word = bitcast<u32>(W[e / 2]);
+            let w = widen(select(word & 0xffffu, word >> 16u, (e & 1) == 1));
+            for (var r = 0; r < ${N}; r = r + 1) {
+              acc[r] = acc[r] + w * X[r * ${K} + k];
+            }
+          }`;
+    return `
+      ${WIDEN_WGSL[this.dtype]}
+      var<workgroup> partial : array<f32, ${WG * N}>;
+      fn main(index : i32) {
+        let o = index / ${WG};
+        let lane = i32(localId.x);
+        var acc : array<f32, ${N}>;
+        for (var r = 0; r < ${N}; r = r + 1) { acc[r] = 0.0; }
+        if (o < ${O}) {
+          let row = o * ${K};
+          ${loop}
+        }
+        for (var r = 0; r < ${N}; r = r + 1) { partial[r * ${WG} + lane] = acc[r]; }
+        workgroupBarrier();
+        for (var stride = ${WG / 2}; stride > 0; stride = stride / 2) {
+          if (lane < stride) {
+            for (var r = 0; r < ${N}; r = r + 1) {
+              partial[r * ${WG} + lane] = partial[r * ${WG} + lane] + partial[r * ${WG} + lane + stride];
+            }
+          }
+          workgroupBarrier();
+        }
+        // (the bound from the uniforms, which tfjs always binds: a shader must read them)
+        if (lane == 0 && o < uniforms.outShape[1]) {
+          for (var r = 0; r < ${N}; r = r + 1) { setOutputAtIndex(r * ${O} + o, partial[r * ${WG}]); }
+        }
+      }
+    `;
+  }
+}
+
 /** Registers the kernels with tfjs's webgpu backend (idempotent). */
 export function registerWebgpuKernels(): void {
   if (tf.getKernel(WIDEN16, 'webgpu')) return;
+  tf.registerKernel({
+    kernelName: PACKED_MATVEC16,
+    backendName: 'webgpu',
+    kernelFunc: ({ inputs, backend, attrs }) => {
+      const { x, w } = inputs as { x: tf.TensorInfo; w: tf.TensorInfo };
+      const { out, dtype } = attrs as unknown as { out: number; dtype: Half };
+      const [n, k] = x.shape;
+      return (backend as unknown as WebgpuBackendLike).runWebGPUProgram(new PackedMatVec16Program(n, k, out, dtype), [x, w], 'float32');
+    },
+  });
   tf.registerKernel({
     kernelName: GATHER_WIDEN16,
     backendName: 'webgpu',
@@ -173,7 +278,8 @@ export function registerWebgpuKernels(): void {
 
 /** Whether the active backend can widen packed weights (webgpu, with the kernels registered). */
 export function canWidenOnBackend(): boolean {
-  return tf.getKernel(WIDEN16, tf.getBackend()) !== undefined && tf.getKernel(GATHER_WIDEN16, tf.getBackend()) !== undefined;
+  const b = tf.getBackend();
+  return [WIDEN16, GATHER_WIDEN16, PACKED_MATVEC16].every((k) => tf.getKernel(k, b) !== undefined);
 }
 
 /**
@@ -218,4 +324,16 @@ export function gatherWiden16(parts: tf.Tensor2D[], ids: tf.Tensor1D, dtype: Hal
     offset += table.shape[0];
   }
   return acc!;
+}
+
+/**
+ * x [N, K] · Wᵀ for a packed W [out, K] (`w`: its ceil(out·K / 2) int32 words, any shape) →
+ * [N, out] float32, for N ≤ MATVEC_MAX_ROWS; `out` is read from the word count.
+ */
+export function packedMatVec16(x: tf.Tensor2D, w: tf.Tensor, dtype: Half): tf.Tensor2D {
+  const [n, k] = x.shape;
+  const out = Math.floor((2 * w.size) / k);
+  if (w.dtype !== 'int32' || Math.ceil((out * k) / 2) !== w.size) throw new Error(`packedMatVec16: ${w.size} ${w.dtype} words are no whole number of rows of ${k} values`);
+  if (n < 1 || n > MATVEC_MAX_ROWS) throw new Error(`packedMatVec16 takes 1 to ${MATVEC_MAX_ROWS} rows of x, not ${n}`);
+  return tf.engine().runKernel(PACKED_MATVEC16, { x, w }, { out, dtype } as unknown as tf.NamedAttrMap) as tf.Tensor2D;
 }

@@ -13,6 +13,10 @@
  *                                 (the Hugging Face layout: streamed, computed as (W @ xᵀ)ᵀ,
  *                                 bit-identical on wasm and cpu). release() frees what the lease
  *                                 made; for a resident block it does nothing.
+ *   store.block(i, { packedLinears: true })
+ *                               → for a packed block, its linears as they are kept (layout
+ *                                 'packed': [out, in] words of `lease.half`), for the decoding
+ *                                 step's packedMatVec16; its norms and biases widened.
  *   store.embedRows(ids)        → [N, D] float32: the embedding lookup.
  *   store.logits(x)             → [N, V] float32: the LM head (inference), by vocabulary chunks
  *                                 when the head streams.
@@ -44,12 +48,12 @@
 import { closeSync, openSync, readSync } from 'node:fs';
 import { open as openAsync } from 'node:fs/promises';
 import { tf } from './backend.js';
-import { linearOI } from './autodiff.js';
+import { linearOI, recordingGradients } from './autodiff.js';
 import type { ModelConfig } from './config.js';
 import { DTYPE_BYTES, widenInto, type DType } from './dtype.js';
 import { BlocklabError } from './errors.js';
 import { webgpuMaxBindingBytes } from './webgpu.js';
-import { canWidenOnBackend, gatherWiden16, packHalfWords, uploadPacked, widen16, type Half } from './webgpu-kernels.js';
+import { MATVEC_MAX_ROWS, canWidenOnBackend, gatherWiden16, packHalfWords, packedMatVec16, uploadPacked, widen16, type Half } from './webgpu-kernels.js';
 import type { TensorInfo } from './safetensors.js';
 import { WASM_HEAP_LIMIT, type Residency, type ResidencyPlan, type StreamedResidency } from '../../shared/memory-plan.js';
 
@@ -108,12 +112,17 @@ export interface PackedTable {
   dtype: Half;
 }
 
-/** 'io': linears [in, out] (y = x @ W); 'oi': [out, in], the HF layout (y = (W @ xᵀ)ᵀ). */
-export type Layout = 'io' | 'oi';
+/**
+ * 'io': linears [in, out] (y = x @ W); 'oi': [out, in], the HF layout (y = (W @ xᵀ)ᵀ); 'packed':
+ * [out, in] as int32 words of 16-bit values (y = packedMatVec16(x, W): a few rows, no gradient).
+ */
+export type Layout = 'io' | 'oi' | 'packed';
 
 export interface BlockLease {
   readonly weights: BlockWeights;
   readonly layout: Layout;
+  /** 'packed': the 16-bit format of the linears' words */
+  readonly half?: Half;
   release(): void;
 }
 
@@ -435,23 +444,32 @@ export class WeightStore {
 
   // ------------------------------------------------------------------------------ blocks
 
-  /** Block i's float32 weights for one use. */
-  block(i: number): BlockLease {
+  /**
+   * Block i's weights for one use: float32; or, with `packedLinears` and a block packed with
+   * 16-bit linears, those linears' words as they are kept (layout 'packed').
+   */
+  block(i: number, opts: { packedLinears?: boolean } = {}): BlockLease {
     this.check();
     const device = this.blockDevice[i];
     if (device) return { weights: device, layout: this.blockLayout[i], release: () => undefined };
     const stored = this.blockStored[i]!;
+    const half = opts.packedLinears ? packedLinearsHalf(stored) : null;
     const made: Tensor[] = [];
     try {
       const w: Partial<Record<keyof BlockWeights, Tensor>> = {};
       for (const [key, s] of stored) {
+        if (half && s.info.shape.length === 2) {
+          w[key] = s.gpu!; // the store's own: not released
+          continue;
+        }
         const t = this.materialize(s);
         made.push(t);
         w[key] = t;
       }
       return {
         weights: w as unknown as BlockWeights,
-        layout: 'oi',
+        layout: half ? 'packed' : 'oi',
+        ...(half ? { half } : {}),
         release: () => {
           for (const t of made) t.dispose();
         },
@@ -559,6 +577,15 @@ export class WeightStore {
   logits(x: tf.Tensor2D): tf.Tensor2D {
     this.check();
     if (this.headDevice && this.purpose === 'infer') return tf.matMul(x, this.headDevice);
+    const table = this.headParts ?? (this.config.tieWordEmbeddings ? this.embedParts : null);
+    if (table?.half && x.shape[0] <= MATVEC_MAX_ROWS && !recordingGradients()) {
+      // decoding from a packed head: each block of rows multiplied from its words
+      const parts = table.parts.map((p) => packedMatVec16(x, p, table.half!));
+      if (parts.length === 1) return parts[0];
+      const out = tf.concat(parts, 1) as tf.Tensor2D;
+      tf.dispose(parts);
+      return out;
+    }
     const V = this.config.vocabSize;
     const step = this.headChunkRows();
     const parts: Tensor[] = [];
@@ -820,6 +847,17 @@ async function readValuesToDevice(info: TensorInfo, transpose: boolean, read: We
   const t = tf.tensor(await read(info), info.shape, 'float32');
   uploadNow(t);
   return transpose ? transposeAndDispose(t) : t;
+}
+
+/** The 16-bit format of a packed block whose linears are all kept as words; else null. */
+function packedLinearsHalf(stored: Map<keyof BlockWeights, StoredTensor>): Half | null {
+  let half: Half | null = null;
+  for (const s of stored.values()) {
+    if (s.info.shape.length !== 2) continue;
+    if (!s.gpu || s.info.dtype === 'F32' || (half !== null && s.info.dtype !== half)) return null;
+    half = s.info.dtype;
+  }
+  return half;
 }
 
 /** Frees a streamed block's GPU copies ('packed'). */

@@ -171,6 +171,8 @@ export interface ChatResultInfo {
   loadSeconds: number;
   /** the backend that computed it (wasm, webgpu, …) */
   backend: string;
+  /** where the weights were (the memory plan's mode): resident, packed or streamed; '' if unknown */
+  residency: string;
 }
 
 /** What a GGUF export's rounding costs: mean next-token NLL of a probe text with the checkpoint's weights and with the file's. */

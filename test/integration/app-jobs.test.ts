@@ -187,6 +187,7 @@ describe('jobs through the app API', () => {
     // the next turn finds the model already loaded in its chat engine
     const again = result(await runJob({ kind: 'chat', model: trained, messages: [{ role: 'user', content: 'def add(a, b):' }], settings: { system: '', temperature: 0, topP: 1, maxTokens: 16, useTemplate: true } }), 'chat');
     expect(r.loadSeconds).toBeGreaterThan(0);
+    expect(r.residency).toBe('resident'); // the demo model fits: every weight float32
     expect(again.loadSeconds).toBe(0);
     expect(again.text).toBe(r.text); // greedy: the same answer
     // a folder rewritten since (touched here, retrained in life) is loaded afresh

@@ -13,12 +13,14 @@
  *     weights as the resident run, exact resume;
  *   - the expansion identity holds with both models streamed;
  *   - the plan refuses what does not fit before loading, with advice, and a backend running out
- *     of memory is reported as that.
+ *     of memory is reported as that; a loaded model is planned again for a longer conversation
+ *     (kept, reloaded streamed, or refused before it runs).
  */
 import { join } from 'node:path';
 import { writeFile } from 'node:fs/promises';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { expandModel, initBackend, loadModel, makeTinyCheckpoint, openCheckpoint, scoreIds, tf, type TinyOptions } from '../../src/main/engine/index.js';
+import { expandModel, generateTask, initBackend, loadModel, makeTinyCheckpoint, openCheckpoint, reloadUnder, replanLoaded, scoreIds, tf, type TinyOptions } from '../../src/main/engine/index.js';
+import { generate } from '../../src/main/engine/generate.js';
 import { ensureGradients, fastLinear, trainableLinearOI } from '../../src/main/engine/autodiff.js';
 import { setScoreChunkElements } from '../../src/main/engine/attention.js';
 import { disposeCache, LlamaModel } from '../../src/main/engine/model.js';
@@ -335,6 +337,46 @@ describe('refusals and out-of-memory', () => {
     expect(p.inference.kv_cache.context).toBe(512);
     expect(p.training.task.method).toBe('full');
     expect(p.training.trainable.params).toBeGreaterThan(0);
+  });
+
+  it('a loaded model is planned again for a longer conversation: kept, reloaded streamed, or refused before it runs', async () => {
+    const dir = join(root, 'replan');
+    await makeTinyCheckpoint(dir, { layers: 2, hidden: 32, heads: 4, kvHeads: 2, intermediate: 64, maxPositions: 2048, seed: 4 });
+    const ckpt = await openCheckpoint(dir);
+    const short = generateTask(20, 20, 2048, 'chat');
+    const long = generateTask(40, 1500, 2048, 'chat');
+    // a budget just below the long conversation's resident need: the short one is resident under it, the long one streams
+    const budget = Math.floor(planCheckpoint(ckpt, long, 'wasm', { deviceBudget: null }).device.need) - 1;
+    process.env.BLOCKLAB_DEVICE_BUDGET = String(budget);
+    const loaded = await loadModel(dir, undefined, { task: short });
+    expect(loaded.plan.residency.mode).toBe('resident');
+    // the same or a shorter conversation: nothing to plan
+    expect(replanLoaded(loaded, short)).toBeNull();
+    expect(replanLoaded(loaded, generateTask(5, 5, 2048, 'chat'))).toBeNull();
+    // a longer one whose KV cache leaves no room for the weights: reloaded streamed
+    const again = replanLoaded(loaded, long)!;
+    expect(again.reload).toBe(true);
+    expect(again.plan.residency.mode).toBe('streamed');
+    expect(again.plan.task).toMatchObject({ tokens: 40, context: 1540 });
+    const reloaded = await reloadUnder(loaded, again.plan);
+    expect(reloaded.model.store.residency).toEqual(again.plan.residency.plan);
+    // a little longer still, under the same plan's residency: kept, the plan grown
+    const more = replanLoaded(reloaded, generateTask(40, 1600, 2048, 'chat'))!;
+    expect(more.reload).toBe(false);
+    expect(more.plan.task).toMatchObject({ context: 1640 });
+    // it answers as the resident model does
+    delete process.env.BLOCKLAB_DEVICE_BUDGET;
+    const resident = await loadModel(dir, undefined, { task: short });
+    const prompt = someIds(12, VOCAB, 3);
+    const want = await generate(resident.model, prompt, () => '', { temperature: 0, maxTokens: 10 });
+    const got = await generate(reloaded.model, prompt, () => '', { temperature: 0, maxTokens: 10 });
+    expect(got.ids).toEqual(want.ids);
+    resident.dispose();
+    // one that cannot fit is refused, with the plan's reasons, and the model is left as it was
+    expect(() => replanLoaded(reloaded, generateTask(40, 2000, 2048, 'chat'), { deviceBudget: 4096 })).toThrow(/chat does not fit in memory on the \w+ backend: needs .*What would:/);
+    const still = await generate(reloaded.model, prompt, () => '', { temperature: 0, maxTokens: 10 });
+    expect(still.ids).toEqual(want.ids);
+    reloaded.dispose();
   });
 
   it('the wasm heap refuses an impossible allocation with an error that says so, not a corrupt heap', () => {

@@ -395,6 +395,7 @@ export class JobManager {
           templated: Boolean(r.templated),
           loadSeconds: Number(r.loadSeconds ?? 0),
           backend: String(r.backend ?? ''),
+          residency: String(r.residency ?? ''),
         };
         return { kind: 'done', status: r.finishReason === 'aborted' ? 'cancelled' : 'completed', result };
       case 'export-run': {

@@ -14,7 +14,7 @@ import { exportCheckpointGguf, planGgufExport, type GgmlTypeName, type GgufExpor
 import { defaultNllProbe, measureGgufNll, nllMemoryProblem, nllProbeFromFile, type GgufNllChange } from './gguf-nll.js';
 import { generate, type GenerateOptions, type GenerateResult } from './generate.js';
 import { LlamaModel, tokenNll } from './model.js';
-import { loadPlanned, planCheckpoint, planSummary, requireFit, scoreTask, type MemoryPlan, type PlanTask } from './plan.js';
+import { activeBackend, loadPlanned, planCheckpoint, planSummary, requireFit, scoreTask, type MemoryPlan, type PlanTask } from './plan.js';
 import { HfTokenizer, type ChatMessage } from './tokenizer.js';
 import type { ExpansionRequest } from '../../shared/expansion.js';
 
@@ -121,6 +121,30 @@ export async function loadModel(dir: string, backend?: BackendName | 'auto', opt
   const plan = requireFit(planCheckpoint(checkpoint, task, report.active, { deviceBudget: opts.deviceBudget }), dir);
   const model = await loadPlanned(checkpoint, plan);
   return { checkpoint, model, tokenizer, plan, dispose: () => model.dispose() };
+}
+
+/**
+ * Whether a loaded model serves a larger inference `task` as it is (a warm chat engine's next,
+ * longer conversation: its KV cache grows). null: the task is no larger than the one it was
+ * planned for. Else the plan for the larger of the two, and `reload` when that plan places the
+ * weights elsewhere (a cache that no longer leaves room for them on the device). Throws the
+ * plan's refusal — why, and what would fit — when the task does not fit at all, before anything
+ * runs; the loaded model is untouched then.
+ */
+export function replanLoaded(loaded: LoadedModel, task: PlanTask, opts: { deviceBudget?: number | null } = {}): { plan: MemoryPlan; reload: boolean } | null {
+  const was = loaded.plan.task;
+  if (task.kind !== 'infer' || was.kind !== 'infer') throw new Error('replanLoaded plans inference tasks');
+  if (task.batch <= was.batch && task.tokens <= was.tokens && task.context <= was.context) return null;
+  const larger: PlanTask = { ...task, batch: Math.max(task.batch, was.batch), tokens: Math.max(task.tokens, was.tokens), context: Math.max(task.context, was.context) };
+  const plan = requireFit(planCheckpoint(loaded.checkpoint, larger, activeBackend(), opts), loaded.checkpoint.dir);
+  return { plan, reload: JSON.stringify(plan.residency.plan) !== JSON.stringify(loaded.plan.residency.plan) };
+}
+
+/** Frees a loaded model's weights and reads them again where `plan` says (replanLoaded's reload). */
+export async function reloadUnder(loaded: LoadedModel, plan: MemoryPlan): Promise<LoadedModel> {
+  loaded.dispose();
+  const model = await loadPlanned(loaded.checkpoint, plan);
+  return { checkpoint: loaded.checkpoint, model, tokenizer: loaded.tokenizer, plan, dispose: () => model.dispose() };
 }
 
 export interface ScoreResult {

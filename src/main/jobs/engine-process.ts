@@ -8,6 +8,8 @@
 import { resolve } from 'node:path';
 import { FromEngineSchema, ToEngineSchema, type FromEngine, type JobRequest } from '../../shared/jobs.js';
 import { BlocklabError } from '../engine/errors.js';
+import type { Checkpoint } from '../engine/checkpoint.js';
+import type { HfTokenizer } from '../engine/tokenizer.js';
 
 /** The current job's; a kept-alive process gets a fresh one for each job. */
 let controller = new AbortController();
@@ -114,21 +116,32 @@ async function folderKey(dir: string): Promise<string> {
 }
 
 async function runGenerate(r: Extract<JobRequest, { kind: 'generate' }>, keep: boolean): Promise<Result> {
-  const { loadModel, generateText, generateTask, backendReport } = await import('../engine/index.js');
+  const { loadModel, generateText, generateTask, backendReport, replanLoaded, reloadUnder } = await import('../engine/index.js');
   // the folder's files and the backend asked for: either changing reloads the model
   const key = `${r.backend ?? 'auto'}|${await folderKey(r.model).catch(() => '')}`;
+  // planned for this conversation's length and answer (refused before loading when it does not fit)
+  const text = [r.system ?? '', r.prompt ?? '', ...(r.messages ?? []).map((m) => m.content)].join('\n');
+  const task = (ckpt: Checkpoint, tok: HfTokenizer | null) => generateTask((tok?.encode(text).length ?? text.length) + 64, r.maxTokens, ckpt.config.maxPositionEmbeddings, 'chat');
   let loadSeconds = 0;
   if (!warm || warm.dir !== r.model || warm.key !== key) {
     warm?.loaded.dispose();
     warm = null;
     const t0 = performance.now();
-    // planned for this conversation's length and answer (refused before loading when it does not fit)
-    const text = [r.system ?? '', r.prompt ?? '', ...(r.messages ?? []).map((m) => m.content)].join('\n');
-    const loaded = await loadModel(r.model, r.backend, {
-      task: (ckpt, tok) => generateTask((tok?.encode(text).length ?? text.length) + 64, r.maxTokens, ckpt.config.maxPositionEmbeddings, 'chat'),
-    });
+    const loaded = await loadModel(r.model, r.backend, { task });
     loadSeconds = (performance.now() - t0) / 1000;
     warm = { dir: r.model, key, loaded };
+  } else {
+    // a longer conversation than the warm model was planned for is planned again before it runs:
+    // refused when it does not fit (the model stays warm), reloaded when its KV cache moves the weights
+    const again = replanLoaded(warm.loaded, task(warm.loaded.checkpoint, warm.loaded.tokenizer));
+    if (again && !again.reload) warm.loaded.plan = again.plan;
+    if (again?.reload) {
+      const old = warm.loaded;
+      warm = null;
+      const t0 = performance.now();
+      warm = { dir: r.model, key, loaded: await reloadUnder(old, again.plan) };
+      loadSeconds = (performance.now() - t0) / 1000;
+    }
   }
   const loaded = warm.loaded;
   try {
@@ -147,7 +160,7 @@ async function runGenerate(r: Extract<JobRequest, { kind: 'generate' }>, keep: b
       signal: controller.signal,
       onText: (text) => void send({ type: 'token', text }),
     });
-    return { ...result, ids: undefined, loadSeconds, backend: backendReport()?.active ?? '' } as unknown as Result;
+    return { ...result, ids: undefined, loadSeconds, backend: backendReport()?.active ?? '', residency: loaded.plan.residency.mode } as unknown as Result;
   } finally {
     if (!keep) {
       warm?.loaded.dispose();

@@ -8,7 +8,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { checkWritableTarget, OUTPUT_MARKER, writeFileAtomically } from '../../src/main/engine/atomic.js';
+import { spawnSync } from 'node:child_process';
+import { checkWritableTarget, OUTPUT_MARKER, removeLeftovers, writeFileAtomically } from '../../src/main/engine/atomic.js';
 import { expandModel, exportGguf, exportModel, initBackend, makeTinyCheckpoint } from '../../src/main/engine/index.js';
 import { DEFAULT_ADAMW } from '../../src/main/engine/optimizer.js';
 import { parseMethod } from '../../src/main/engine/trainable.js';
@@ -99,6 +100,30 @@ describe('an empty folder is used; a marked one is replaced only when asked', ()
     expect(JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')).num_hidden_layers).toBe(4);
     // a checkpoint is not a report: one kind of output never replaces another
     await expect(checkWritableTarget(out, true, 'report')).rejects.toThrow(/holds a checkpoint that Blocklab wrote, not a report/);
+  });
+
+  it("what a killed write left beside its target is removed by the next write there; the only copy of a previous version, another process's write in progress and the user's files stay", async () => {
+    const dir = join(root, 'leftovers');
+    const out = join(dir, 'model');
+    await expandModel(base, { blocks: 1 }, { out });
+    // the process id of one that has exited, as a killed write's would be
+    const dead = spawnSync(process.execPath, ['-e', '']).pid!;
+    const plant = async (name: string) => {
+      await mkdir(join(dir, name));
+      await writeFile(join(dir, name, 'model.safetensors'), 'partial');
+    };
+    const partial = `.model.tmp-${dead}-0123abcd`; // a partial output: removed
+    const previous = `.model.old-${dead}-0123abce`; // the version before a swap that completed (model is there): removed
+    const onlyCopy = `.gone.old-${dead}-0123abcf`; // a swap killed halfway: the only copy of "gone", kept
+    const running = `.model.tmp-${process.ppid}-0123abd0`; // a write by a process still running: kept
+    for (const n of [partial, previous, onlyCopy, running]) await plant(n);
+    await writeFile(join(dir, '.model.tmp-notes'), 'mine'); // not the pattern: the user's
+    await expandModel(base, { blocks: 2 }, { out, overwrite: true });
+    expect((await readdir(dir)).sort()).toEqual([onlyCopy, running, '.model.tmp-notes', 'model'].sort());
+    // a folder-wide sweep (a run folder's) takes other targets' too, with the same rules
+    await plant(`.checkpoint-4.tmp-${dead}-0123abd1`);
+    expect(await removeLeftovers(dir)).toEqual([`.checkpoint-4.tmp-${dead}-0123abd1`]);
+    expect(existsSync(join(dir, onlyCopy))).toBe(true);
   });
 
   it('the demo accepts an existing empty --out, and refuses a folder of the user', async () => {

@@ -49,6 +49,40 @@ const KNOWN_ENTRIES: Record<OutputKind, RegExp> = {
 };
 /** What an interrupted atomic write leaves beside its target (ours too). */
 const LEFTOVER = /^\..+\.(tmp|old)-\d+-[0-9a-f]{8}$/;
+/** The same, taken apart: the target's name, which of the two, the writing process's id. */
+const LEFTOVER_PARTS = /^\.(.+)\.(tmp|old)-(\d+)-[0-9a-f]{8}$/;
+
+/** Whether process `pid` is running (a process we may not signal is running too). */
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Removes what interrupted atomic writes left in `dir` (a killed process cannot clean up after
+ * itself): a `.NAME.tmp-PID-…` sibling, a partial output, always; a `.NAME.old-PID-…` one — the
+ * previous version, moved aside for the swap — only once NAME is there again (else it is the
+ * only copy, and stays). Only those of processes no longer running, so a write in progress
+ * elsewhere is never disturbed; `only` limits it to the leftovers of one target's name.
+ */
+export async function removeLeftovers(dir: string, only?: string): Promise<string[]> {
+  const names = await readdir(dir).catch(() => [] as string[]);
+  const removed: string[] = [];
+  for (const n of names) {
+    const m = LEFTOVER_PARTS.exec(n);
+    if (!m || (only !== undefined && m[1] !== only)) continue;
+    const [, target, which, pid] = m;
+    if (Number(pid) === process.pid || processAlive(Number(pid))) continue;
+    if (which === 'old' && !names.includes(target)) continue;
+    await rm(join(dir, n), { recursive: true, force: true });
+    removed.push(n);
+  }
+  return removed;
+}
 
 const KIND_WORDS: Record<OutputKind, string> = { checkpoint: 'a checkpoint', run: 'a training run', report: 'a report', demo: 'a demo', cluster: 'a LLaMA-Factory export' };
 
@@ -120,6 +154,9 @@ export async function prepareOutputFolder(out: string, kind: OutputKind): Promis
   if (state !== 'ours') {
     await mkdir(out, { recursive: true });
     await writeOutputMarker(out, kind);
+  } else {
+    // a run killed mid-checkpoint left a partial one inside its own folder
+    await removeLeftovers(out);
   }
   return state;
 }
@@ -153,6 +190,7 @@ export async function writeFolderAtomically<T>(out: string, overwrite: boolean, 
   await checkWritableTarget(out, overwrite, kind);
   const parent = dirname(out);
   await mkdir(parent, { recursive: true });
+  await removeLeftovers(parent, basename(out));
   const tag = `${process.pid}-${randomBytes(4).toString('hex')}`;
   const tmp = join(parent, `.${basename(out)}.tmp-${tag}`);
   const old = join(parent, `.${basename(out)}.old-${tag}`);
@@ -187,6 +225,7 @@ export async function writeFolderAtomically<T>(out: string, overwrite: boolean, 
  */
 export async function writeFileAtomically(path: string, data: string | Uint8Array, opts: { exclusive?: boolean } = {}): Promise<void> {
   if (opts.exclusive && (await exists(path))) throw new BlocklabError('already exists; Blocklab does not replace a file it did not write — choose another folder', { file: path });
+  await removeLeftovers(dirname(path), basename(path));
   const tmp = join(dirname(path), `.${basename(path)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
   const fh = await open(tmp, 'w');
   try {

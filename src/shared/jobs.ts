@@ -153,6 +153,8 @@ const StepSchema = z.object({
   tokensPerSecond: z.number(),
   elapsedSeconds: z.number(),
   etaSeconds: z.number(),
+  /** the backend's memory after the step (the wasm heap, WebGPU's buffers): what the memory plan's device figure predicts */
+  backendBytes: z.number().optional(),
 });
 export type StepEvent = z.infer<typeof StepSchema>;
 

@@ -278,9 +278,11 @@ describe('the notebook as a daily tool', () => {
     const val = Number(/val loss\s*([\d.]+)/.exec(stats)?.[1]);
     expect(val).toBeGreaterThan(0);
     expect(await tr.locator('[data-testid="train-val-readout"]').getAttribute('data-step')).toBe('40');
-    for (const panel of ['loss-chart', 'train-plot-lr', 'train-plot-grad_norm', 'train-plot-tokens_per_second']) {
+    for (const panel of ['loss-chart', 'train-plot-lr', 'train-plot-grad_norm', 'train-plot-tokens_per_second', 'train-plot-backend_bytes']) {
       await expect.poll(async () => Number(await tr.locator(`[data-testid="${panel}"]`).getAttribute('data-points')), { timeout: 10_000 }).toBe(40);
     }
+    // the backend's memory after the last step (the wasm heap here), as W&B's system panel shows it
+    expect(await tr.locator('[data-testid="train-memory-readout"]').innerText()).toMatch(/^memory\s*[\d.]+ (MiB|GiB)$/);
     await tr.locator('[data-testid="train-plot-x-tokens"]').click();
     await expect.poll(() => tr.locator('[data-testid="train-plot-charts"]').getAttribute('data-x')).toBe('tokens');
     // 40 steps × 2 × 64 tokens = 5120: the axis reads in thousands
@@ -317,7 +319,7 @@ describe('the notebook as a daily tool', () => {
     await expect.poll(() => cmp.locator('[data-testid="cell-message"]').innerText()).toBe('1 run compared');
     await boxes.nth(1).check();
     await expect.poll(() => cmp.locator('[data-testid="cell-message"]').innerText()).toBe('2 runs compared');
-    for (const panel of ['compare-chart', 'compare-lr', 'compare-grad_norm', 'compare-tokens_per_second']) {
+    for (const panel of ['compare-chart', 'compare-lr', 'compare-grad_norm', 'compare-tokens_per_second', 'compare-backend_bytes']) {
       await expect.poll(() => cmp.locator(`[data-testid="${panel}"]`).getAttribute('data-runs'), { timeout: 20_000 }).toBe('2');
     }
     const diff = await cmp.locator('[data-testid="config-diff"]').innerText();

@@ -146,6 +146,8 @@ describe('block-only tuning (method blocks)', () => {
       expect(Number.isFinite(s.gradNorm) && s.gradNorm > 0).toBe(true);
       expect(s.totalSteps).toBe(20);
       expect(s.lr).toBe(learningRate(s.step - 1, { lr: 2e-3, warmup: 4, totalSteps: 20, minLrRatio: 0.1 }));
+      // the backend's memory holds at least the AdamW moments it updates (the wasm heap, WebGPU's buffers)
+      expect(s.backendBytes).toBeGreaterThanOrEqual(straight.result.optimizerStateBytes);
     }
     // by hand: warmup lr·(k/4) for steps 1..4; then cosine over 16 steps from 2e-3 to 2e-4
     expect(steps[0].lr).toBeCloseTo(5e-4, 12); // step 1: 2e-3 · 1/4

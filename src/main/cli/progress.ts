@@ -1,5 +1,6 @@
 /** A training progress line on stderr: redrawn in place on a terminal, a line every few percent otherwise. */
 import type { StepEvent } from '../../shared/jobs.js';
+import { formatPlanBytes } from '../../shared/memory-plan.js';
 
 export function formatDuration(seconds: number): string {
   if (!Number.isFinite(seconds) || seconds < 0) return '?';
@@ -15,7 +16,8 @@ export function progressLine(m: StepEvent, valLoss: number | null, width = 24): 
   const filled = Math.round(frac * width);
   const bar = '='.repeat(Math.max(0, filled - 1)) + (filled > 0 ? (frac < 1 ? '>' : '=') : '') + ' '.repeat(width - filled);
   const val = valLoss === null ? '' : ` val ${valLoss.toFixed(3)}`;
-  return `step ${m.step}/${m.totalSteps} [${bar}] loss ${m.loss.toFixed(3)}${val} lr ${m.lr.toExponential(1)} ${Math.round(m.tokensPerSecond).toLocaleString('en-US')} tok/s ETA ${formatDuration(m.etaSeconds)}`;
+  const mem = m.backendBytes === undefined ? '' : ` mem ${formatPlanBytes(m.backendBytes)}`;
+  return `step ${m.step}/${m.totalSteps} [${bar}] loss ${m.loss.toFixed(3)}${val} lr ${m.lr.toExponential(1)} ${Math.round(m.tokensPerSecond).toLocaleString('en-US')} tok/s${mem} ETA ${formatDuration(m.etaSeconds)}`;
 }
 
 export class ProgressPrinter {

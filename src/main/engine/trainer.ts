@@ -30,6 +30,7 @@ import { HfTokenizer } from './tokenizer.js';
 import { makeTrainable, methodName, type TrainableSet, type TrainMethod } from './trainable.js';
 import { tensorFromSource, writeCheckpoint } from './write-checkpoint.js';
 import { outputKindOf, prepareOutputFolder, writeFolderAtomically, writeOutputMarker } from './atomic.js';
+import { backendMemoryBytes } from './weights.js';
 
 export interface TrainOptions {
   model: string;
@@ -74,6 +75,8 @@ export interface StepMetrics {
   tokensPerSecond: number;
   elapsedSeconds: number;
   etaSeconds: number;
+  /** the backend's memory after the step (weights.ts backendMemoryBytes) */
+  backendBytes: number;
 }
 
 export interface TrainStart {
@@ -528,6 +531,7 @@ export async function train(opts: TrainOptions, events: TrainEvents = {}, signal
         tokensPerSecond: tokensPerStep / seconds,
         elapsedSeconds: elapsedBefore + (performance.now() - loopStart) / 1000,
         etaSeconds: ((opts.steps - done) * tokensPerStep) / rate,
+        backendBytes: backendMemoryBytes(),
       });
       if (opts.evalEvery > 0 && done % opts.evalEvery === 0 && done < opts.steps) {
         valLoss = await evaluate();

@@ -193,6 +193,19 @@ export function wasmHeapBytes(): number {
 }
 
 /**
+ * The backend's memory now, as the memory plan counts it ("device" bytes): the wasm heap's size;
+ * WebGPU's buffers (tfjs's pool, free ones included: they stay allocated on the GPU); elsewhere
+ * the bytes of live tensors.
+ */
+export function backendMemoryBytes(): number {
+  const backend = tf.getBackend();
+  if (backend === 'wasm') return wasmHeapBytes();
+  const m = tf.memory() as tf.MemoryInfo & { numBytesAllocatedInGPU?: number };
+  if (backend === 'webgpu' && typeof m.numBytesAllocatedInGPU === 'number') return m.numBytesAllocatedInGPU;
+  return m.numBytes;
+}
+
+/**
  * A new float32 tensor whose values `fill` writes in place: on wasm straight into the heap (no
  * JavaScript copy on the way), elsewhere into the array the tensor is made from. `fill` must not
  * call tfjs (a growing heap would move the memory it writes to).

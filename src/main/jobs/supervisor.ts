@@ -466,6 +466,7 @@ export function startJob(
             metrics.add(m.metrics.step, 'grad_norm', m.metrics.gradNorm);
             metrics.add(m.metrics.step, 'tokens_per_second', m.metrics.tokensPerSecond);
             metrics.add(m.metrics.step, 'elapsed_seconds', m.metrics.elapsedSeconds);
+            if (m.metrics.backendBytes !== undefined) metrics.add(m.metrics.step, 'backend_bytes', m.metrics.backendBytes);
             store!.heartbeat(runId, m.metrics.step);
           }
           events.onStep?.(m.metrics);

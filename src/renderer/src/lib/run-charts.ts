@@ -1,10 +1,10 @@
 /**
  * The metric panels of a training run, as W&B lays them out: loss with validation loss, then
- * learning rate, gradient norm and tokens/s; the x axis by optimizer step, by tokens seen
+ * learning rate, gradient norm, tokens/s and the backend's memory (W&B's system panel); the x axis by optimizer step, by tokens seen
  * (step × batch × sequence × gradient accumulation) or by training time (the elapsed seconds
  * the trainer recorded at each step, continuing across a resume).
  */
-import { formatDuration } from './format';
+import { formatBytes, formatDuration } from './format';
 import { fmtLoss, fmtLr, fmtRate } from '../components/charts/format';
 
 export type XAxis = 'step' | 'tokens' | 'time';
@@ -33,6 +33,8 @@ export const VAL_LOSS_PANEL: PanelSpec = { id: 'val_loss', title: 'validation lo
 export const LR_PANEL: PanelSpec = { id: 'lr', title: 'learning rate', metrics: [{ name: 'lr' }], yName: 'lr', format: fmtLr, yFormat: fmtLr };
 export const GRAD_PANEL: PanelSpec = { id: 'grad_norm', title: 'gradient norm', metrics: [{ name: 'grad_norm' }], yName: 'grad norm', format: (v) => (Number.isFinite(v) ? v.toPrecision(3) : '–') };
 export const TPS_PANEL: PanelSpec = { id: 'tokens_per_second', title: 'tokens/s', metrics: [{ name: 'tokens_per_second' }], yName: 'tokens/s', format: fmtRate };
+/** the backend's memory after each step (the wasm heap, WebGPU's buffers): what the memory plan's device figure predicts */
+export const MEMORY_PANEL: PanelSpec = { id: 'backend_bytes', title: 'backend memory', metrics: [{ name: 'backend_bytes' }], yName: 'bytes', format: formatBytes, yFormat: formatBytes };
 
 /** Tokens one optimizer step consumes, from a training run's stored config (null when it does not say). */
 export function tokensPerStep(config: Record<string, unknown> | null | undefined): number | null {

@@ -23,7 +23,7 @@ export interface LiveRun {
 }
 
 /** The metrics the trainer records per step (and val_loss per evaluation). */
-export const STEP_METRICS = ['loss', 'lr', 'grad_norm', 'tokens_per_second', 'elapsed_seconds'] as const;
+export const STEP_METRICS = ['loss', 'lr', 'grad_norm', 'tokens_per_second', 'elapsed_seconds', 'backend_bytes'] as const;
 
 interface Curves {
   loaded: boolean;
@@ -116,6 +116,7 @@ class RunsStore {
       addPoint((c.byName.grad_norm ??= []), m.step, m.gradNorm);
       addPoint((c.byName.tokens_per_second ??= []), m.step, m.tokensPerSecond);
       addPoint((c.byName.elapsed_seconds ??= []), m.step, m.elapsedSeconds);
+      if (m.backendBytes !== undefined) addPoint((c.byName.backend_bytes ??= []), m.step, m.backendBytes);
       this.bump(runId);
       if (!this.list.some((r) => r.id === runId)) this.refreshSoon();
     } else if (e.kind === 'eval') {
@@ -225,6 +226,7 @@ class RunsStore {
       tokensPerSecond: at('tokens_per_second'),
       elapsedSeconds: Number.isFinite(elapsed) ? elapsed : seconds,
       etaSeconds: Number.NaN,
+      ...(Number.isFinite(at('backend_bytes')) ? { backendBytes: at('backend_bytes') } : {}),
     };
   }
 }

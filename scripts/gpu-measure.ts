@@ -10,7 +10,9 @@
  *      cuda), for the ratio (target ≥ 0.3× PyTorch);
  *   5. the Llama-2-7B shape 32 → 40 block-only step, if it fits (and PyTorch's, likewise);
  *   6. for both shapes, the same step again with the frozen blocks, embedding and head packed:
- *      BF16 on the GPU, widened by the engine's kernels when they compute (the memory plan's 'packed'
+ *      BF16 on the GPU, widened by the engine's kernels when they compute; and for both
+ *      residencies, greedy decoding with the KV cache (tokens/s: resident through tfjs's matmul,
+ *      packed through PackedMatVec16) (the memory plan's 'packed'
  *      residency, what a 24–48 GB GPU runs the 7B step with): tokens/s and GPU memory.
  *
  * Weights are random, made on the GPU (speed does not depend on them): no multi-GB checkpoint
@@ -77,6 +79,8 @@ interface Shape {
   seq: number;
   warmup: number;
   steps: number;
+  /** tokens decoded (after a 64-token prompt) for the decode figure */
+  decodeTokens: number;
 }
 
 const llama = (hidden: number, layers: number, heads: number, kvHeads: number, intermediate: number, vocab: number) => ({
@@ -99,14 +103,14 @@ const llama = (hidden: number, layers: number, heads: number, kvHeads: number, i
 const SHAPES: Record<'tinyllama' | 'llama7b', Shape> = tiny
   ? {
       // the same proportions, small enough for llvmpipe on two cores
-      tinyllama: { name: 'TinyLlama-1.1B shape, scaled down', base: llama(64, 4, 8, 1, 176, 1000), newBlocks: 2, batch: 2, seq: 64, warmup: 1, steps: 2 },
-      llama7b: { name: 'Llama-2-7B shape, scaled down', base: llama(128, 8, 4, 4, 344, 1000), newBlocks: 2, batch: 1, seq: 64, warmup: 1, steps: 2 },
+      tinyllama: { name: 'TinyLlama-1.1B shape, scaled down', base: llama(64, 4, 8, 1, 176, 1000), newBlocks: 2, batch: 2, seq: 64, warmup: 1, steps: 2, decodeTokens: 16 },
+      llama7b: { name: 'Llama-2-7B shape, scaled down', base: llama(128, 8, 4, 4, 344, 1000), newBlocks: 2, batch: 1, seq: 64, warmup: 1, steps: 2, decodeTokens: 16 },
     }
   : {
       // TinyLlama-1.1B (TinyLlama/TinyLlama-1.1B-intermediate-step-1431k-3T): 22 layers; interleave needs P | 22
-      tinyllama: { name: 'TinyLlama-1.1B, 22 → 24 blocks', base: llama(2048, 22, 32, 4, 5632, 32000), newBlocks: 2, batch: 8, seq: 512, warmup: 2, steps: 5 },
+      tinyllama: { name: 'TinyLlama-1.1B, 22 → 24 blocks', base: llama(2048, 22, 32, 4, 5632, 32000), newBlocks: 2, batch: 8, seq: 512, warmup: 2, steps: 5, decodeTokens: 32 },
       // Llama-2-7B: 32 → 40 blocks, the paper's LLaMA Pro expansion
-      llama7b: { name: 'Llama-2-7B, 32 → 40 blocks', base: llama(4096, 32, 32, 32, 11008, 32000), newBlocks: 8, batch: 2, seq: 512, warmup: 1, steps: 3 },
+      llama7b: { name: 'Llama-2-7B, 32 → 40 blocks', base: llama(4096, 32, 32, 32, 11008, 32000), newBlocks: 8, batch: 2, seq: 512, warmup: 1, steps: 3, decodeTokens: 32 },
     };
 
 // ------------------------------------------------------------------------------------ the record
@@ -313,6 +317,16 @@ async function stepPhase(key: 'tinyllama' | 'llama7b'): Promise<void> {
     newLayers = made.newLayers;
     figures.new_layers = newLayers;
     if (!packed) figures.parameters = model.weights.blocks.reduce((n, b) => n + Object.values(b).reduce((m, t) => m + (t ? (t as tf.Tensor).size : 0), 0), 0) + model.weights.embed.size + model.weights.lmHead.size + model.weights.norm.size;
+    // decoding first (the step's stepper takes the model over and frees it), as chat runs it (KV cache, one token a step): resident float32 through tfjs's
+    // matmul; packed through PackedMatVec16 straight from the 16-bit words
+    await phase(`${label.replace('step', 'decode')}`, async () => {
+      const prompt = randomIds(64, V, 77);
+      const greedy = { temperature: 0, maxTokens: shape.decodeTokens };
+      await generate(model, prompt, () => '', { ...greedy, maxTokens: 4 }); // compiles the shaders
+      const r = await generate(model, prompt, () => '', greedy);
+      figures[packed ? 'decode_packed' : 'decode'] = { tokens: r.generatedTokens, decode_tokens_per_second: r.decodeTokensPerSecond, prefill_tokens_per_second: r.prefillTokensPerSecond };
+      log(`${label.replace('step', 'decode')}: ${r.decodeTokensPerSecond.toFixed(1)} tokens/s (${r.generatedTokens} tokens after a 64-token prompt)`);
+    });
     await phase(label, async () => {
       const stepper = stepperFor(model, made.ckpt, { kind: 'blocks', layers: newLayers }, ids, shape.warmup + shape.steps, packed ? 'packed' : 'resident');
       try {

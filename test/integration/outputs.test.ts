@@ -102,28 +102,41 @@ describe('an empty folder is used; a marked one is replaced only when asked', ()
     await expect(checkWritableTarget(out, true, 'report')).rejects.toThrow(/holds a checkpoint that Blocklab wrote, not a report/);
   });
 
-  it("what a killed write left beside its target is removed by the next write there; the only copy of a previous version, another process's write in progress and the user's files stay", async () => {
+  it("a killed write is finished by the next write there: its partial output removed, a previous version it had moved aside put back; another process's write and the user's files are left alone", async () => {
     const dir = join(root, 'leftovers');
     const out = join(dir, 'model');
     await expandModel(base, { blocks: 1 }, { out });
     // the process id of one that has exited, as a killed write's would be
     const dead = spawnSync(process.execPath, ['-e', '']).pid!;
-    const plant = async (name: string) => {
+    const plant = async (name: string, content = 'partial') => {
       await mkdir(join(dir, name));
-      await writeFile(join(dir, name, 'model.safetensors'), 'partial');
+      await writeFile(join(dir, name, 'model.safetensors'), content);
     };
-    const partial = `.model.tmp-${dead}-0123abcd`; // a partial output: removed
+    const partial = `.model.tmp-${dead}-0123abcd`; // an output never put in place: removed
     const previous = `.model.old-${dead}-0123abce`; // the version before a swap that completed (model is there): removed
-    const onlyCopy = `.gone.old-${dead}-0123abcf`; // a swap killed halfway: the only copy of "gone", kept
     const running = `.model.tmp-${process.ppid}-0123abd0`; // a write by a process still running: kept
-    for (const n of [partial, previous, onlyCopy, running]) await plant(n);
+    for (const n of [partial, previous, running]) await plant(n);
     await writeFile(join(dir, '.model.tmp-notes'), 'mine'); // not the pattern: the user's
     await expandModel(base, { blocks: 2 }, { out, overwrite: true });
-    expect((await readdir(dir)).sort()).toEqual([onlyCopy, running, '.model.tmp-notes', 'model'].sort());
-    // a folder-wide sweep (a run folder's) takes other targets' too, with the same rules
+    expect((await readdir(dir)).sort()).toEqual([running, '.model.tmp-notes', 'model'].sort());
+
+    // killed between its two renames: "other" moved aside, the new one not yet in place
+    const other = join(dir, 'other');
+    await expandModel(base, { blocks: 1 }, { out: other });
+    const { rename } = await import('node:fs/promises');
+    await rename(other, join(dir, `.other.old-${dead}-0123abd2`));
+    await plant(`.other.tmp-${dead}-0123abd2`);
+    // the next write there finds the previous version back in place, and asks before replacing it
+    await expect(expandModel(base, { blocks: 2 }, { out: other })).rejects.toThrow(/already exists and holds a checkpoint that Blocklab wrote; pass --overwrite/);
+    expect(JSON.parse(readFileSync(join(other, 'config.json'), 'utf8')).num_hidden_layers).toBe(3);
+    expect((await readdir(dir)).filter((n) => n.includes('other'))).toEqual(['other']);
+
+    // a folder-wide sweep (a resumed run's own folder) does the same for every name
     await plant(`.checkpoint-4.tmp-${dead}-0123abd1`);
-    expect(await removeLeftovers(dir)).toEqual([`.checkpoint-4.tmp-${dead}-0123abd1`]);
-    expect(existsSync(join(dir, onlyCopy))).toBe(true);
+    await plant(`.checkpoint-2.old-${dead}-0123abd3`, 'the only copy');
+    expect(await removeLeftovers(dir)).toEqual([`restored checkpoint-2 from .checkpoint-2.old-${dead}-0123abd3`, `removed .checkpoint-4.tmp-${dead}-0123abd1`]);
+    expect(readFileSync(join(dir, 'checkpoint-2', 'model.safetensors'), 'utf8')).toBe('the only copy');
+    expect(existsSync(join(dir, running))).toBe(true);
   });
 
   it('the demo accepts an existing empty --out, and refuses a folder of the user', async () => {

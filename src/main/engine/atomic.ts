@@ -1,7 +1,8 @@
 /**
  * Atomic writes: a checkpoint or file appears complete or not at all. Everything is written
- * under a temporary name next to the target, fsynced, then renamed into place; a crash or an
- * error at any point leaves the previous good version where it was.
+ * under a temporary name next to the target, fsynced, then renamed into place; an error at any
+ * point leaves the previous good version where it was, and so does a crash, once the next write
+ * there has finished what it left (removeLeftovers).
  */
 import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
@@ -63,25 +64,31 @@ function processAlive(pid: number): boolean {
 }
 
 /**
- * Removes what interrupted atomic writes left in `dir` (a killed process cannot clean up after
- * itself): a `.NAME.tmp-PID-…` sibling, a partial output, always; a `.NAME.old-PID-…` one — the
- * previous version, moved aside for the swap — only once NAME is there again (else it is the
- * only copy, and stays). Only those of processes no longer running, so a write in progress
- * elsewhere is never disturbed; `only` limits it to the leftovers of one target's name.
+ * Finishes what interrupted atomic writes left in `dir` (a killed process cannot clean up after
+ * itself), for processes no longer running only, so that a write in progress elsewhere is never
+ * disturbed: a `.NAME.tmp-PID-…` sibling, an output never put in place, is removed; a
+ * `.NAME.old-PID-…` one — the previous version, moved aside for the swap — is removed once NAME
+ * is there, and put back as NAME when it is not (the write was killed between its two renames:
+ * the previous version is restored, as the write's atomicity promises). `only` limits it to one
+ * target's name. Returns what it did, in words.
  */
 export async function removeLeftovers(dir: string, only?: string): Promise<string[]> {
   const names = await readdir(dir).catch(() => [] as string[]);
-  const removed: string[] = [];
-  for (const n of names) {
+  const done: string[] = [];
+  for (const n of names.sort()) {
     const m = LEFTOVER_PARTS.exec(n);
     if (!m || (only !== undefined && m[1] !== only)) continue;
     const [, target, which, pid] = m;
     if (Number(pid) === process.pid || processAlive(Number(pid))) continue;
-    if (which === 'old' && !names.includes(target)) continue;
+    if (which === 'old' && !(await exists(join(dir, target)))) {
+      await rename(join(dir, n), join(dir, target));
+      done.push(`restored ${target} from ${n}`);
+      continue;
+    }
     await rm(join(dir, n), { recursive: true, force: true });
-    removed.push(n);
+    done.push(`removed ${n}`);
   }
-  return removed;
+  return done;
 }
 
 const KIND_WORDS: Record<OutputKind, string> = { checkpoint: 'a checkpoint', run: 'a training run', report: 'a report', demo: 'a demo', cluster: 'a LLaMA-Factory export' };
@@ -187,10 +194,11 @@ export async function checkWritableFile(file: string, overwrite: boolean, magic:
  * `out` is untouched.
  */
 export async function writeFolderAtomically<T>(out: string, overwrite: boolean, fill: (tmpDir: string) => Promise<T>, kind: OutputKind = 'checkpoint'): Promise<T> {
-  await checkWritableTarget(out, overwrite, kind);
   const parent = dirname(out);
-  await mkdir(parent, { recursive: true });
+  // first what a killed write to `out` left (its previous version put back), then the checks
   await removeLeftovers(parent, basename(out));
+  await checkWritableTarget(out, overwrite, kind);
+  await mkdir(parent, { recursive: true });
   const tag = `${process.pid}-${randomBytes(4).toString('hex')}`;
   const tmp = join(parent, `.${basename(out)}.tmp-${tag}`);
   const old = join(parent, `.${basename(out)}.old-${tag}`);
@@ -224,8 +232,8 @@ export async function writeFolderAtomically<T>(out: string, overwrite: boolean, 
  * (one the user has, or made since the name was chosen) is refused, never replaced.
  */
 export async function writeFileAtomically(path: string, data: string | Uint8Array, opts: { exclusive?: boolean } = {}): Promise<void> {
-  if (opts.exclusive && (await exists(path))) throw new BlocklabError('already exists; Blocklab does not replace a file it did not write — choose another folder', { file: path });
   await removeLeftovers(dirname(path), basename(path));
+  if (opts.exclusive && (await exists(path))) throw new BlocklabError('already exists; Blocklab does not replace a file it did not write — choose another folder', { file: path });
   const tmp = join(dirname(path), `.${basename(path)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
   const fh = await open(tmp, 'w');
   try {

@@ -214,7 +214,7 @@ program
             ['shader-f16', a.shaderF16 ? 'yes' : 'no'],
             ['kind', a.software ? `software: ${a.software} (never picked automatically)` : 'GPU'],
             ['memory', gpuMemoryWords(a.software !== null, gpuMem)],
-            ['16-bit weights', 'frozen BF16/F16 blocks can stay packed at stored precision on the GPU (widened by a shader, no shader-f16 needed)'],
+            ['16-bit weights', "frozen BF16/F16 blocks, embedding and head can stay packed at stored precision on the GPU (widened by Blocklab's own shaders, no shader-f16 needed; decoding reads them as they are)"],
           ]),
         );
       }

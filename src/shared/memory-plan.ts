@@ -176,6 +176,8 @@ export interface PlanSummary {
   ram_available: number;
   /** chatting: a prompt of up to 512 tokens, the KV cache at the model's full context */
   inference: MemoryPlan;
+  /** scoring and evaluation: one sequence of up to 1024 tokens at a time, no KV cache (score, eval, the GGUF export's NLL check) */
+  scoring: MemoryPlan;
   /** the training asked for, or block-only tuning of an expanded checkpoint's new blocks; null otherwise */
   training: MemoryPlan | null;
 }

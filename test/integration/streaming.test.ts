@@ -332,9 +332,17 @@ describe('refusals and out-of-memory', () => {
     expect(lines[0]).toMatch(/What would: .*--backend cpu/);
     expect(refused.stdout).toBe('');
 
-    const p = oneJson<{ inference: { fits: boolean; kv_cache: { context: number } }; training: { fits: boolean; task: { method: string }; trainable: { params: number } } }>(plan);
+    const p = oneJson<{
+      inference: { fits: boolean; kv_cache: { context: number } };
+      scoring: { fits: boolean; task: { what: string; tokens: number }; kv_cache: { bytes: number }; residency: { mode: string } };
+      training: { fits: boolean; task: { method: string }; trainable: { params: number } };
+    }>(plan);
     expect(p.inference.fits).toBe(true);
     expect(p.inference.kv_cache.context).toBe(512);
+    // scoring and eval, as `score` plans it: one sequence of up to 1024 tokens (the context: 512), no cache
+    expect(p.scoring).toMatchObject({ fits: true, task: { what: 'score', tokens: 512 }, kv_cache: { bytes: 0 }, residency: { mode: 'resident' } });
+    const text = (await runCli(['plan', dir], { env: { BLOCKLAB_DEVICE_BUDGET: '300KB' } })).stdout;
+    expect(text).toMatch(/score \(512 tokens at a time, no KV cache; eval batches as many sequences as this leaves room for\) — (fits|does not fit)\n  weights: /);
     expect(p.training.task.method).toBe('full');
     expect(p.training.trainable.params).toBeGreaterThan(0);
   });

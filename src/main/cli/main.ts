@@ -178,6 +178,8 @@ program
       };
       const inf = summary.inference;
       section(`chat (prompt up to ${inf.task.kind === 'infer' ? inf.task.tokens : 0} tokens, KV cache at the model's context of ${inf.kv_cache.context})`, inf);
+      const sc = summary.scoring;
+      section(`score (${sc.task.kind === 'infer' ? sc.task.tokens : 0} tokens at a time, no KV cache; eval batches as many sequences as this leaves room for)`, sc);
       if (summary.training?.task.kind === 'train') {
         const t = summary.training.task;
         section(`training ${t.method}${t.trainableLayers.length && t.method !== 'full' ? ` (layers ${t.trainableLayers.join(', ')})` : ''}, batch ${t.batch} × seq ${t.seq}`, summary.training);

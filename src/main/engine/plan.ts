@@ -233,13 +233,14 @@ export function planSummary(
   const ctx = ckpt.config.maxPositionEmbeddings;
   const chat = generateTask(Math.min(512, ctx), ctx, ctx, 'chat');
   const inference = planCheckpoint(ckpt, chat, backend, opts);
+  const scoring = planCheckpoint(ckpt, scoreTask(Math.min(1024, ctx)), backend, opts);
   let training: MemoryPlan | null = null;
   const method = opts.method ?? (ckpt.expansion ? ({ kind: 'blocks' } as const) : null);
   if (method) {
     const seq = Math.min(opts.seq ?? TRAIN_DEFAULTS.seq, ctx);
     training = planCheckpoint(ckpt, trainTask(ckpt, method, opts.batch ?? TRAIN_DEFAULTS.batch, seq), backend, opts);
   }
-  return { path: ckpt.dir, backend, ram_available: inference.ram.available, inference, training };
+  return { path: ckpt.dir, backend, ram_available: inference.ram.available, inference, scoring, training };
 }
 
 /**

@@ -94,8 +94,8 @@ export const JobSpecSchema = z.discriminatedUnion('kind', [
     model: Path,
     format: z.enum(['hf', 'gguf']),
     out: Path.optional(),
-    /** hf: float32, float16, bfloat16; gguf: float32, float16, q8_0, q4_0 (default: the source's precision) */
-    dtype: z.enum(['float32', 'float16', 'bfloat16', 'q8_0', 'q4_0']).optional(),
+    /** hf: float32, float16, bfloat16; gguf: float32, float16, q8_0, q4_0, q4_k_m (default: the source's precision) */
+    dtype: z.enum(['float32', 'float16', 'bfloat16', 'q8_0', 'q4_0', 'q4_k_m']).optional(),
     overwrite: z.boolean().optional(),
   }),
   z.object({

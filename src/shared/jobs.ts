@@ -117,7 +117,7 @@ export const JobRequestSchema = z.discriminatedUnion('kind', [
     model: z.string().min(1),
     format: z.enum(['hf', 'gguf']),
     out: z.string().min(1),
-    dtype: z.enum(['float32', 'float16', 'bfloat16', 'q8_0', 'q4_0']).optional(),
+    dtype: z.enum(['float32', 'float16', 'bfloat16', 'q8_0', 'q4_0', 'q4_k_m']).optional(),
     overwrite: z.boolean().optional(),
   }),
   /** what `blocklab inspect` shows about a checkpoint folder (headers only), away from the caller's event loop */

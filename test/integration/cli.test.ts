@@ -234,10 +234,10 @@ describe('blocklab CLI', () => {
     expect(info.stdout).not.toMatch(/^\s*\{/); // not JSON without --json
   });
 
-  it('export --format gguf --dtype bf16 is refused in one line and writes nothing (GGUF takes f32, f16, q8_0 or q4_0)', async () => {
+  it('export --format gguf --dtype bf16 is refused in one line and writes nothing (GGUF takes f32, f16, q8_0, q4_0 or q4_k_m)', async () => {
     const out = join(root, 'model.gguf');
     const line = expectRefusal(await runCli(['export', base, '--format', 'gguf', '--dtype', 'bf16', '--out', out]), /GGUF/);
-    expect(line).toMatch(/f32, f16, q8_0 or q4_0/);
+    expect(line).toMatch(/f32, f16, q8_0, q4_0 or q4_k_m/);
     expect(await exists(out)).toBe(false);
   });
 

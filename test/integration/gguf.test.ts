@@ -378,7 +378,7 @@ describe('GGUF export: refusals and the CLI', () => {
     expect(stderrLines(window).filter((l) => l.startsWith('warning: '))).toEqual([expect.stringMatching(/^warning: sliding_window 8 is not in the GGUF/)]);
     expect(oneJson<{ warnings: string[] }>(window).warnings).toEqual([expect.stringMatching(/^sliding_window 8 is not in the GGUF/)]);
     expect(oneJson<{ warnings: string[] }>(f16).warnings).toEqual([]);
-    for (const [res, match] of [[again, /already exists.*--overwrite/], [bf16, /bf16 is not supported for GGUF; use f32, f16, q8_0 or q4_0/]] as const) {
+    for (const [res, match] of [[again, /already exists.*--overwrite/], [bf16, /bf16 is not supported for GGUF; use f32, f16, q8_0, q4_0 or q4_k_m/]] as const) {
       expect(res.code).toBe(1);
       expect(stderrLines(res)).toHaveLength(1);
       expect(stderrLines(res)[0]).toMatch(match);

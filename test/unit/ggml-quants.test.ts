@@ -2,12 +2,28 @@
  * ggml's Q8_0 and Q4_0 blocks: bytes of hand-computed blocks (ggml-quants.c's
  * quantize_row_q8_0_ref / quantize_row_q4_0_ref worked through by hand: the rounding rule, the
  * nibble order, the half scale), the quantization error within each format's bound on a large
- * sample, and which tensors of a GGUF file get which type.
+ * sample, and which tensors of a GGUF file get which type. The k-quants (Q4_K, Q6_K) and Q5_0:
+ * hand-built blocks read back by hand, and the bytes ggml's own reference quantizers and
+ * dequantizers produce for a fixed input (see KQUANT_REFERENCE).
  */
+import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { dequantizeQ4_0, dequantizeQ8_0, quantizeQ4_0, quantizeQ8_0, quantScaleFits, QUANT_BLOCK_BYTES } from '../../src/main/engine/ggml-quants.js';
-import { ggufTensorBytes, ggufTensorType, layoutGguf } from '../../src/main/engine/gguf.js';
-import { halfValue } from '../../src/main/engine/dtype.js';
+import {
+  dequantizeQ4_0,
+  dequantizeQ4_K,
+  dequantizeQ5_0,
+  dequantizeQ6_K,
+  dequantizeQ8_0,
+  quantizeQ4_0,
+  quantizeQ4_K,
+  quantizeQ5_0,
+  quantizeQ6_K,
+  quantizeQ8_0,
+  quantScaleFits,
+  QUANT_BLOCK_BYTES,
+} from '../../src/main/engine/ggml-quants.js';
+import { ggufTensorBytes, ggufTensorType, layoutGguf, useMoreBits } from '../../src/main/engine/gguf.js';
+import { halfBits, halfValue } from '../../src/main/engine/dtype.js';
 
 /** 32 values: `head` then zeros */
 const block = (head: number[]) => Float32Array.from({ length: 32 }, (_, j) => head[j] ?? 0);
@@ -159,7 +175,8 @@ describe('which tensors get which type (llama.cpp\'s converter and llama-quantiz
     expect(t('blk.0.attn_q.weight', [64, 64], 'Q8_0')).toEqual({ type: 'Q8_0', fallback: false });
     expect(t('token_embd.weight', [100, 64], 'Q8_0', true)).toEqual({ type: 'Q8_0', fallback: false });
     expect(t('blk.0.ffn_up.weight', [96, 64], 'Q4_0')).toEqual({ type: 'Q4_0', fallback: false });
-    expect(t('output.weight', [100, 64], 'Q4_0')).toEqual({ type: 'Q8_0', fallback: false });
+    expect(t('output.weight', [100, 64], 'Q4_0')).toEqual({ type: 'Q8_0', fallback: false }); // rows of 64: no Q6_K
+    expect(t('output.weight', [100, 512], 'Q4_0')).toEqual({ type: 'Q6_K', fallback: false }); // whole super-blocks: Q6_K
     expect(t('token_embd.weight', [100, 64], 'Q4_0', false)).toEqual({ type: 'Q4_0', fallback: false });
     expect(t('token_embd.weight', [100, 64], 'Q4_0', true)).toEqual({ type: 'Q8_0', fallback: false });
     expect(t('blk.0.ffn_down.weight', [64, 80], 'Q4_0')).toEqual({ type: 'F16', fallback: true }); // ne[0] = 80
@@ -175,5 +192,151 @@ describe('which tensors get which type (llama.cpp\'s converter and llama-quantiz
     const l = layoutGguf([], [{ name: 'a', type: 'Q4_0', shape: [1, 32] }, { name: 'b', type: 'Q8_0', shape: [1, 32] }]);
     expect(l.byteLengths).toEqual([18, 34]);
     expect(l.offsets).toEqual([0, 32]); // 18 bytes padded to the 32-byte alignment
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// k-quants and Q5_0
+
+describe('Q4_K, Q6_K and Q5_0 blocks, read by hand', () => {
+  const half = (bytes: Uint8Array, at: number, v: number) => {
+    const h = halfBits(v);
+    bytes[at] = h & 0xff;
+    bytes[at + 1] = h >> 8;
+  };
+
+  it('Q4_K: d·sc·q − dmin·m per sub-block of 32; 6-bit scales packed across the 12 bytes; values l and l+32 share a byte', () => {
+    const b = new Uint8Array(QUANT_BLOCK_BYTES.Q4_K);
+    half(b, 0, 1); // d
+    half(b, 2, 0.5); // dmin
+    // sub-block 1: sc 3, m 2 (low 6 bits of bytes 4+1 and 4+5); sub-block 4: sc 37 = 0b10_0101, m 19 = 0b01_0011:
+    // their low nibbles in byte 4+8, their top 2 bits in bits 6–7 of bytes 4+0 and 4+4
+    b[4 + 1] = 3;
+    b[4 + 5] = 2;
+    b[4 + 8] = 0x5 | (0x3 << 4);
+    b[4 + 0] = 0b10 << 6;
+    b[4 + 4] = 0b01 << 6;
+    // sub-block 1 is the high nibbles of qs[0..31]; sub-block 4 the low nibbles of qs[64..95]
+    b[16 + 0] = 9 << 4;
+    b[16 + 64] = 7;
+    const x = dequantizeQ4_K(b);
+    expect(x[32]).toBe(1 * 3 * 9 - 0.5 * 2); // 26
+    expect(x[128]).toBe(1 * 37 * 7 - 0.5 * 19); // 249.5
+    expect(x[0]).toBe(0); // sub-block 0: sc 0, m 0 (its top bits are sub-block 4's)
+  });
+
+  it('Q6_K: d·scale·(q − 32) per sub-block of 16; low 4 bits in ql, top 2 in qh, four values to a qh byte', () => {
+    const b = new Uint8Array(QUANT_BLOCK_BYTES.Q6_K);
+    half(b, 208, 0.25); // d
+    b[192 + 2] = 0xfe; // sub-block 2 (values 32..47): scale −2
+    b[192 + 12] = 5; // sub-block 12 (values 192..207): scale 5
+    // value 32: ql[32] low nibble, qh[0] bits 2–3; q = 0x3 | (2 << 4) = 35 → 35 − 32 = 3
+    b[32] = 0x3;
+    b[128 + 0] = 2 << 2;
+    // value 192 = 128 + 64: second half, ql[64 + 0] high nibble, qh[32 + 0] bits 4–5; q = 0xa | (1 << 4) = 26 → −6
+    b[64] = 0xa << 4;
+    b[128 + 32] = 1 << 4;
+    const x = dequantizeQ6_K(b);
+    expect(x[32]).toBe(0.25 * -2 * 3); // −1.5
+    expect(x[192]).toBe(0.25 * 5 * -6); // −7.5
+    expect(x[0]).toBe(-0); // scale 0: 0.25 · 0 · (0 − 32) is −0 in float32, as in C
+  });
+
+  it('Q5_0: the fifth bit of value j in bit j of qh, of value j+16 in bit j+16; x = (q − 16)·d', () => {
+    const q = quantizeQ5_0(Float32Array.from({ length: 32 }, (_, j) => (j === 0 ? -16 : j === 1 ? 15 : j === 16 ? 3 : j === 17 ? -1 : 0)));
+    // max −16 → d = 1; −16 → 0; 15 → trunc(31.5) = 31 (bit 4 set); 3 → 19 (bit 4 set); −1 → 15
+    expect(hex(q.subarray(0, 2))).toBe('00 3c');
+    const qh = q[2] | (q[3] << 8) | (q[4] << 16) | (q[5] << 24);
+    expect(qh).toBe((1 << 1) | (1 << 16) | (0xffff & ~0b11) | ((0xfffc & ~0b10) << 16)); // zeros are 16: bit 4 set everywhere else
+    expect([...dequantizeQ5_0(q).subarray(0, 2)]).toEqual([-16, 15]);
+    expect([...dequantizeQ5_0(q).subarray(16, 18)]).toEqual([3, -1]);
+  });
+});
+
+/**
+ * What ggml-quants.c's own reference code gives for KQUANT_INPUT: its quantize_row_q4_K_ref,
+ * quantize_row_q6_K_ref and quantize_row_q5_0_ref, and the dequantize_row_* of what they wrote, as
+ * fetched from ggml and built with gcc 12.2 -O2 -ffp-contract=off on x86-64 (no fused
+ * multiply-add, as in a build without -march=native): the first 16 hex digits of the SHA-256 of
+ * the blocks, and of the float32 values read back. Ours are transcriptions, in float32 step by
+ * step; a single bit of any scale or quant would change the hash (a transcription that kept the
+ * search's first (max − min) instead of the one each better candidate moves it to differed in
+ * 737 of 1280 Q4_K blocks).
+ */
+const KQUANT_REFERENCE = {
+  Q4_K: { blocks: 'bdb971faddffe433', values: '48ef3447a248ea91' },
+  Q6_K: { blocks: '334ab63a28b942c2', values: 'e2f60d53bf64ff75' },
+  Q5_0: { blocks: '76e35edb19c7cbed', values: 'dd5271dc5d3bf5a4' },
+};
+
+/** 16 super-blocks of seeded Gaussian weights (σ 0.02), and edge cases: zeros, a constant, all positive, an outlier, tiny values, values on a grid (ties) */
+function kquantInput(): Float32Array {
+  let seed = 20261203;
+  const rand = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32;
+  const x = new Float32Array(16 * 256);
+  for (let i = 0; i < x.length; i++) x[i] = Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand()) * 0.02;
+  x.fill(0, 256, 512);
+  x.fill(0.5, 512, 768);
+  for (let i = 768; i < 1024; i++) x[i] = Math.abs(x[i]) + 0.01;
+  x[1100] = 3.5;
+  for (let i = 1280; i < 1536; i++) x[i] *= 1e-6;
+  for (let i = 1536; i < 1792; i++) x[i] = Math.round(x[i] * 200) / 8;
+  return x;
+}
+
+describe("k-quants and Q5_0 as ggml's reference code writes and reads them", () => {
+  const sha = (b: Uint8Array | Float32Array) => createHash('sha256').update(Buffer.from(b.buffer, b.byteOffset, b.byteLength)).digest('hex').slice(0, 16);
+  const x = kquantInput();
+  it.each([
+    ['Q4_K', quantizeQ4_K, dequantizeQ4_K],
+    ['Q6_K', quantizeQ6_K, dequantizeQ6_K],
+    ['Q5_0', quantizeQ5_0, dequantizeQ5_0],
+  ] as const)('%s: the same blocks bit for bit, and the same values read back', (type, quantize, dequantize) => {
+    const q = quantize(x);
+    expect(q.length).toBe((x.length / (type === 'Q5_0' ? 32 : 256)) * QUANT_BLOCK_BYTES[type]);
+    expect(sha(q)).toBe(KQUANT_REFERENCE[type].blocks);
+    const back = dequantize(q);
+    expect(sha(back)).toBe(KQUANT_REFERENCE[type].values);
+    // and they approximate the input: the worst error over the Gaussian super-blocks, within a
+    // fraction of σ (measured: Q4_K 0.0040, Q6_K 0.0010, Q5_0 0.0025; σ 0.02)
+    let worst = 0;
+    for (let i = 2048; i < x.length; i++) worst = Math.max(worst, Math.abs(back[i] - x[i]));
+    expect(worst).toBeLessThan({ Q4_K: 0.005, Q6_K: 0.0015, Q5_0: 0.003 }[type]);
+  });
+
+  it('all-zero super-blocks are zero, and lengths must be whole super-blocks', () => {
+    expect([...dequantizeQ4_K(quantizeQ4_K(new Float32Array(256)))].every((v) => v === 0)).toBe(true);
+    expect([...quantizeQ6_K(new Float32Array(256))].every((b) => b === 0)).toBe(true);
+    expect(() => quantizeQ4_K(new Float32Array(288))).toThrow(/not a whole number of 256-value blocks/);
+  });
+});
+
+describe("Q4_K_M: llama-quantize's choice of type per tensor", () => {
+  it('use_more_bits: the first and last eighth of the layers, and every third one from the first eighth on', () => {
+    // 32 layers: n/8 = 4, 7n/8 = 28; (i − 4) % 3 == 2 → 6, 9, …, 27
+    expect(Array.from({ length: 32 }, (_, i) => i).filter((i) => useMoreBits(i, 32))).toEqual([0, 1, 2, 3, 6, 9, 12, 15, 18, 21, 24, 27, 28, 29, 30, 31]);
+    // 22 layers (TinyLlama): n/8 = 2, 7n/8 = 19
+    expect(Array.from({ length: 22 }, (_, i) => i).filter((i) => useMoreBits(i, 22))).toEqual([0, 1, 4, 7, 10, 13, 16, 19, 20, 21]);
+  });
+
+  it('Q4_K; Q6_K for the output and the picked layers\' attn_v and ffn_down; rows not whole super-blocks fall back to Q5_0 / Q8_0, then F16', () => {
+    const t = (name: string, shape: number[], tied = false) => ggufTensorType(name, shape, 'Q4_K_M', tied, 32);
+    expect(t('blk.5.attn_q.weight', [4096, 4096])).toEqual({ type: 'Q4_K', fallback: false });
+    expect(t('blk.5.attn_v.weight', [1024, 4096])).toEqual({ type: 'Q4_K', fallback: false });
+    expect(t('blk.6.attn_v.weight', [1024, 4096])).toEqual({ type: 'Q6_K', fallback: false });
+    expect(t('blk.31.ffn_down.weight', [4096, 11008])).toEqual({ type: 'Q6_K', fallback: false }); // 11008 = 43 · 256
+    expect(t('blk.31.ffn_up.weight', [11008, 4096])).toEqual({ type: 'Q4_K', fallback: false });
+    expect(t('output.weight', [32000, 4096])).toEqual({ type: 'Q6_K', fallback: false });
+    expect(t('token_embd.weight', [32000, 4096])).toEqual({ type: 'Q4_K', fallback: false });
+    expect(t('token_embd.weight', [32000, 4096], true)).toEqual({ type: 'Q6_K', fallback: false }); // tied: the output
+    expect(t('blk.0.ffn_norm.weight', [4096])).toEqual({ type: 'F32', fallback: false });
+    // Qwen2-0.5B's hidden size 896 = 28 · 32: not whole super-blocks
+    expect(t('blk.5.attn_q.weight', [896, 896])).toEqual({ type: 'Q5_0', fallback: true });
+    expect(t('blk.6.attn_v.weight', [128, 896])).toEqual({ type: 'Q8_0', fallback: true });
+    expect(t('blk.5.attn_q.weight', [80, 80])).toEqual({ type: 'F16', fallback: true });
+    // sizes: 144 bytes a Q4_K super-block, 210 a Q6_K one, 22 a Q5_0 block
+    expect(ggufTensorBytes('Q4_K', [2, 512])).toBe(2 * 2 * 144);
+    expect(ggufTensorBytes('Q6_K', [2, 512])).toBe(2 * 2 * 210);
+    expect(ggufTensorBytes('Q5_0', [2, 64])).toBe(2 * 2 * 22);
   });
 });

@@ -408,7 +408,7 @@ program
   .option(
     '--dtype <dtype>',
     'hf: f32, f16 or bf16 (default: the source dtype, copied bit for bit); ' +
-      'gguf: f32, f16, q8_0 or q4_0 (default: f32 for an F32 checkpoint, exact; f16 for F16 and BF16 ones; norms and biases stay f32)',
+      'gguf: f32, f16, q8_0, q4_0 or q4_k_m (default: f32 for an F32 checkpoint, exact; f16 for F16 and BF16 ones; norms and biases stay f32)',
   )
   .option('--nll-text <file>', 'gguf: the text on which to measure the NLL change of the export (default: the bundled demo\'s held-out text)')
   .option('--no-nll', 'gguf: do not measure the NLL change (it loads the model twice)')
@@ -418,7 +418,7 @@ program
   .action(async (dir: string, o: { format: string; out: string; dtype?: string; nll: boolean; nllText?: string; maxShardSize?: number; overwrite?: boolean }, cmd: Command) => {
     if (o.format === 'gguf') {
       const dtype = o.dtype === undefined ? undefined : parseGgufDtype(o.dtype);
-      if (dtype === null) throw new BlocklabError(`--dtype ${o.dtype} is not supported for GGUF; use f32, f16, q8_0 or q4_0`);
+      if (dtype === null) throw new BlocklabError(`--dtype ${o.dtype} is not supported for GGUF; use f32, f16, q8_0, q4_0 or q4_k_m`);
       if (o.maxShardSize !== undefined) throw new BlocklabError('--max-shard-size applies to --format hf only; a GGUF export is one file');
       if (!o.nll && o.nllText !== undefined) throw new BlocklabError('--nll-text and --no-nll contradict each other; drop one');
       const r = await exportGguf(dir, {

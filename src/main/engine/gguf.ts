@@ -1,7 +1,7 @@
 /**
  * `blocklab export --format gguf`: a checkpoint written as one GGUF v3 file that llama.cpp (and
- * so Ollama, LM Studio, node-llama-cpp) loads, in F32, F16, or quantized to Q8_0 or Q4_0
- * (ggml's 32-value blocks, see ggml-quants.ts).
+ * so Ollama, LM Studio, node-llama-cpp) loads, in F32, F16, or quantized to Q8_0, Q4_0 or
+ * Q4_K_M (ggml's blocks and k-quants, see ggml-quants.ts).
  *
  * File layout (little-endian throughout):
  *   u32 magic "GGUF", u32 version 3, u64 tensor count, u64 key/value count,
@@ -24,10 +24,13 @@
  * - 1-D tensors (norms, biases, rope_freqs) stay F32 in an F16 or quantized file, as the converter
  *   and llama-quantize keep them. In a quantized file a matrix whose rows are not a whole number
  *   of 32-value blocks falls back to F16 (both tools do the same). Q8_0 quantizes every other
- *   matrix, embeddings and output included (convert_hf_to_gguf.py --outtype q8_0). Q4_0 follows
- *   llama-quantize (src/llama-quant.cpp): the output matrix — token_embd when tied, since it is
- *   then the output — gets a better type, Q6_K there when its rows are a multiple of 256, else
- *   Q8_0; we write Q8_0 (we do not implement Q6_K).
+ *   matrix, embeddings and output included (convert_hf_to_gguf.py --outtype q8_0). Q4_0 and
+ *   Q4_K_M follow llama-quantize without an importance matrix (src/llama-quant.cpp,
+ *   llama_tensor_get_type): the output matrix — token_embd when tied, since it is then the
+ *   output — gets Q6_K (Q8_0 when its rows are not whole 256-value super-blocks); in Q4_K_M the
+ *   rest is Q4_K except attn_v and ffn_down in the layers use_more_bits picks (the first and last
+ *   eighth, and every third between), which get Q6_K; a k-quant matrix whose rows are not whole
+ *   super-blocks falls back as llama-quantize does: Q4_K → Q5_0, Q6_K → Q8_0 (then F16).
  * - The tokenizer goes in `tokenizer.ggml.*`: `gpt2` (byte-level BPE with merges and a named
  *   pre-tokenizer) or `llama` (SentencePiece-style BPE with byte fallback, scored pieces).
  *
@@ -42,7 +45,7 @@ import type { Checkpoint } from './checkpoint.js';
 import type { ModelConfig } from './config.js';
 import { fromFloat32, toFloat32, type DType } from './dtype.js';
 import { BlocklabError } from './errors.js';
-import { dequantizeBlocks, QK, QUANT_BLOCK_BYTES, quantizeBlocks, quantScaleFits, type GgmlQuantType } from './ggml-quants.js';
+import { dequantizeBlocks, QK, QUANT_BLOCK_BYTES, QUANT_BLOCK_VALUES, quantizeBlocks, quantScaleFits, type GgmlQuantType } from './ggml-quants.js';
 import { readTensorBytes, readTensorFloat32, type TensorInfo } from './safetensors.js';
 import { HfTokenizer } from './tokenizer.js';
 import { parseDtypeOption } from './write-checkpoint.js';
@@ -72,21 +75,24 @@ export const GGUF_TYPE = {
 } as const;
 
 /** ggml_type of the tensors this writer produces (ggml.h). */
-export const GGML_TYPE = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 8 } as const;
+export const GGML_TYPE = { F32: 0, F16: 1, Q4_0: 2, Q5_0: 6, Q8_0: 8, Q4_K: 12, Q6_K: 14 } as const;
 export type GgmlTypeName = keyof typeof GGML_TYPE;
 
+/** What a GGUF file is exported as (`--dtype`): a tensor type, or a mix of them (Q4_K_M). */
+export type GgufFileType = 'F32' | 'F16' | 'Q8_0' | 'Q4_0' | 'Q4_K_M';
+
+const isQuantized = (t: GgmlTypeName): t is GgmlQuantType => t in QUANT_BLOCK_BYTES;
+
 /** values per block and bytes per block of each type (ggml.c's type_traits blck_size, type_size) */
-const GGML_BLOCK: Record<GgmlTypeName, { values: number; bytes: number }> = {
-  F32: { values: 1, bytes: 4 },
-  F16: { values: 1, bytes: 2 },
-  Q4_0: { values: QK, bytes: QUANT_BLOCK_BYTES.Q4_0 },
-  Q8_0: { values: QK, bytes: QUANT_BLOCK_BYTES.Q8_0 },
-};
+const GGML_BLOCK: Record<GgmlTypeName, { values: number; bytes: number }> = Object.fromEntries(
+  (Object.keys(GGML_TYPE) as GgmlTypeName[]).map((t) => [
+    t,
+    isQuantized(t) ? { values: QUANT_BLOCK_VALUES[t], bytes: QUANT_BLOCK_BYTES[t] } : { values: 1, bytes: t === 'F32' ? 4 : 2 },
+  ]),
+) as Record<GgmlTypeName, { values: number; bytes: number }>;
 
-const isQuantized = (t: GgmlTypeName): t is GgmlQuantType => t === 'Q8_0' || t === 'Q4_0';
-
-/** llama_ftype (llama.h), written as general.file_type: ALL_F32, MOSTLY_F16, MOSTLY_Q4_0, MOSTLY_Q8_0. */
-export const LLAMA_FTYPE: Record<GgmlTypeName, number> = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 7 };
+/** llama_ftype (llama.h), written as general.file_type: ALL_F32, MOSTLY_F16, MOSTLY_Q4_0, MOSTLY_Q8_0, MOSTLY_Q4_K_M. */
+export const LLAMA_FTYPE: Record<GgufFileType, number> = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 7, Q4_K_M: 15 };
 
 /** llama.cpp's token types (tokenizer.ggml.token_type). */
 export const TOKEN_TYPE = { NORMAL: 1, UNKNOWN: 2, CONTROL: 3, USER_DEFINED: 4, UNUSED: 5, BYTE: 6 } as const;
@@ -502,17 +508,33 @@ export function ggufTensorName(hf: string): string {
 /** The largest float32 that rounds to a finite half (65504 is the largest half; 65520 rounds to inf). */
 const HALF_OVERFLOW = 65520;
 
+/** llama-quantize's use_more_bits: the first and last eighth of the layers, and every third one between. */
+export function useMoreBits(layer: number, layers: number): boolean {
+  const eighth = Math.floor(layers / 8);
+  return layer < eighth || layer >= Math.floor((7 * layers) / 8) || (layer - eighth) % 3 === 2;
+}
+
 /**
  * The ggml type of one weight in a file of `fileType` (see the file comment): 1-D tensors F32;
- * in a quantized file, matrices whose rows are not whole 32-value blocks F16 (`fallback`), and
- * in a Q4_0 file the output matrix (token_embd when `tied`) Q8_0.
+ * in a Q4_0 file the output matrix (token_embd when `tied`) Q6_K; in a Q4_K_M file Q4_K, and Q6_K
+ * for the output and the attn_v / ffn_down of the layers useMoreBits picks (`layers` of them);
+ * a matrix whose rows are not whole blocks of its type falls back (`fallback`): Q4_K → Q5_0,
+ * Q6_K → Q8_0, anything else (or rows not whole 32-value blocks either) → F16.
  */
-export function ggufTensorType(name: string, shape: number[], fileType: GgmlTypeName, tied: boolean): { type: GgmlTypeName; fallback: boolean } {
+export function ggufTensorType(name: string, shape: number[], fileType: GgufFileType, tied: boolean, layers = 0): { type: GgmlTypeName; fallback: boolean } {
   if (shape.length === 1) return { type: 'F32', fallback: false };
-  if (!isQuantized(fileType)) return { type: fileType, fallback: false };
-  if (shape[shape.length - 1] % QK !== 0) return { type: 'F16', fallback: true };
+  if (fileType === 'F32' || fileType === 'F16') return { type: fileType, fallback: false };
   const isOutput = name === 'output.weight' || (tied && name === 'token_embd.weight');
-  return { type: fileType === 'Q4_0' && isOutput ? 'Q8_0' : fileType, fallback: false };
+  let type: GgmlQuantType = fileType === 'Q4_K_M' ? 'Q4_K' : fileType;
+  if (isOutput && fileType !== 'Q8_0') type = 'Q6_K';
+  const layer = /^blk\.(\d+)\.(attn_v|ffn_down)\.weight$/.exec(name);
+  if (fileType === 'Q4_K_M' && layer && useMoreBits(Number(layer[1]), layers)) type = 'Q6_K';
+  const row = shape[shape.length - 1];
+  if (row % QUANT_BLOCK_VALUES[type] === 0) return { type, fallback: false };
+  const instead: GgmlTypeName = type === 'Q4_K' ? 'Q5_0' : type === 'Q6_K' ? 'Q8_0' : 'F16';
+  // the output of a Q4_0 file: Q8_0 as llama-quantize picks when it cannot be Q6_K (not a fallback of the file's type)
+  if (isOutput && fileType === 'Q4_0' && row % QK === 0) return { type: 'Q8_0', fallback: false };
+  return { type: instead !== 'F16' && row % QK === 0 ? instead : 'F16', fallback: true };
 }
 
 interface PlannedWeight {
@@ -808,7 +830,7 @@ function sentencePieceSpacing(tj: Json, file: string): boolean {
 
 export interface GgufExportPlan {
   architecture: GgufArchitecture;
-  dtype: GgmlTypeName;
+  dtype: GgufFileType;
   kvs: GgufKv[];
   tensors: GgufTensor[];
   tokenizer: { model: string; pre: string };
@@ -825,12 +847,12 @@ export interface GgufExportPlan {
 }
 
 /** The default GGUF dtype: F32 for an F32 checkpoint (exact), F16 for F16 and BF16 ones. */
-export function defaultGgufDtype(source: DType): GgmlTypeName {
+export function defaultGgufDtype(source: DType): GgufFileType {
   return source === 'F32' ? 'F32' : 'F16';
 }
 
 /** Everything that goes into the GGUF file of a checkpoint, with tensor data still unread. */
-export async function planGgufExport(ckpt: Checkpoint, opts: { dtype?: GgmlTypeName; name?: string } = {}): Promise<GgufExportPlan> {
+export async function planGgufExport(ckpt: Checkpoint, opts: { dtype?: GgufFileType; name?: string } = {}): Promise<GgufExportPlan> {
   const c = ckpt.config;
   const arch = ggufArchitecture(c);
   const dtype = opts.dtype ?? defaultGgufDtype(ckpt.dtype);
@@ -868,7 +890,7 @@ export async function planGgufExport(ckpt: Checkpoint, opts: { dtype?: GgmlTypeN
 
   const tensors: GgufTensor[] = [];
   const asWritten = new Map<string, () => Promise<Float32Array>>();
-  const fallbacks: string[] = [];
+  const fallbacks: { hf: string; type: GgmlTypeName }[] = [];
   const info = (hf: string): TensorInfo => {
     const t = ckpt.tensors.get(hf);
     if (!t) throw new BlocklabError(`tensor ${hf} is missing`, { file: ckpt.dir });
@@ -880,8 +902,8 @@ export async function planGgufExport(ckpt: Checkpoint, opts: { dtype?: GgmlTypeN
     if (permuteQK && /\.self_attn\.q_proj\.(weight|bias)$/.test(hf)) permute = { heads: c.numHeads };
     if (permuteQK && /\.self_attn\.k_proj\.(weight|bias)$/.test(hf)) permute = { heads: c.numKvHeads };
     const source = info(hf);
-    const { type, fallback } = ggufTensorType(ggufTensorName(hf), source.shape, dtype, c.tieWordEmbeddings);
-    if (fallback) fallbacks.push(hf);
+    const { type, fallback } = ggufTensorType(ggufTensorName(hf), source.shape, dtype, c.tieWordEmbeddings, c.numLayers);
+    if (fallback) fallbacks.push({ hf, type });
     const w = weightTensor(hf, source, type, permute);
     tensors.push(w.tensor);
     asWritten.set(hf, w.asWritten);
@@ -909,8 +931,13 @@ export async function planGgufExport(ckpt: Checkpoint, opts: { dtype?: GgmlTypeN
   add('model.norm.weight');
   if (!c.tieWordEmbeddings) add('lm_head.weight');
   if (fallbacks.length) {
+    const types = [...new Set(fallbacks.map((f) => f.type))].sort().join(' / ');
+    const blocks = dtype === 'Q4_K_M' ? `whole ${QUANT_BLOCK_VALUES.Q4_K}-value super-blocks` : `a multiple of ${QK} values`;
     warnings.push(
-      `${fallbacks.length} matri${fallbacks.length === 1 ? 'x is' : 'ces are'} F16, not ${dtype}: ${dtype} needs rows of a multiple of ${QK} values (as llama.cpp's tools do, they fall back to F16): ${fallbacks.slice(0, 4).join(', ')}${fallbacks.length > 4 ? ', …' : ''}`,
+      `${fallbacks.length} matri${fallbacks.length === 1 ? 'x is' : 'ces are'} ${types}, not ${dtype}'s type: ${dtype} needs rows of ${blocks} (as llama.cpp's tools do, they fall back): ${fallbacks
+        .slice(0, 4)
+        .map((f) => f.hf)
+        .join(', ')}${fallbacks.length > 4 ? ', …' : ''}`,
     );
   }
   const tensorTypes: Partial<Record<GgmlTypeName, number>> = {};
@@ -921,7 +948,7 @@ export async function planGgufExport(ckpt: Checkpoint, opts: { dtype?: GgmlTypeN
 export interface GgufExportResult {
   out: string;
   format: 'gguf';
-  dtype: GgmlTypeName;
+  dtype: GgufFileType;
   bytes: number;
   tensors: number;
   architecture: GgufArchitecture;
@@ -933,7 +960,7 @@ export interface GgufExportResult {
 /** Writes a checkpoint as one GGUF file at `out` (atomically; see writeGguf). `plan` is planGgufExport's, made here when not given. */
 export async function exportCheckpointGguf(
   ckpt: Checkpoint,
-  opts: { out: string; dtype?: GgmlTypeName; overwrite?: boolean; name?: string; plan?: GgufExportPlan; onTensor?: (index: number, total: number, name: string) => void },
+  opts: { out: string; dtype?: GgufFileType; overwrite?: boolean; name?: string; plan?: GgufExportPlan; onTensor?: (index: number, total: number, name: string) => void },
 ): Promise<GgufExportResult> {
   const plan = opts.plan ?? (await planGgufExport(ckpt, { dtype: opts.dtype, name: opts.name }));
   const { bytes } = await writeGguf(opts.out, plan.kvs, plan.tensors, {
@@ -953,12 +980,13 @@ export async function exportCheckpointGguf(
   };
 }
 
-/** `--dtype` of a GGUF export: f32, f16, q8_0, q4_0 (case-insensitive; float32 and float16 too), or null. */
-export function parseGgufDtype(text: string): GgmlTypeName | null {
+/** `--dtype` of a GGUF export: f32, f16, q8_0, q4_0, q4_k_m (case-insensitive; float32 and float16 too), or null. */
+export function parseGgufDtype(text: string): GgufFileType | null {
   const float = parseDtypeOption(text);
   if (float === 'F32' || float === 'F16') return float;
   const t = text.toLowerCase();
   if (t === 'q8_0') return 'Q8_0';
   if (t === 'q4_0') return 'Q4_0';
+  if (t === 'q4_k_m') return 'Q4_K_M';
   return null;
 }

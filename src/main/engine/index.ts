@@ -10,7 +10,7 @@ import { parameterCount } from './config.js';
 import { BlocklabError } from './errors.js';
 import { expandCheckpoint, fallbackProbeIds, type ExpandResult } from './expand.js';
 import { exportHf } from './export.js';
-import { exportCheckpointGguf, planGgufExport, type GgmlTypeName, type GgufExportResult } from './gguf.js';
+import { exportCheckpointGguf, planGgufExport, type GgufExportResult, type GgufFileType } from './gguf.js';
 import { defaultNllProbe, measureGgufNll, nllMemoryProblem, nllProbeFromFile, type GgufNllChange } from './gguf-nll.js';
 import { generate, type GenerateOptions, type GenerateResult } from './generate.js';
 import { LlamaModel, tokenNll } from './model.js';
@@ -241,7 +241,7 @@ export async function exportModel(dir: string, opts: Parameters<typeof exportHf>
 
 export interface GgufExportOptions {
   out: string;
-  dtype?: GgmlTypeName;
+  dtype?: GgufFileType;
   overwrite?: boolean;
   name?: string;
   /** measure the NLL change (default: for every dtype but F32, whose weights are the checkpoint's exactly) */
@@ -254,7 +254,7 @@ export interface GgufExportOptions {
 }
 
 /**
- * `blocklab export --format gguf`: one GGUF v3 file for llama.cpp (F32, F16, Q8_0 or Q4_0; see
+ * `blocklab export --format gguf`: one GGUF v3 file for llama.cpp (F32, F16, Q8_0, Q4_0 or Q4_K_M; see
  * gguf.ts), with the NLL change its rounding causes on a probe text (gguf-nll.ts). The file is
  * the product: if the measurement fails afterwards (a model too large to score here), the
  * export stands and says so in its warnings.

@@ -173,7 +173,7 @@ async function runExport(r: Extract<JobRequest, { kind: 'export' }>): Promise<Re
   const { BlocklabError, exportModel, exportGguf, parseDtypeOption, parseGgufDtype } = await import('../engine/index.js');
   if (r.format === 'gguf') {
     const dtype = r.dtype ? parseGgufDtype(r.dtype) : undefined;
-    if (dtype === null) throw new BlocklabError(`${r.dtype} is not a GGUF type; choose float32, float16, q8_0 or q4_0`);
+    if (dtype === null) throw new BlocklabError(`${r.dtype} is not a GGUF type; choose float32, float16, q8_0, q4_0 or q4_k_m`);
     let scored = 0;
     const g = await exportGguf(r.model, {
       out: r.out,

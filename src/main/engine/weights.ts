@@ -4,8 +4,8 @@
  * only through this interface, so that a backend whose memory is smaller than the model (the
  * 4 GB wasm heap; a GPU's memory) streams the model through it, one block at a time.
  *
- * The interface (a GPU store implements the same: its 'device' residency is a GPU buffer, f16
- * where the adapter has shader-f16, widened to float32 by a shader when a block is leased):
+ * The interface (the same on every backend; on WebGPU 'device' is a float32 GPU buffer and
+ * 'packed' the stored 16-bit values in one, widened by the engine's shaders — no shader-f16 needed):
  *
  *   store.block(i)              → BlockLease { weights, layout, release() }: block i's float32
  *                                 tensors on the backend. `layout` says how linears are laid out:

@@ -36,7 +36,7 @@ import { initBackend, loadModel, scoreIds, tf, type Checkpoint } from '../src/ma
 import { parseHfConfig, type ModelConfig } from '../src/main/engine/config.js';
 import { generate } from '../src/main/engine/generate.js';
 import { LlamaModel, type BlockWeights } from '../src/main/engine/model.js';
-import { WeightStore, type PackedBlock, type PackedTable } from '../src/main/engine/weights.js';
+import { backendMemoryBytes, WeightStore, type PackedBlock, type PackedTable } from '../src/main/engine/weights.js';
 import { fromFloat32 } from '../src/main/engine/dtype.js';
 import { packHalfWords, uploadPacked } from '../src/main/engine/webgpu-kernels.js';
 import { fillNormal, randomIds, seededRandom } from '../src/main/engine/random.js';
@@ -156,12 +156,6 @@ function smiProcessBytes(): number | null {
     if (Number(pid) === process.pid) return Number(mib) * 2 ** 20;
   }
   return null;
-}
-
-/** tfjs-webgpu's buffer pool: bytes in live tensors, and all it holds (a high-water mark: it never frees). */
-function tfjsGpuBytes(): { in_use: number; allocated: number } {
-  const m = tf.memory() as { numBytesInGPU?: number; numBytesInGPUAllocated?: number; numBytesAllocatedInGPU?: number };
-  return { in_use: m.numBytesInGPU ?? 0, allocated: m.numBytesAllocatedInGPU ?? m.numBytesInGPUAllocated ?? 0 };
 }
 
 // ------------------------------------------------------------------------------------ 1. adapter
@@ -338,7 +332,7 @@ async function stepPhase(key: 'tinyllama' | 'llama7b'): Promise<void> {
           const r = await stepper.step(i);
           losses.push(r.loss);
           if (i >= shape.warmup) times.push(r.seconds);
-          peakAllocated = Math.max(peakAllocated, tfjsGpuBytes().allocated);
+          peakAllocated = Math.max(peakAllocated, backendMemoryBytes());
           const smi = smiProcessBytes();
           if (smi !== null) peakSmi = Math.max(peakSmi ?? 0, smi);
           log(`${label}: step ${i + 1}/${shape.warmup + shape.steps} ${r.seconds.toFixed(2)} s, loss ${r.loss.toFixed(3)}`);

@@ -388,6 +388,9 @@ export class LlamaModel {
     const windowMask = c.slidingWindow !== null ? attentionMask(T, S, c.slidingWindow) : fullMask;
     const ks: tf.Tensor4D[] = [];
     const vs: tf.Tensor4D[] = [];
+    // a few tokens (decoding) from a packed block: its linears multiplied from their 16-bit words,
+    // without widening them (packedMatVec16 has no gradient, and the hooks are training's)
+    const packedLinears = B * T <= MATVEC_MAX_ROWS && !this.hooks.linear && !recordingGradients();
     for (let i = 0; i < c.numLayers; i++) {
       const mask = c.slidingWindow !== null && i >= c.slidingWindowFromLayer ? windowMask : fullMask;
       const pastK = cache?.k[i] ?? null;
@@ -407,9 +410,6 @@ export class LlamaModel {
         continue;
       }
       const xIn = x;
-      // a few tokens (decoding) from a packed block: its linears multiplied from their 16-bit
-      // words, without widening them (packedMatVec16 has no gradient, and the hooks are training's)
-      const packedLinears = B * T <= MATVEC_MAX_ROWS && !this.hooks.linear && !recordingGradients();
       const run = () => {
         const lease = this.store.block(i, { packedLinears });
         try {

@@ -591,21 +591,18 @@ export class WeightStore {
     this.check();
     if (this.headDevice && this.purpose === 'infer') return tf.matMul(x, this.headDevice);
     const table = this.headParts ?? (this.config.tieWordEmbeddings ? this.embedParts : null);
+    const parts: Tensor[] = [];
     if (table?.half && x.shape[0] <= MATVEC_MAX_ROWS && !recordingGradients()) {
       // decoding from a packed head: each block of rows multiplied from its words
-      const parts = table.parts.map((p) => packedMatVec16(x, p, table.half!));
-      if (parts.length === 1) return parts[0];
-      const out = tf.concat(parts, 1) as tf.Tensor2D;
-      tf.dispose(parts);
-      return out;
-    }
-    const V = this.config.vocabSize;
-    const step = this.headChunkRows();
-    const parts: Tensor[] = [];
-    for (let v0 = 0; v0 < V; v0 += step) {
-      const rows = this.headRows(v0, Math.min(V, v0 + step));
-      parts.push(linearOI(x, rows));
-      this.releaseHeadRows(rows);
+      for (const p of table.parts) parts.push(packedMatVec16(x, p, table.half));
+    } else {
+      const V = this.config.vocabSize;
+      const step = this.headChunkRows();
+      for (let v0 = 0; v0 < V; v0 += step) {
+        const rows = this.headRows(v0, Math.min(V, v0 + step));
+        parts.push(linearOI(x, rows));
+        this.releaseHeadRows(rows);
+      }
     }
     if (parts.length === 1) return parts[0] as tf.Tensor2D;
     const out = tf.concat(parts, 1) as tf.Tensor2D;
@@ -753,7 +750,7 @@ interface RowTable {
 async function readRowTable(info: TensorInfo, maxBytes: number | null, packed: boolean): Promise<RowTable> {
   const [V, D] = info.shape;
   const half = packed && info.dtype !== 'F32' ? (info.dtype as Half) : null;
-  if (half && !canWidenOnBackend()) throw new Error(`the 'packed' residency needs the webgpu backend's Widen16 kernel; the active backend is ${tf.getBackend()}`);
+  if (half) requireWidenOnBackend();
   if (half && D % 2 !== 0) throw new Error(`${info.name}: a packed table needs rows of whole 32-bit words; its rows have ${D} values (the plan keeps it float32)`);
   const valueBytes = half ? 2 : 4;
   const rowsPer = maxBytes === null ? V : Math.max(1, Math.floor(maxBytes / (valueBytes * D)));
@@ -873,6 +870,11 @@ function packedLinearsHalf(stored: Map<keyof BlockWeights, StoredTensor>): Half 
   return half;
 }
 
+/** The 'packed' residency needs the engine's kernels (webgpu); a plan that packs elsewhere is a bug. */
+function requireWidenOnBackend(): void {
+  if (!canWidenOnBackend()) throw new Error(`the 'packed' residency needs the webgpu backend's Widen16 kernels; the active backend is ${tf.getBackend()}`);
+}
+
 /** Frees a streamed block's GPU copies ('packed'). */
 function disposeStored(m: Map<keyof BlockWeights, StoredTensor> | null): void {
   if (m) for (const s of m.values()) s.gpu?.dispose();
@@ -884,7 +886,7 @@ function disposeStored(m: Map<keyof BlockWeights, StoredTensor> | null): void {
  * nothing of it stays in RAM.
  */
 async function packedOnDevice(info: TensorInfo): Promise<StoredTensor> {
-  if (!canWidenOnBackend()) throw new Error(`the 'packed' residency needs the webgpu backend's Widen16 kernel; the active backend is ${tf.getBackend()}`);
+  requireWidenOnBackend();
   const bytes = new Uint8Array(info.byteLength);
   await readAll(info, bytes);
   const gpu = info.dtype === 'F32' ? newFloat32Tensor(info.shape, (out) => widenInto(bytes, 'F32', out)) : uploadPacked(bytes);
